@@ -1,0 +1,1 @@
+"""INT8 calibration: data sources, activation ranges, Q/DQ placement for TensorRT, calibration caches."""

@@ -1,0 +1,106 @@
+// dnx_runtime: load a densenet-deploy artifact (.onnx or TensorRT .plan) and classify images with it.
+//
+// The artifact describes itself (ONNX metadata_props `dnx.*`, or the plan's `<plan>.json` sidecar), so
+// the caller never repeats the input size, normalisation or labels:
+//
+//   auto model = dnx::Model::open("model.onnx");
+//   dnx::Tensor batch = model.preprocess(dnx::load_image("cat.png"));
+//   dnx::Tensor logits = model.infer(batch);              // shape {N, num_classes}
+//   for (const auto& p : model.topk(logits, 0, 5)) ...     // row 0, best 5
+//
+// Every failure is a dnx::Error (a std::runtime_error) with a one-line message.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace dnx {
+
+// One-line, user-facing error: bad input, unreadable or incompatible model, backend failure.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A dense float32 tensor, row-major (NCHW for images).
+struct Tensor {
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+
+  int64_t dim(size_t i) const { return shape.at(i); }
+  size_t numel() const;
+};
+
+// A decoded 8-bit image, interleaved (HWC) with `channels` = 1 (gray) or 3 (RGB).
+struct Image {
+  int width = 0, height = 0, channels = 0;
+  std::vector<uint8_t> pixels;
+};
+
+// What the artifact says about itself (the `dnx.*` metadata keys).
+struct ModelInfo {
+  std::string model;                  // dnx.model
+  int64_t num_classes = 0;            // dnx.num_classes
+  int64_t channels = 0, height = 0, width = 0;  // dnx.input_size = [C, H, W]
+  std::vector<float> mean, std;       // dnx.mean / dnx.std, one per channel
+  std::vector<std::string> labels;    // dnx.labels (may be empty)
+  std::string input_name = "input";   // dnx.input_name
+  std::string output_name = "logits"; // dnx.output_name
+  std::string layout = "NCHW";        // dnx.layout
+  int64_t batch = 0;                  // dnx.batch: 0 = dynamic, else the fixed batch size
+  std::string precision = "fp32";     // dnx.precision
+  bool softmax = false;               // dnx.softmax: outputs are probabilities, not logits
+};
+
+struct Prediction {
+  int64_t index;
+  float score;
+  std::string label;  // empty when the model has no labels
+};
+
+class Backend;  // implementation detail (ONNX Runtime or TensorRT)
+
+class Model {
+ public:
+  // Open an artifact; the backend follows the extension: .onnx -> ONNX Runtime, .plan/.engine ->
+  // TensorRT (only in builds with DNX_WITH_TENSORRT).
+  static Model open(const std::string& path);
+
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  ~Model();
+
+  const ModelInfo& info() const { return info_; }
+  const std::string& path() const { return path_; }
+  std::string backend() const;  // "onnxruntime" or "tensorrt"
+
+  // Resize (bilinear, like PIL's Image.resize) to the model's H x W, convert to gray/RGB to match C,
+  // scale to [0, 1] and normalise with mean/std: a {1, C, H, W} tensor.
+  Tensor preprocess(const Image& image) const;
+
+  // Run a {N, C, H, W} (or {C, H, W}) float32 batch; returns {N, num_classes} logits. Batches larger
+  // than a fixed-batch model or a TensorRT profile allows are split.
+  Tensor infer(const Tensor& batch);
+
+  // The k best classes of row `row` of a {N, num_classes} output, best first.
+  std::vector<Prediction> topk(const Tensor& logits, int64_t row, int k) const;
+
+ private:
+  Model(std::string path, ModelInfo info, std::unique_ptr<Backend> backend);
+  void check_input(const Tensor& batch) const;
+
+  std::string path_;
+  ModelInfo info_;
+  std::unique_ptr<Backend> backend_;
+};
+
+// Decode a PNG / JPEG / PPM / PGM / BMP file (stb_image).
+Image load_image(const std::string& path);
+
+// Read a little-endian float32 .npy file (C order) of shape (N, C, H, W) or (C, H, W).
+Tensor load_npy(const std::string& path);
+
+}  // namespace dnx

@@ -1,0 +1,1 @@
+"""One module per `dnx` command, each exposing `command`; heavy imports stay inside the functions."""

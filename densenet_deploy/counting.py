@@ -1,0 +1,27 @@
+"""Parameters and multiply-accumulates (what the paper calls FLOPs), counted by PyTorch itself."""
+
+from __future__ import annotations
+
+
+def count_params(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def count_macs(model, input_size: tuple[int, int, int], batch: int = 1) -> int:
+    """MACs of one forward pass at `input_size` (C, H, W), per image, via torch.utils.flop_counter.
+
+    The counter reports FLOPs = 2 x MACs for convolutions and matrix products; BN, ReLU, pooling and
+    concatenation are not counted, which matches how the paper and torchvision count.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    x = torch.zeros((batch, *input_size))
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops() // 2 // batch)

@@ -1,0 +1,62 @@
+"""Describe a model: measured params and MACs beside the paper's figures."""
+
+from __future__ import annotations
+
+from .paper import params_match_rounding, paper_entry
+
+
+def describe(model: str, weights: str | None = None, input_size: int | None = None,
+             num_classes: int | None = None) -> dict:
+    """Dispatch on what MODEL is: an exported artifact (counted from its graph) or a zoo name/checkpoint."""
+    if model.endswith(".onnx"):
+        from .onnx_info import describe_onnx  # added by the export step
+
+        return describe_onnx(model)
+    return describe_zoo_model(model, weights=weights, input_size=input_size, num_classes=num_classes)
+
+
+def describe_zoo_model(model: str, weights: str | None = None, input_size: int | None = None,
+                       num_classes: int | None = None) -> dict:
+    """params/MACs of a zoo name or checkpoint at its input size, with the paper's values and ratios."""
+    from .counting import count_macs, count_params
+    from .models.loading import load_model
+
+    loaded = load_model(model, weights=weights, num_classes=num_classes, input_size=input_size)
+    params = count_params(loaded.model)
+    macs = count_macs(loaded.model, loaded.input_size)
+    result = {
+        "model": loaded.name,
+        "source": loaded.source,
+        "params": params,
+        "macs": macs,
+        "input_size": list(loaded.input_size),
+        "num_classes": loaded.config["num_classes"],
+        "paper": paper_figures(loaded.name, params, macs,
+                               default_classes=loaded.config["num_classes"] == _default_classes(loaded.name)),
+    }
+    return result
+
+
+def _default_classes(name: str) -> int:
+    from .models import get_spec
+
+    return get_spec(name).num_classes
+
+
+def paper_figures(name: str, params: int, macs: int, default_classes: bool = True) -> dict:
+    """The paper's numbers for `name` and how the measured ones compare (ratios, rounding match)."""
+    entry = paper_entry(name)
+    if entry is None:
+        return {}
+    out = entry.as_dict()
+    out["macs"] = int(entry.macs_g * 1e9) if entry.macs_g else None
+    out["params"] = entry.params if entry.params is not None else (
+        int(entry.params_m * 1e6) if entry.params_m is not None else None)
+    out["top1_error"] = entry.top1_error
+    if out["params"]:
+        out["params_ratio"] = round(params / out["params"], 4)
+    if out["macs"]:
+        out["macs_ratio"] = round(macs / out["macs"], 4)
+    # The paper's figures are for its class count (1000 ImageNet, 10 CIFAR); another head changes params.
+    out["params_match"] = params_match_rounding(params, entry) if default_classes else None
+    return out

@@ -1,0 +1,58 @@
+"""Atomic file writes: a failed step never leaves a partial output behind."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+
+from .errors import DnxError
+
+
+def check_output_path(path) -> str:
+    """Fail early (one line) when `path` cannot become an output file."""
+    path = os.fspath(path)
+    if not path:
+        raise DnxError("output path is empty")
+    if os.path.isdir(path):
+        raise DnxError(f"output path {path} is a directory; give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise DnxError(f"cannot write {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise DnxError(f"cannot write {path}: directory {parent} is not writable")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path, suffix: str = ""):
+    """Yield a temp path in the target's directory; rename it over `path` only if the block succeeds."""
+    path = check_output_path(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".dnx-", suffix=suffix or os.path.splitext(path)[1], dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+
+def atomic_write_text(path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

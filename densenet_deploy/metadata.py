@@ -1,0 +1,145 @@
+"""The description every artifact carries: ONNX metadata_props and the JSON sidecar of other formats.
+
+All values are stored as strings under keys starting with ``dnx.``; structured values are JSON.
+The C++ runtime and the Triton exporter read the same keys, so the set below is a public contract.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+
+from .constants import INPUT_NAME, LAYOUT, OUTPUT_NAME
+from .errors import ArtifactError
+
+PREFIX = "dnx."
+FORMAT_VERSION = "1"
+SIDECAR_SUFFIX = ".json"
+
+
+@dataclass
+class ArtifactMeta:
+    """What an artifact says about itself; the fields map 1:1 onto ``dnx.<field>`` metadata keys."""
+
+    model: str
+    num_classes: int
+    input_size: tuple[int, int, int]  # C, H, W
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    model_config: dict = field(default_factory=dict)
+    labels: list[str] | None = None
+    input_name: str = INPUT_NAME
+    output_name: str = OUTPUT_NAME
+    layout: str = LAYOUT
+    batch: int | None = None  # None: dynamic batch axis
+    precision: str = "fp32"
+    softmax: bool = False
+    weights_sha256: str = ""
+    versions: dict = field(default_factory=dict)
+    calibration: dict | None = None
+    extra: dict = field(default_factory=dict)
+    format_version: str = FORMAT_VERSION
+
+    # --- string map (ONNX metadata_props / sidecar "metadata") -----------------------------
+    def to_props(self) -> dict[str, str]:
+        props = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            props[PREFIX + f.name] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        return props
+
+    @classmethod
+    def from_props(cls, props: dict[str, str], source: str = "artifact") -> "ArtifactMeta":
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        values = {}
+        for key, raw in props.items():
+            if not key.startswith(PREFIX):
+                continue
+            name = key[len(PREFIX):]
+            if name not in known:
+                continue
+            if known[name].type == "str":
+                values[name] = raw
+            else:
+                try:
+                    values[name] = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    raise ArtifactError(f"{source}: metadata {key} is not valid JSON: {raw[:60]!r}") from exc
+        missing = [n for n in ("model", "num_classes", "input_size", "mean", "std") if n not in values]
+        if missing:
+            raise ArtifactError(
+                f"{source} has no dnx metadata ({', '.join(PREFIX + m for m in missing)} missing); "
+                "export it with `dnx export` so later steps know its input size and normalisation"
+            )
+        values["input_size"] = tuple(int(v) for v in values["input_size"])
+        values["mean"] = tuple(float(v) for v in values["mean"])
+        values["std"] = tuple(float(v) for v in values["std"])
+        return cls(**values)
+
+    def replace(self, **changes) -> "ArtifactMeta":
+        return dataclasses.replace(self, **changes)
+
+
+# --- ONNX --------------------------------------------------------------------------------------
+def write_onnx_meta(model_proto, meta: ArtifactMeta) -> None:
+    """Replace the dnx.* metadata_props of an in-memory ONNX ModelProto (other keys are kept)."""
+    keep = [(p.key, p.value) for p in model_proto.metadata_props if not p.key.startswith(PREFIX)]
+    del model_proto.metadata_props[:]
+    for key, value in keep + sorted(meta.to_props().items()):
+        entry = model_proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def read_onnx_meta(model_or_path) -> ArtifactMeta:
+    """Read ArtifactMeta from an ONNX ModelProto or path (without loading external weights)."""
+    if isinstance(model_or_path, (str, os.PathLike)):
+        proto = load_onnx(model_or_path, load_weights=False)
+        source = os.fspath(model_or_path)
+    else:
+        proto, source = model_or_path, "ONNX model"
+    return ArtifactMeta.from_props({p.key: p.value for p in proto.metadata_props}, source=source)
+
+
+def load_onnx(path, load_weights: bool = True):
+    """onnx.load with a one-line ArtifactError for missing or corrupt files."""
+    import onnx
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ArtifactError(f"{path}: no such file")
+    try:
+        return onnx.load(path, load_external_data=load_weights)
+    except Exception as exc:  # protobuf DecodeError and friends: the file is not an ONNX model
+        raise ArtifactError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
+
+
+# --- sidecars (plan, OpenVINO IR, ORT deployment) -------------------------------------------------
+def sidecar_path(artifact_path) -> str:
+    return os.fspath(artifact_path) + SIDECAR_SUFFIX
+
+
+def write_sidecar(artifact_path, meta: ArtifactMeta, **extra) -> str:
+    """Write ``<artifact>.json`` holding the metadata string map plus target-specific fields."""
+    from .io import atomic_write_text
+
+    doc = {"metadata": meta.to_props(), **extra}
+    path = sidecar_path(artifact_path)
+    atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_sidecar(artifact_path) -> tuple[ArtifactMeta, dict]:
+    """Return (meta, whole sidecar document) for a non-ONNX artifact."""
+    path = sidecar_path(artifact_path)
+    if not os.path.isfile(path):
+        raise ArtifactError(f"{artifact_path} has no sidecar {path}; build it with `dnx build-engine`")
+    try:
+        with open(path) as fh:
+            doc = json.load(fh)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path} is not a readable JSON sidecar ({exc})") from exc
+    return ArtifactMeta.from_props(doc.get("metadata", {}), source=path), doc

@@ -1,0 +1,85 @@
+"""Turn a MODEL argument (zoo name or checkpoint path, optional --weights) into a ready model."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..errors import CheckpointError, UnknownModelError
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode plus what artifacts should say about it."""
+
+    model: object
+    name: str
+    config: dict
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    labels: list[str] | None
+    weights_sha256: str  # "" for random initialisation
+    source: str  # "zoo (random init)", or the checkpoint path
+
+
+def looks_like_path(model: str) -> bool:
+    return os.sep in model or model.endswith((".pt", ".pth", ".ckpt", ".bin")) or os.path.isfile(model)
+
+
+def load_model(model: str, weights: str | None = None, num_classes: int | None = None,
+               input_size: int | tuple | None = None, seed: int = 0) -> LoadedModel:
+    """Load a zoo model (random Kaiming init, seeded), a zoo model with --weights, or a dnx checkpoint."""
+    import torch
+
+    from ..io import sha256_file
+    from . import build_from_config, build_model, get_spec
+    from .checkpoint import (classifier_classes, extract_state_dict, is_dnx_checkpoint,
+                             load_state_dict_strict, read_checkpoint)
+
+    if looks_like_path(model):
+        if weights:
+            raise CheckpointError("give either a checkpoint path as MODEL or --weights with a zoo name, not both")
+        obj = read_checkpoint(model)
+        if not is_dnx_checkpoint(obj):
+            raise CheckpointError(
+                f"{model} is a bare state dict without a model config; pass the zoo name and the file: "
+                f"dnx ... NAME --weights {model}")
+        config = dict(obj["model_config"])
+        if num_classes is not None and num_classes != config["num_classes"]:
+            raise CheckpointError(f"--num-classes {num_classes} contradicts the checkpoint's "
+                                  f"{config['num_classes']} classes")
+        try:
+            net = build_from_config(config)
+        except UnknownModelError as exc:
+            raise CheckpointError(f"{model}: {exc}") from exc
+        load_state_dict_strict(net, extract_state_dict(obj, model), model)
+        spec = get_spec(config["name"])
+        size = tuple(obj.get("input_size") or (config["in_channels"],) + spec.input_size[1:])
+        mean = tuple(obj.get("mean") or spec.mean)
+        std = tuple(obj.get("std") or spec.std)
+        labels = obj.get("labels")
+        sha, source = sha256_file(model), model
+    else:
+        spec = get_spec(model)
+        state = None
+        if weights:
+            obj = read_checkpoint(weights)
+            state = extract_state_dict(obj, weights)
+            found = classifier_classes(state)
+            if num_classes is None:
+                num_classes = found
+        torch.manual_seed(seed)
+        net = build_model(spec.name, num_classes=num_classes)
+        if state is not None:
+            load_state_dict_strict(net, state, weights)
+        config = net.dnx_config
+        size, mean, std, labels = spec.input_size, spec.mean, spec.std, None
+        sha = sha256_file(weights) if weights else ""
+        source = weights or "zoo (random init)"
+    if input_size is not None:
+        hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+        size = (size[0],) + hw
+    net.eval()
+    return LoadedModel(net, config["name"], config, tuple(int(s) for s in size), tuple(mean), tuple(std),
+                       list(labels) if labels else None, sha, source)

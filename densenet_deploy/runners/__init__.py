@@ -1,0 +1,50 @@
+"""Runners: one protocol (base.Runner), one module per backend, picked from the artifact by open_runner."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import ArtifactError, DnxError
+from .base import InputSpec, Runner
+
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+
+
+def backend_for(artifact: str) -> str:
+    """Which backend runs `artifact` by default: .onnx -> onnxruntime, .xml -> openvino,
+    .plan/.engine -> tensorrt, anything else (zoo name, checkpoint) -> torch."""
+    lower = artifact.lower()
+    if lower.endswith(".onnx"):
+        return "onnxruntime"
+    if lower.endswith(".xml"):
+        return "openvino"
+    if lower.endswith((".plan", ".engine")):
+        return "tensorrt"
+    return "torch"
+
+
+def open_runner(artifact: str, backend: str | None = None, **options) -> Runner:
+    """Open a Runner for `artifact` (zoo name, checkpoint, .onnx, .xml, .plan) on `backend` (or the default)."""
+    backend = backend or backend_for(artifact)
+    if backend not in BACKENDS:
+        raise DnxError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend != "torch" and not os.path.isfile(artifact):
+        raise ArtifactError(f"{artifact}: no such file")
+    if backend == "torch":
+        from .torch_runner import TorchRunner
+
+        return TorchRunner(artifact, **options)
+    if backend == "onnxruntime":
+        from .onnxruntime_runner import OnnxRuntimeRunner
+
+        return OnnxRuntimeRunner(artifact, **options)
+    if backend == "openvino":
+        from .openvino import OpenVinoRunner
+
+        return OpenVinoRunner(artifact, **options)
+    from .tensorrt import open_tensorrt_runner
+
+    return open_tensorrt_runner(artifact, **options)
+
+
+__all__ = ["InputSpec", "Runner", "open_runner", "backend_for", "BACKENDS"]

@@ -1,0 +1,25 @@
+"""The zoo as a table (what `dnx models` prints)."""
+
+from __future__ import annotations
+
+
+def list_models(with_macs: bool = True) -> list[dict]:
+    import torch
+
+    from .counting import count_macs, count_params
+    from .models import build_model, get_spec, listed_names
+
+    rows = []
+    with torch.no_grad():
+        for name in listed_names():
+            spec = get_spec(name)
+            model = build_model(name)
+            rows.append({
+                "name": name,
+                "paper_name": spec.paper_name,
+                "params": count_params(model),
+                "macs": count_macs(model, spec.input_size) if with_macs else None,
+                "input_size": list(spec.input_size),
+                "num_classes": spec.num_classes,
+            })
+    return rows

@@ -1,0 +1,1 @@
+"""Converters from a PyTorch DenseNet or an ONNX model to deployable artifacts."""
