@@ -17,6 +17,23 @@ def _densenet(spec: ModelSpec, num_classes: int, in_channels: int, drop_rate: fl
 BUILDERS["densenet"] = _densenet
 
 
+def _resnet(spec: ModelSpec, num_classes: int, in_channels: int, drop_rate: float, memory_efficient: bool):
+    from .resnet import ResNet
+
+    return ResNet(num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate, **spec.arch)
+
+
+def _preact_resnet(spec: ModelSpec, num_classes: int, in_channels: int, drop_rate: float,
+                   memory_efficient: bool):
+    from .resnet import PreActResNet
+
+    return PreActResNet(num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate, **spec.arch)
+
+
+BUILDERS["resnet"] = _resnet
+BUILDERS["preact_resnet"] = _preact_resnet
+
+
 def model_config(name: str, num_classes: int | None = None, in_channels: int | None = None,
                  drop_rate: float = 0.0) -> dict:
     """The small dict that rebuilds a model (stored in checkpoints and ONNX metadata)."""

@@ -12,13 +12,11 @@ from ..errors import CheckpointError
 
 CHECKPOINT_FORMAT = "dnx-checkpoint-1"
 # Old torchvision DenseNet checkpoints spell `denselayer1.norm.1.weight`; the dot before 1/2 is dropped.
-_LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:1|2)\.(?:weight|bias|running_mean|running_var))$")
+_LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:1|2)\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
 
 
 def read_checkpoint(path) -> dict:
     """torch.load(weights_only=True) with one-line errors; returns the raw object as a dict."""
-    import pickle
-
     import torch
 
     path = os.fspath(path)
@@ -26,7 +24,7 @@ def read_checkpoint(path) -> dict:
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to unpickle means "not a usable checkpoint"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first[:200]})") from exc
     if not isinstance(obj, dict):
@@ -67,6 +65,11 @@ def normalize_keys(state: dict) -> dict:
 def load_state_dict_strict(model, state: dict, source: str = "checkpoint") -> None:
     """Load `state` into `model`; one CheckpointError naming missing/unexpected keys and shape mismatches."""
     own = model.state_dict()
+    # Checkpoints from before PyTorch 0.4.1 have no BN batch counters; they do not affect inference.
+    state = dict(state)
+    for key, value in own.items():
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = value.clone()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"

@@ -60,6 +60,19 @@ for _name, (_k, _stem, _blocks) in _IMAGENET_DENSENETS.items():
     ))
 
 
+# ResNet baselines (models/resnet.py): torchvision's ImageNet ResNets and the CIFAR pre-activation
+# bottleneck ResNets that Table 2 quotes.
+for _depth, _block, _layers in ((18, "basic", (2, 2, 2, 2)), (34, "basic", (3, 4, 6, 3)),
+                                (50, "bottleneck", (3, 4, 6, 3)), (101, "bottleneck", (3, 4, 23, 3)),
+                                (152, "bottleneck", (3, 8, 36, 3))):
+    register(ModelSpec(name=f"resnet{_depth}", family="resnet", arch=dict(block=_block, layers=_layers),
+                       paper_name=f"ResNet-{_depth}"))
+for _depth in (164, 1001):
+    register(ModelSpec(name=f"preact_resnet{_depth}", family="preact_resnet", arch=dict(depth=_depth),
+                       input_size=(3, 32, 32), num_classes=10, mean=CIFAR_MEAN, std=CIFAR_STD,
+                       paper_name=f"pre-activation ResNet-{_depth}", dataset="cifar"))
+
+
 def _cifar_spec(name: str, bottleneck: bool, depth: int, k: int) -> ModelSpec:
     per_layer = 6 if bottleneck else 3  # a bottleneck layer holds two convolutions
     kind = "DenseNet-BC" if bottleneck else "DenseNet"
@@ -71,7 +84,7 @@ def _cifar_spec(name: str, bottleneck: bool, depth: int, k: int) -> ModelSpec:
             f"{per_layer} (three blocks of (L-4)/{per_layer} layers); valid depths are {valid}, ..."
         )
     if k < 1:
-        raise UnknownModelError(f"{name}: growth rate k must be >= 1")
+        raise UnknownModelError(f"{name}: growth rate k must be >= 1 (valid: k >= 1, e.g. densenet_bc100_k12)")
     n = (depth - 4) // per_layer
     return ModelSpec(
         name=name, family="densenet",

@@ -1,0 +1,55 @@
+"""`dnx models` / `dnx info` and the error contract: exit 2, one line, no traceback."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from densenet_deploy.cli import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_info_json_has_params_macs_paper():
+    result = run("info", "densenet121", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["params"] == 7_978_856
+    assert abs(doc["macs"] / 2.834e9 - 1) < 0.02
+    assert doc["paper"]["top1_error"] == 25.02 and doc["paper"]["params_match"] is True
+
+
+def test_info_cifar_model_text():
+    result = run("info", "densenet_bc100_k12")
+    assert result.exit_code == 0
+    assert "769,162" in result.stdout and "C10+" in result.stdout and "matches" in result.stdout
+
+
+def test_models_lists_imagenet_and_table2():
+    result = run("models", "--json", "--no-macs")
+    names = [m["name"] for m in json.loads(result.stdout)["models"]]
+    assert {"densenet121", "densenet264", "densenet_bc100_k12", "densenet40_k12"} <= set(names)
+
+
+@pytest.mark.parametrize("args", [["info", "densenet122"], ["info", "densenet_bc101_k12"],
+                                  ["info", "densenet41_k12", "--json"]])
+def test_bad_model_names_exit_2_one_line(args):
+    result = run(*args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+
+def test_truncated_checkpoint_exit_2_without_traceback(tmp_path):
+    path = tmp_path / "c.pt"
+    torch.save({"a": torch.zeros(100)}, path)
+    path.write_bytes(path.read_bytes()[:50])
+    proc = subprocess.run([sys.executable, "-m", "densenet_deploy.cli", "info", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
