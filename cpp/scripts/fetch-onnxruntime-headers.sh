@@ -18,8 +18,9 @@ dest="${1:-$here/../build-deps/onnxruntime}"
 suite="${DNX_ORT_SUITE:-trixie}"
 package=libonnxruntime-dev
 
+mkdir -p "$dest" && dest="$(cd "$dest" && pwd)" || die "cannot create $dest"
 if [[ -f "$dest/include/onnxruntime_cxx_api.h" ]]; then
-    echo "$(cd "$dest/include" && pwd)"
+    echo "$dest/include"
     exit 0
 fi
 command -v dpkg >/dev/null || die "dpkg not found (this script needs a Debian-based system)"
@@ -54,7 +55,7 @@ else
                 print line
             }
         }
-        FNR == 1 { if (para) emit(t, u, s, k); para = 0; t = u = s = k = ""; en = 1 }
+        FNR == 1 { if (para && en) emit(t, u, s, k); para = 0; t = u = s = k = ""; en = 1 }
         FILENAME ~ /\.sources$/ {
             if ($0 ~ /^[ \t]*$/) { if (para && en) emit(t, u, s, k); para = 0; t = u = s = k = ""; en = 1; next }
             if ($0 ~ /^#/) next
@@ -102,4 +103,4 @@ mkdir -p "$dest/include"
 cp -a "$(dirname "$header")"/. "$dest/include/"
 dpkg-deb -f "$deb" Version > "$dest/VERSION"
 echo "fetch-onnxruntime-headers: $package $(cat "$dest/VERSION") headers in $dest/include" >&2
-echo "$(cd "$dest/include" && pwd)"
+echo "$dest/include"

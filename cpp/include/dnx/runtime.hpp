@@ -30,8 +30,7 @@ struct Tensor {
   std::vector<int64_t> shape;
   std::vector<float> data;
 
-  int64_t dim(size_t i) const { return shape.at(i); }
-  size_t numel() const;
+  size_t numel() const;  // product of shape
 };
 
 // A decoded 8-bit image, interleaved (HWC) with `channels` = 1 (gray) or 3 (RGB).
