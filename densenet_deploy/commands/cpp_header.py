@@ -1,0 +1,18 @@
+"""`dnx cpp-header ARTIFACT -o H`: a C++ header with the artifact's I/O names, shapes and normalisation."""
+
+import click
+
+from ..cli import emit, json_option, output_option
+
+
+@click.command("cpp-header")
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@output_option(help="Header file to write (e.g. model_info.hpp).")
+@click.option("--namespace", default="dnx_model", show_default=True, help="C++ namespace of the constants.")
+@json_option
+def command(artifact, output, namespace, as_json):
+    """Write a header for C++ users who compile the model's constants in (see `cpp/`)."""
+    from exporters.cpp_header import write_cpp_header
+
+    write_cpp_header(artifact, output, namespace=namespace)
+    emit({"artifact": artifact, "output": output, "namespace": namespace}, as_json, f"wrote {output}")
