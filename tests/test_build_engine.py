@@ -1,0 +1,165 @@
+"""`dnx build-engine`: the onnxruntime target end to end on the CPU; TensorRT refused cleanly here."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from densenet_deploy.cli import cli
+from densenet_deploy.errors import DnxError
+from densenet_deploy.metadata import read_onnx_meta, read_sidecar
+
+
+def dnx(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def _tensorrt_usable() -> bool:
+    from densenet_deploy.deps import available
+
+    if not available("tensorrt"):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module")
+def ort_fp32(tiny_onnx, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ort") / "tiny.ort.onnx"
+    result = dnx("build-engine", tiny_onnx, "--target", "onnxruntime", "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    return str(out), json.loads(result.stdout)
+
+
+def test_onnxruntime_target_writes_model_and_sidecar(ort_fp32, tiny_onnx):
+    out, doc = ort_fp32
+    assert doc["output"] == out and doc["target"] == "onnxruntime" and doc["precision"] == "fp32"
+    assert doc["sidecar"] == out + ".json" and doc["seconds"] >= 0
+    assert doc["onnxruntime"]["parity"]["passed"]
+    meta, sidecar = read_sidecar(out)
+    # sidecar round trip: the same description as the source, plus how it was built
+    assert meta == read_onnx_meta(tiny_onnx)
+    assert sidecar["onnxruntime"]["optimization"] == "all" and sidecar["onnxruntime"]["optimized_offline"]
+    assert sidecar["precision"] == "fp32" and len(sidecar["source_onnx_sha256"]) == 64
+    assert read_onnx_meta(out) == meta  # ORT keeps metadata_props in the optimised model
+
+
+def test_ort_deployment_opens_with_recorded_settings_and_matches_torch(ort_fp32):
+    from densenet_deploy.runners import open_runner
+
+    out, _ = ort_fp32
+    x = np.random.default_rng(2).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    with open_runner(out) as runner, open_runner("densenet_bc22_k8") as ref:
+        assert runner.deployment["optimization"] == "all"
+        assert runner.optimization == "disable"  # already applied offline
+        assert runner.describe()["providers"] == ["CPUExecutionProvider"]
+        np.testing.assert_allclose(runner.run(x), ref.run(x), rtol=1e-4, atol=1e-5)
+
+
+def test_ort_deployment_verifies_against_torch(ort_fp32):
+    out, _ = ort_fp32
+    result = dnx("verify", "densenet_bc22_k8", out, "--samples", 16, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["passed"] is True
+
+
+def test_optimization_level_is_recorded(tiny_onnx, tmp_path):
+    out = tmp_path / "m.ort.onnx"
+    result = dnx("build-engine", tiny_onnx, "--target", "onnxruntime", "--optimization", "extended", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.stdout
+    assert read_sidecar(out)[1]["onnxruntime"]["optimization"] == "extended"
+
+
+@pytest.mark.parametrize("flag, precision", [("--fp16", "fp16"), ("--int8", "int8")])
+def test_onnxruntime_target_reduced_precision_builds_runs_and_verifies(tiny_onnx, tmp_path, flag, precision):
+    out = tmp_path / f"tiny.{precision}.ort.onnx"
+    extra = ["--calib-data", "digits", "--samples", "64"] if precision == "int8" else []
+    result = dnx("build-engine", tiny_onnx, "--target", "onnxruntime", flag, *extra, "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["precision"] == precision and "precision_step" in doc
+    meta = read_sidecar(out)[0]
+    assert meta.precision == precision
+    if precision == "int8":  # ORT-only variant: uint8 activations (ORT's fast x86 int8 kernels)
+        assert meta.calibration["activation_type"] == "uint8"
+    check = dnx("verify", "densenet_bc22_k8", out, "--samples", 16, "--json")
+    assert check.exit_code == 0, check.output
+    assert json.loads(check.stdout)["cand"]["precision"] == precision
+
+
+def test_tensorrt_target_without_tensorrt_or_gpu_fails_before_any_work(tiny_onnx, tmp_path):
+    if _tensorrt_usable():
+        pytest.skip("TensorRT and a CUDA GPU are usable here; the GPU tests cover this target")
+    out = tmp_path / "tiny.plan"
+    result = dnx("build-engine", tiny_onnx, "-o", out, "--int8", "--calib-data", "random")
+    assert result.exit_code == 2
+    message = result.stderr.strip()
+    assert message.startswith("error: cannot build a TensorRT engine here:") and "\n" not in message
+    assert "--target onnxruntime" in message and "Traceback" not in result.output
+    assert ("TensorRT is not installed" in message) or ("no CUDA GPU" in message)
+    assert os.listdir(tmp_path) == []  # no plan, no sidecar, no temporary file
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--calib-data", "digits"], "--calib-data is only used with --int8"),
+    (["--bf16", "--target", "tensorrt"], "target tensorrt does not build bf16"),
+    (["--int8"], "--int8 needs calibration data"),
+    (["--bf16"], "target onnxruntime does not build bf16"),
+])
+def test_bad_option_combinations_exit_2_without_files(tiny_onnx, tmp_path, args, message):
+    out = tmp_path / "x.ort.onnx"
+    result = dnx("build-engine", tiny_onnx, "--target", "onnxruntime", *args, "-o", out)
+    assert result.exit_code == 2 and message in result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_unknown_target_and_missing_input_are_usage_errors(tiny_onnx, tmp_path):
+    assert dnx("build-engine", tiny_onnx, "--target", "tflite", "-o", tmp_path / "x").exit_code == 2
+    result = dnx("build-engine", tmp_path / "absent.onnx", "--target", "onnxruntime", "-o", tmp_path / "x.onnx")
+    assert result.exit_code == 2 and "no such file" in result.stderr
+
+
+def test_output_may_not_overwrite_the_input(tiny_onnx):
+    result = dnx("build-engine", tiny_onnx, "--target", "onnxruntime", "-o", tiny_onnx)
+    assert result.exit_code == 2 and "would overwrite the input" in result.stderr
+
+
+def test_onnx_without_dnx_metadata_is_refused(tiny_onnx, tmp_path):
+    import onnx
+
+    model = onnx.load(tiny_onnx)
+    del model.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(model, str(bare))
+    result = dnx("build-engine", bare, "--target", "onnxruntime", "-o", tmp_path / "out.onnx")
+    assert result.exit_code == 2 and "no dnx metadata" in result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["bare.onnx"]
+
+
+def test_engine_options_are_validated_before_any_work():
+    from exporters.tensorrt import EngineOptions
+
+    EngineOptions().validate()
+    with pytest.raises(DnxError, match="1 <= min <= opt <= max"):
+        EngineOptions(min_batch=8, opt_batch=4, max_batch=16).validate()
+    with pytest.raises(DnxError, match="--opt-level must be 0..5"):
+        EngineOptions(opt_level=7).validate()
+    with pytest.raises(DnxError, match="--hardware-compatibility"):
+        EngineOptions(hardware_compatibility="turing+").validate()
+
+
+def test_build_engine_python_api_matches_the_cli(tiny_onnx, tmp_path):
+    from exporters.targets import TARGETS, BuildOptions, build_deployment
+
+    assert {"tensorrt", "onnxruntime"} <= set(TARGETS)
+    result = build_deployment(tiny_onnx, str(tmp_path / "api.ort.onnx"), BuildOptions(target="onnxruntime",
+                                                                                     optimization="basic"))
+    assert set(result) >= {"output", "target", "precision", "seconds", "sidecar"}
+    with pytest.raises(DnxError, match="unknown target 'onnxruntim'.*did you mean 'onnxruntime'"):
+        build_deployment(tiny_onnx, str(tmp_path / "y.onnx"), BuildOptions(target="onnxruntim"))
