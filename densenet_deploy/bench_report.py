@@ -1,0 +1,160 @@
+"""`--report DIR` for bench and paper: results.json, report.md and PNG plots (when matplotlib is there)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from .errors import DnxError
+
+log = logging.getLogger(__name__)
+
+
+def check_report_dir(directory: str) -> str:
+    """Create DIR if needed; fail early (before any measuring) when it cannot be written."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise DnxError(f"--report {directory} is a file; give a directory")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise DnxError(f"cannot create report directory {directory}: {exc.strerror}") from exc
+    if not os.access(directory, os.W_OK):
+        raise DnxError(f"report directory {directory} is not writable")
+    return directory
+
+
+def write_json(path: str, doc: dict) -> None:
+    from .cli import _json_default
+    from .io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(doc, indent=2, default=_json_default) + "\n")
+
+
+def try_plot(plot, *args) -> tuple[str | None, str | None]:
+    """(path, None) or (None, why not) -- a report without matplotlib still has its tables."""
+    from .errors import MissingDependencyError
+
+    try:
+        return plot(*args), None
+    except MissingDependencyError as exc:
+        log.warning("skipping plot: %s", exc)
+        return None, str(exc)
+
+
+def md_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_bench_report(result: dict, directory: str) -> dict:
+    """results.json, report.md, latency_vs_batch.png under `directory`; returns the paths written."""
+    from .io import atomic_write_text
+    from .plots import plot_latency_vs_batch
+
+    check_report_dir(directory)
+    files = {"json": os.path.join(directory, "results.json"), "markdown": os.path.join(directory, "report.md")}
+    png, why = try_plot(plot_latency_vs_batch, result["results"], os.path.join(directory, "latency_vs_batch.png"))
+    if png:
+        files["latency_plot"] = png
+    write_json(files["json"], {k: v for k, v in result.items() if k != "report"})
+
+    rows = []
+    for r in result["results"]:
+        lat = r.get("latency_ms") or {}
+        p = r.get("parity")
+        parity = ("reference" if p is None else
+                  f"{p['rel_l2']:.3g} / {p['centered_cosine_min']:.4f} / {p['top1_agreement'] * 100:.0f}%"
+                  + ("" if p["ok"] else " **POOR**") if "rel_l2" in p else p.get("note", ""))
+        rows.append([os.path.basename(r["artifact"]), r["label"], r["batch"],
+                     _f(lat.get("p50")), _f(lat.get("p90")), _f(lat.get("p99")), _f(lat.get("mean")),
+                     _f(lat.get("iqr")), _f(r.get("pass_spread_pct"), 1), _f(r["throughput"], 1),
+                     _f(r["peak_rss_mb"], 0), parity])
+    env = result.get("env", {})
+    settings = result.get("settings", {})
+    text = [
+        "# dnx bench", "",
+        f"CPU: {env.get('cpu')} ({env.get('cores')} cores; load average at the end {env.get('loadavg')}); "
+        f"threads: {env.get('threads') or 'backend default'}; versions: "
+        + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()), "",
+        f"Settings: batches {settings.get('batches')}, "
+        + (f"{settings['seconds']} s" if settings.get("seconds") else f"{settings.get('iters')} iterations")
+        + f" per artifact and batch in {settings.get('passes')} interleaved passes, warm-up {settings.get('warmup')}; "
+        f"reference for parity: `{settings.get('reference')}`.", "",
+        md_table(["artifact", "backend / precision", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "IQR ms",
+                  "pass spread %", "img/s", "peak RSS MB", "parity: rel L2 / centered cos / top-1 agree"], rows),
+        "",
+        "Latency is the wall time of one `run()` including `synchronize()`. img/s = batch / median latency. "
+        "Pass spread = range of the per-pass medians relative to the overall median (machine drift). "
+        "Peak RSS is the bench process's resident memory while this artifact ran (every opened artifact "
+        "stays loaded, so it includes the others). Parity compares logits with the first artifact on the same "
+        "seeded inputs; with random weights top-1 agreement proves little, rel L2 and centered cosine do.",
+    ]
+    if result.get("skipped"):
+        text += ["", "Skipped: " + "; ".join(f"{s['artifact']} at batch {s['batch']} ({s['reason']})"
+                                            for s in result["skipped"])]
+    text += ["", "![latency vs batch](latency_vs_batch.png)" if png else f"_No plot: {why}_", ""]
+    atomic_write_text(files["markdown"], "\n".join(text))
+    return files
+
+
+def _f(value, digits: int = 2):
+    return None if value is None else f"{value:.{digits}f}"
+
+
+def write_paper_report(result: dict, directory: str) -> dict:
+    """results.json, report.md and the Figure 3/4 style plots for `dnx paper --report`."""
+    from .io import atomic_write_text
+    from .plots import plot_cifar_error_vs_params, plot_error_vs_cost
+
+    check_report_dir(directory)
+    files = {"json": os.path.join(directory, "results.json"), "markdown": os.path.join(directory, "report.md")}
+    notes = []
+    for key, plot, name in (("imagenet_plot", plot_error_vs_cost, "imagenet_error_vs_params_macs.png"),
+                            ("cifar_plot", plot_cifar_error_vs_params, "cifar10_error_vs_params.png")):
+        png, why = try_plot(plot, result["models"], os.path.join(directory, name))
+        if png:
+            files[key] = png
+        else:
+            notes.append(why)
+    write_json(files["json"], {k: v for k, v in result.items() if k != "report"})
+    atomic_write_text(files["markdown"], format_paper_markdown(result, files, notes))
+    return files
+
+
+def format_paper_markdown(result: dict, files: dict, notes: list[str]) -> str:
+    rows = []
+    for m in result["models"]:
+        paper = m.get("paper") or {}
+        # ImageNet sources give exact counts; Table 2 gives millions at one decimal.
+        reported = (f"{paper['params']:,}" if m["dataset"] == "imagenet" and paper.get("params") else
+                    f"{paper['params_m']}M" if paper.get("params_m") is not None else "")
+        match = {True: "yes", False: "NO", None: "n/a"}[m.get("params_match")]
+        if m.get("params_note"):
+            match += f" ({m['params_note']})"
+        error = (f"{m['top1_error']:.2f}" if m.get("top1_error") is not None else
+                 ", ".join(f"{k} {v:.2f}" for k, v in (m.get("cifar_error") or {}).items()))
+        rows.append([m["paper_label"], f"{m['params']:,}", reported, _f(m.get("params_ratio"), 4), match,
+                     f"{m['macs'] / 1e9:.3f}", _f(paper.get("macs_g"), 3), error,
+                     _f(m.get("latency_ms")), _f(m.get("latency_iqr_ms"))])
+    lat = result.get("latency")
+    text = ["# dnx paper: DenseNet's efficiency claims, measured", "",
+            "Params and MACs are measured from this package's models (MACs = multiply-accumulates, what the "
+            "paper calls FLOPs). Error rates are reported, not re-measured: " +
+            "; ".join(f"{k}: {v}" for k, v in result["sources"].items()) + ".", "",
+            md_table(["model", "params (measured)", "params (reported)", "ratio", "matches at paper's rounding",
+                      "GMACs (measured)", "GMACs (reported)", "error % (reported)", "latency p50 ms", "IQR ms"],
+                     rows), ""]
+    if lat:
+        text += [f"Latency: batch {lat['batch']}, backend {lat['backend']} on this CPU, {lat['iters']} timed runs "
+                 "per model in interleaved passes (median; IQR as spread).", ""]
+    text += ["## Claims", "", md_table(["claim", "measured", "verdict"],
+                                       [[c["claim"], c["measured"], f"**{c['verdict']}**"] for c in result["claims"]]),
+             ""]
+    for key, title in (("imagenet_plot", "ImageNet top-1 error vs params and MACs"),
+                       ("cifar_plot", "C10+ error vs params")):
+        if key in files:
+            text.append(f"![{title}]({os.path.basename(files[key])})")
+    text += [f"_No plot: {n}_" for n in notes] + [""]
+    return "\n".join(text)

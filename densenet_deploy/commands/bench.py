@@ -1,0 +1,40 @@
+"""`dnx bench ARTIFACT...`: latency/throughput per artifact and batch, with parity against the first."""
+
+import click
+
+from ..cli import emit, json_option
+
+
+@click.command("bench")
+@click.argument("artifacts", nargs=-1, required=True)
+@click.option("--batch", default="1", show_default=True, help="Comma-separated batch sizes, e.g. 1,8,32.")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Timed budget per artifact and batch [default: 3 s unless --iters].")
+@click.option("--iters", type=click.IntRange(1), help="Timed runs per artifact and batch (instead of --seconds).")
+@click.option("--warmup", type=click.IntRange(0), default=3, show_default=True,
+              help="Untimed runs per artifact and batch after the parity run.")
+@click.option("--threads", type=click.IntRange(1), help="Intra-op threads for every backend [default: backend's].")
+@click.option("--backend", type=click.Choice(["torch", "onnxruntime", "openvino", "tensorrt"]),
+              help="Backend for every artifact [default: from the file type]; ARTIFACT@BACKEND sets one.")
+@click.option("--mode", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True,
+              help="throughput: asynchronous, all streams busy, on runners that support it (OpenVINO).")
+@click.option("--passes", type=click.IntRange(1), default=5, show_default=True,
+              help="Round-robin passes the budget is split into, so machine noise hits every artifact alike.")
+@click.option("--report", type=click.Path(file_okay=False), help="Write report.md, results.json and plots here.")
+@json_option
+def command(artifacts, batch, seconds, iters, warmup, threads, backend, mode, passes, report, as_json):
+    """Time ARTIFACTs (zoo names, checkpoints, .onnx, .xml, .plan) side by side.
+
+    The first ARTIFACT is the parity reference: every other artifact's logits are compared with it on the
+    same seeded inputs, and the relative L2 error, centered cosine and top-1 agreement are printed beside
+    its speed, so a fast but wrong artifact is visible.
+    """
+    from ..bench import bench, format_table
+    from ..cli import progress_enabled
+
+    result = bench(list(artifacts), batch=batch, seconds=seconds, iters=iters, warmup=warmup, threads=threads,
+                   backend=backend, mode=mode, passes=passes, report=report, progress=progress_enabled(as_json))
+    text = format_table(result)
+    if result.get("report"):
+        text += "\nreport: " + ", ".join(result["report"].values())
+    emit(result, as_json, text)

@@ -1,0 +1,171 @@
+"""`dnx paper`: measured params/MACs (and latency) of the paper's models against its figures and claims.
+
+Error rates are the reported ones (nothing is trained here): DenseNet from the paper (Tables 2-3);
+ImageNet ResNets from fb.resnet.torch, the Torch ResNets the paper compares against in Figure 3, with
+torchvision's V1 figures alongside. Params and MACs are measured from our models, latency on this machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+
+from .errors import DnxError
+from .paper import paper_entry
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MODELS = ("densenet121", "densenet169", "densenet201", "densenet264", "resnet50", "resnet101", "resnet152")
+CIFAR_MODELS = ("densenet40_k12", "densenet100_k12", "densenet100_k24", "densenet_bc100_k12", "densenet_bc250_k24",
+                "densenet_bc190_k40", "preact_resnet164", "preact_resnet1001")
+FB_RESNET_TORCH = "fb.resnet.torch README, single-crop 224 top-1 (the Torch ResNets of the paper's Figure 3)"
+# Single-crop top-1 error % as published in facebook/fb.resnet.torch's README (ResNet-50/101/152).
+FB_RESNET_TOP1 = {"resnet50": 24.01, "resnet101": 22.44, "resnet152": 22.16}
+# "Comparable error": the paper's Figure 3 treats models within a few tenths of a point as on par.
+ERROR_TOLERANCE = 0.3
+
+
+def count_model(name: str) -> dict:
+    """params, MACs and BN params of a zoo model, built on the meta device (no memory, no init cost)."""
+    import torch
+
+    from .counting import count_macs, count_params
+    from .models import build_model, get_spec
+
+    spec = get_spec(name)
+    with torch.device("meta"):
+        model = build_model(name)
+        macs = count_macs(model, spec.input_size)
+    bn = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())
+    return {"params": count_params(model), "macs": macs, "bn_params": int(bn), "spec": spec}
+
+
+def _family_label(spec) -> str:
+    if spec.family == "densenet":
+        return "DenseNet-BC" if spec.arch.get("bn_size") else "DenseNet"
+    return {"resnet": "ResNet", "preact_resnet": "pre-activation ResNet"}.get(spec.family, spec.family)
+
+
+def model_row(name: str) -> dict:
+    """One table row: measured params/MACs, the reported figures, ratios and the rounding check."""
+    from .info import paper_figures
+
+    counted = count_model(name)
+    spec, params, macs = counted["spec"], counted["params"], counted["macs"]
+    paper = paper_figures(name, params, macs)
+    entry = paper_entry(name)
+    row = {"name": name, "paper_label": entry.label if entry else spec.paper_name, "dataset": spec.dataset,
+           "family_label": _family_label(spec), "params": params, "macs": macs, "paper": paper,
+           "params_ratio": paper.get("params_ratio"), "macs_ratio": paper.get("macs_ratio"),
+           "params_match": paper.get("params_match"), "latency_ms": None}
+    if spec.dataset == "imagenet":
+        if name in FB_RESNET_TOP1:
+            row["top1_error"], row["top1_error_source"] = FB_RESNET_TOP1[name], FB_RESNET_TORCH
+            row["top1_error_torchvision"] = paper.get("top1_error")
+        else:
+            row["top1_error"], row["top1_error_source"] = paper.get("top1_error"), "Huang et al. 2017, Table 3"
+    else:
+        row["cifar_error"] = dict(entry.cifar_error) if entry else {}
+    if row["params_match"] is False and entry and entry.params_m is not None:
+        without_bn = params - counted["bn_params"]
+        if round(without_bn / 1e6, 1) == entry.params_m:
+            row["params_note"] = (f"{params / 1e6:.2f}M counted with BatchNorm; without its {counted['bn_params']:,} "
+                                  f"BN parameters {without_bn:,} = {entry.params_m}M as reported")
+    return row
+
+
+def check_paper(report: str | None = None, backend: str = "onnxruntime", batch: int = 1, latency: bool = True,
+                iters: int = 5, models=None, progress: bool = False) -> dict:
+    """Rows for every model in the paper's comparisons, the four efficiency claims with verdicts, and
+    (with `latency`) measured latency at `batch` on `backend` plus the latency claims.
+    """
+    from tqdm import tqdm
+
+    if backend not in ("torch", "onnxruntime"):
+        raise DnxError(f"--backend must be torch or onnxruntime, got {backend!r}")
+    if batch < 1 or iters < 1:
+        raise DnxError("--batch and --iters must be >= 1")
+    names = list(models) if models else list(IMAGENET_MODELS + CIFAR_MODELS)
+    if report:
+        from .bench_report import check_report_dir
+
+        check_report_dir(report)
+    rows = [model_row(n) for n in tqdm(names, desc="counting", disable=not progress, leave=False)]
+    by_name = {r["name"]: r for r in rows}
+    if latency:
+        _measure_latency(rows, backend, batch, iters, progress)
+    from .claims import efficiency_claims, latency_claims
+
+    claims = efficiency_claims(by_name)
+    if latency:
+        claims += latency_claims(by_name, backend, batch)
+    result = {"models": rows, "claims": claims,
+              "sources": {"densenet": "Huang et al., CVPR 2017 (arXiv:1608.06993), Tables 1-3",
+                          "resnet_imagenet_error": FB_RESNET_TORCH,
+                          "resnet_imagenet_error_alt": "torchvision IMAGENET1K_V1 acc@1 (top1_error_torchvision)",
+                          "preact_resnet": "He et al., ECCV 2016, as quoted in the paper's Table 2",
+                          "macs": "measured; MACs = multiply-accumulates, what the paper calls FLOPs"},
+              "latency": {"backend": backend, "batch": batch, "iters": iters} if latency else None}
+    if report:
+        from .bench_report import write_paper_report
+
+        result["report"] = write_paper_report(result, report)
+    return result
+
+
+def _measure_latency(rows, backend, batch, iters, progress) -> None:
+    """Median latency of every row's model, measured in interleaved passes (bench), one group per dataset."""
+    from .bench import bench
+
+    with tempfile.TemporaryDirectory(prefix="dnx-paper-") as tmp:
+        for dataset in ("imagenet", "cifar"):
+            group = [r for r in rows if r["dataset"] == dataset]
+            if not group:
+                continue
+            artifacts = [_artifact(r["name"], backend, tmp, progress) for r in group]
+            result = bench(artifacts, batch=batch, iters=iters, warmup=1, passes=min(3, iters),
+                           parity_samples=batch, progress=progress)
+            for r, res in zip(group, result["results"]):
+                r["latency_ms"] = res["latency_ms"]["p50"]
+                r["latency_iqr_ms"] = res["latency_ms"]["iqr"]
+                r["latency_label"] = res["label"]
+            for path in artifacts:
+                if path.endswith(".onnx"):
+                    os.unlink(path)
+
+
+def _artifact(name: str, backend: str, directory: str, progress: bool) -> str:
+    if backend == "torch":
+        return f"{name}@torch"
+    from exporters.onnx import export_onnx
+
+    path = os.path.join(directory, f"{name}.onnx")
+    if progress:
+        from tqdm import tqdm
+
+        tqdm.write(f"exporting {name} to ONNX for the latency column ...")
+    export_onnx(name, path, samples=1)
+    return path
+
+
+def format_paper(result: dict) -> str:
+    """The terminal view: one line per model, then the claims with their verdicts."""
+    head = f"{'model':<30}{'params':>13}{'reported':>12}{'match':>7}{'GMACs':>8}{'error %':>24}{'lat ms':>9}"
+    lines = [head, "-" * len(head)]
+    for m in result["models"]:
+        paper = m.get("paper") or {}
+        reported = (f"{paper['params'] / 1e6:.2f}M" if m["dataset"] == "imagenet" and paper.get("params") else
+                    f"{paper['params_m']}M" if paper.get("params_m") is not None else "-")
+        match = {True: "yes", False: "NO", None: "n/a"}[m.get("params_match")] + ("*" if m.get("params_note") else "")
+        error = (f"top-1 {m['top1_error']:.2f}" if m.get("top1_error") is not None else
+                 " ".join(f"{k} {v:.2f}" for k, v in (m.get("cifar_error") or {}).items() if k in ("C10+", "C100+")))
+        lat = f"{m['latency_ms']:.2f}" if m.get("latency_ms") is not None else "-"
+        lines.append(f"{m['paper_label'][:29]:<30}{m['params']:>13,}{reported:>12}{match:>7}{m['macs'] / 1e9:>8.3f}"
+                     f"{error:>24}{lat:>9}")
+    lines += [f"  * {m['paper_label']}: {m['params_note']}" for m in result["models"] if m.get("params_note")]
+    lines.append("MACs = multiply-accumulates (the paper's 'FLOPs'); errors are reported (ResNet: fb.resnet.torch).")
+    lines.append("")
+    for c in result["claims"]:
+        lines.append(f"[{c['verdict']}] {c['claim']}\n    {c['measured']}")
+    return "\n".join(lines)
