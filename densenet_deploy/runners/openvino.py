@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 HINTS = ("latency", "throughput")
 # dnx precision names -> OpenVINO inference precision element types
-INFERENCE_PRECISIONS = {"fp32": "f32", "f32": "f32", "bf16": "bf16", "fp16": "f16", "f16": "f16"}
+# "default" leaves the choice to OpenVINO (bf16 on AMX CPUs): how a plain OpenVINO user runs a model.
+INFERENCE_PRECISIONS = {"fp32": "f32", "f32": "f32", "bf16": "bf16", "fp16": "f16", "f16": "f16", "default": None}
 _MAX_COMPILED = 4  # batch sizes kept compiled at once (each costs a compile, ~1 s for densenet121)
 
 
@@ -78,7 +79,7 @@ class OpenVinoRunner(Runner):
         chosen = precision_hint or self.sidecar.get("openvino", {}).get("inference_precision") \
             or default_inference_precision(self.precision)
         if chosen not in INFERENCE_PRECISIONS:
-            raise DnxError(f"unknown inference precision {chosen!r}; choose one of f32, bf16, f16")
+            raise DnxError(f"unknown inference precision {chosen!r}; choose one of f32, bf16, f16, default")
         self.inference_precision = INFERENCE_PRECISIONS[chosen]
         if check_qdq and self.name.lower().endswith(".onnx"):
             check_qdq_supported(self.name)  # refuse what crashes OpenVINO before it can take the process down
@@ -96,7 +97,9 @@ class OpenVinoRunner(Runner):
     def config(self, hint: str | None = None) -> dict:
         """The compile_model properties this runner uses (for `hint`, default: the runner's own)."""
         hint = hint or self.hint
-        cfg = {"PERFORMANCE_HINT": hint.upper(), "INFERENCE_PRECISION_HINT": self.inference_precision}
+        cfg = {"PERFORMANCE_HINT": hint.upper()}
+        if self.inference_precision:
+            cfg["INFERENCE_PRECISION_HINT"] = self.inference_precision
         if self.threads is not None:
             cfg["INFERENCE_NUM_THREADS"] = self.threads
         if self.streams is not None and hint == "throughput":
@@ -179,7 +182,7 @@ class OpenVinoRunner(Runner):
 
     @property
     def label(self) -> str:
-        extra = f"/{self.inference_precision}" if self.precision == "int8" else ""
+        extra = f"/{self.inference_precision or 'default'}" if self.precision == "int8" else ""
         return f"openvino-{self.device} {self.precision}{extra}"
 
 
