@@ -34,6 +34,10 @@ def atomic_output(path, suffix: str = ""):
     os.close(fd)
     try:
         yield tmp
+        # mkstemp creates the file 0600; give the artifact the mode a plain open() would (umask applies).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -30,6 +30,9 @@ def format_info(r: dict) -> str:
     lines.append(f"input       {'x'.join(map(str, r['input_size']))}")
     lines.append(f"params      {r['params']:,}")
     lines.append(f"MACs        {r['macs'] / 1e9:.3f} G (multiply-accumulates; the paper's 'FLOPs')")
+    if r.get("torch_params") is not None:  # an ONNX artifact: its graph counts beside PyTorch's
+        verdict = "match" if r.get("counts_match") else "DIFFER"
+        lines.append(f"PyTorch     {r['torch_params']:,} params, {r['torch_macs'] / 1e9:.3f} G MACs ({verdict})")
     paper = r.get("paper") or {}
     if paper:
         lines.append(f"paper       {paper.get('label', '')}")
