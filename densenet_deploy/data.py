@@ -1,0 +1,241 @@
+"""One data API for training, calibration, verify and bench: SRC string -> preprocessed NCHW float32 images.
+
+SRC forms: a directory of images (class subfolders give labels, sorted by name; loose images are
+unlabeled), ``FILE.npy`` / ``FILE.npz`` (already preprocessed (N, C, H, W) float32; npz keys
+``images``/``x`` and optional ``labels``/``y``), ``digits`` (scikit-learn), ``cifar10:DIR``,
+``cifar100:DIR``, ``svhn:DIR`` and ``random`` (seeded noise, smoke tests only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from . import data_formats as formats
+from .errors import DataError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "all")
+# Sources without their own train/test files get a fixed 80/20 permutation, so "val" is the same
+# held-out set whichever command (and whichever --seed) asks for it.
+SPLIT_SEED = 0
+
+
+@dataclass
+class Dataset:
+    """Preprocessed images ready to feed any Runner."""
+
+    images: np.ndarray  # (N, C, H, W) float32, normalised with mean/std
+    labels: np.ndarray | None  # (N,) int64
+    label_names: list[str] | None
+    source: str  # the SRC string
+    fingerprint: str  # sha256 of raw content + preprocessing + split/limit/seed (cache key)
+    skipped: int = 0  # unreadable files skipped
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+@dataclass
+class RawDataset:
+    """Images in [0, 1] before normalisation (for training: augmentation and channel statistics)."""
+
+    images: np.ndarray  # (N, C, H, W) float32 in [0, 1]
+    labels: np.ndarray | None
+    label_names: list[str] | None
+    source: str
+    fingerprint: str  # sha256 of raw content + input size + split/limit/seed
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+def load_data(src: str, input_size, mean, std, *, split: str = "all", limit: int | None = None,
+              seed: int = 0, progress: bool = False) -> Dataset:
+    """Load SRC as model input: images resized to `input_size` (C, H, W) and normalised with mean/std.
+
+    `split` picks "train", "val" or "all"; `limit` keeps a deterministic seeded subset of that split.
+    Arrays (.npy/.npz) and `random` are taken as already preprocessed.
+    """
+    input_size = _check_input_size(input_size)
+    mean, std = _check_stats(mean, std, input_size[0])
+    source, images, labels, skipped, digest = _materialise(src, input_size, split, limit, seed, progress)
+    if not source.preprocessed:
+        images = normalize(images, mean, std)
+    fingerprint = _fingerprint(digest, input_size=input_size, mean=mean, std=std, split=split, limit=limit,
+                               seed=seed, preprocessed=source.preprocessed)
+    return Dataset(images, labels, source.label_names, src, fingerprint, skipped)
+
+
+def load_data_for(src: str, meta, **kw) -> Dataset:
+    """load_data with input size, mean and std taken from an artifact's ArtifactMeta."""
+    return load_data(src, meta.input_size, meta.mean, meta.std, **kw)
+
+
+def load_raw(src: str, input_size, *, split: str = "all", limit: int | None = None, seed: int = 0,
+             progress: bool = False) -> RawDataset:
+    """Load SRC as [0, 1] images (not normalised); arrays and `random` are refused (already preprocessed)."""
+    input_size = _check_input_size(input_size)
+    source, images, labels, skipped, digest = _materialise(src, input_size, split, limit, seed, progress)
+    if source.preprocessed:
+        raise DataError(f"{src} holds already-preprocessed arrays; this step needs raw images "
+                        "(digits, cifar10:DIR, cifar100:DIR, svhn:DIR or an image directory)")
+    fingerprint = _fingerprint(digest, input_size=input_size, split=split, limit=limit, seed=seed, raw=True)
+    return RawDataset(images, labels, source.label_names, src, fingerprint, skipped)
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of (N, C, H, W) images (float64 accumulation)."""
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise DataError(f"channel statistics need a non-empty (N, C, H, W) array, got shape {images.shape}")
+    mean = images.mean(axis=(0, 2, 3), dtype=np.float64)
+    std = images.std(axis=(0, 2, 3), dtype=np.float64)
+    std = np.where(std < 1e-6, 1.0, std)  # a constant channel would divide by zero
+    return tuple(round(float(m), 6) for m in mean), tuple(round(float(s), 6) for s in std)
+
+
+def normalize(images: np.ndarray, mean, std) -> np.ndarray:
+    """(x - mean) / std per channel, as float32."""
+    c = images.shape[1]
+    mean, std = _check_stats(mean, std, c)
+    m = np.asarray(mean, dtype=np.float32).reshape(1, c, 1, 1)
+    s = np.asarray(std, dtype=np.float32).reshape(1, c, 1, 1)
+    return ((images - m) / s).astype(np.float32, copy=False)
+
+
+def preprocess_image(path_or_pil, input_size, mean, std) -> np.ndarray:
+    """One image file or PIL image -> (C, H, W) float32: grayscale if C == 1 else RGB, bilinear resize,
+    /255, (x - mean) / std. The same steps every dnx loader (and the C++ app) apply."""
+    from .deps import require
+
+    Image = require("PIL.Image", purpose="reading images")
+    input_size = _check_input_size(input_size)
+    if isinstance(path_or_pil, (str, os.PathLike)):
+        if not os.path.isfile(path_or_pil):
+            raise DataError(f"{os.fspath(path_or_pil)}: no such image file")
+        try:
+            with Image.open(path_or_pil) as image:
+                unit = formats.pil_to_unit(image, input_size)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise DataError(f"{os.fspath(path_or_pil)} is not a readable image ({exc})") from exc
+    else:
+        unit = formats.pil_to_unit(path_or_pil, input_size)
+    return normalize(unit[None], mean, std)[0]
+
+
+def iter_batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """Consecutive batches of at most `batch_size` images (the last one may be smaller)."""
+    if batch_size < 1:
+        raise DataError(f"batch size must be >= 1, got {batch_size}")
+    for start in range(0, images.shape[0], batch_size):
+        yield images[start:start + batch_size]
+
+
+# --- internals -----------------------------------------------------------------------------------
+def open_source(src: str, input_size, *, limit: int | None = None, seed: int = 0,
+                progress: bool = False) -> formats.RawSource:
+    """Parse SRC into a RawSource (nothing decoded yet for image directories)."""
+    if not isinstance(src, str) or not src.strip():
+        raise DataError(f"data source is empty; give one of: {'; '.join(formats.VALID_FORMS)}")
+    src = src.strip()
+    if src == "digits":
+        return formats.read_digits(input_size)
+    if src == "random":
+        return formats.read_random(input_size, limit or formats.RANDOM_COUNT, seed)
+    kind, sep, rest = src.partition(":")
+    if sep and kind in ("cifar10", "cifar100"):
+        return formats.read_cifar(kind, os.path.expanduser(rest), input_size)
+    if sep and kind == "svhn":
+        return formats.read_svhn(os.path.expanduser(rest), input_size)
+    path = os.path.expanduser(src)
+    if path.lower().endswith((".npy", ".npz")):
+        if not os.path.isfile(path):
+            raise DataError(f"{src}: no such file")
+        return formats.read_array_file(path, input_size)
+    if os.path.isdir(path):
+        return formats.read_image_dir(path, input_size, progress)
+    if os.path.exists(path):
+        raise DataError(f"{src} is a file but not .npy/.npz; valid data sources: {'; '.join(formats.VALID_FORMS)}")
+    if os.sep in src or src.startswith("."):
+        raise DataError(f"{src}: no such file or directory")
+    raise DataError(f"unknown data source {src!r}; valid forms: {'; '.join(formats.VALID_FORMS)}")
+
+
+def select_indices(source: formats.RawSource, split: str, limit: int | None, seed: int) -> np.ndarray:
+    """Indices of `split` (fixed per source), then a seeded subset of `limit` of them (kept in order)."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if split == "all":
+        idx = np.arange(source.count)
+    elif source.splits:
+        idx = source.splits[split]
+    else:
+        perm = np.random.default_rng(SPLIT_SEED).permutation(source.count)
+        n_val = int(round(source.count * formats.VAL_FRACTION))
+        if source.count > 1:
+            n_val = min(max(n_val, 1), source.count - 1)
+        idx = np.sort(perm[:n_val] if split == "val" else perm[n_val:])
+    if limit is not None:
+        if limit < 1:
+            raise DataError(f"limit must be >= 1, got {limit}")
+        if limit < len(idx):
+            idx = np.sort(np.random.default_rng(seed).choice(idx, size=limit, replace=False))
+    if len(idx) == 0:
+        raise DataError(f"split {split!r} of this source holds no images")
+    return idx
+
+
+def _materialise(src, input_size, split, limit, seed, progress):
+    source = open_source(src, input_size, limit=limit, seed=seed, progress=progress)
+    idx = select_indices(source, split, limit, seed)
+    images, skipped, content_digest = source.fetch(idx)
+    labels = source.labels[idx] if source.labels is not None else None
+    if skipped:
+        keep = np.isfinite(images).reshape(len(images), -1).all(axis=1)
+        images = images[keep]
+        labels = labels[keep] if labels is not None else None
+        log.warning("%s: skipped %d unreadable file(s)", src, skipped)
+    return source, np.ascontiguousarray(images, dtype=np.float32), labels, skipped, \
+        source.digest + content_digest
+
+
+def _fingerprint(digest: str, **params) -> str:
+    doc = json.dumps({"content": digest, **{k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}},
+                     sort_keys=True)
+    return hashlib.sha256(doc.encode()).hexdigest()
+
+
+def _check_input_size(input_size) -> tuple[int, int, int]:
+    try:
+        size = tuple(int(v) for v in input_size)
+    except (TypeError, ValueError):
+        size = ()
+    if len(size) != 3 or min(size) < 1:
+        raise DataError(f"input size must be (C, H, W) with positive entries, got {input_size!r}")
+    return size
+
+
+def _check_stats(mean, std, channels: int):
+    mean = tuple(float(m) for m in np.atleast_1d(mean))
+    std = tuple(float(s) for s in np.atleast_1d(std))
+    if len(mean) == 1:
+        mean = mean * channels
+    if len(std) == 1:
+        std = std * channels
+    if len(mean) != channels or len(std) != channels:
+        raise DataError(f"mean/std have {len(mean)}/{len(std)} values; the input has {channels} channel(s)")
+    if min(std) <= 0:
+        raise DataError(f"std must be positive, got {std}")
+    return mean, std
+
+
+__all__ = ["Dataset", "RawDataset", "load_data", "load_data_for", "load_raw", "channel_stats", "normalize",
+           "preprocess_image", "iter_batches", "open_source", "select_indices", "SPLITS"]

@@ -1,0 +1,314 @@
+"""The shared data API: every SRC form on real files written here, splits, limits, and every error case."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from densenet_deploy.data import (channel_stats, iter_batches, load_data, load_data_for, load_raw,
+                                  preprocess_image)
+from densenet_deploy.errors import DataError
+
+pytest.importorskip("sklearn", reason="scikit-learn (extra 'demo') provides the digits data")
+pytest.importorskip("PIL", reason="pillow (extra 'demo') reads image files")
+
+SIZE = (1, 16, 16)
+
+
+# --- helpers that write data in the real on-disk formats --------------------------------------------
+def write_digit_pngs(root, per_class=3, classes=(0, 1, 2), subfolders=True):
+    """PNG files of real digits, in class subfolders (labelled) or loose; returns (paths, labels)."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    paths, labels = [], []
+    for c in classes:
+        folder = os.path.join(root, f"class_{c}") if subfolders else root
+        os.makedirs(folder, exist_ok=True)
+        for i, idx in enumerate(np.flatnonzero(d.target == c)[:per_class]):
+            path = os.path.join(folder, f"{c}_{i}.png")
+            Image.fromarray((d.images[idx] * 255 / 16).astype(np.uint8), mode="L").save(path)
+            paths.append(path)
+            labels.append(c)
+    return paths, labels
+
+
+def write_cifar10(root, n_train=6, n_test=4, names=("plane", "car", "bird")):
+    """CIFAR-10 python batches exactly as the official archive lays them out (dicts with bytes keys)."""
+    os.makedirs(root, exist_ok=True)
+    rng = np.random.default_rng(0)
+    data = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        n = n_test if name == "test_batch" else n_train
+        x = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        y = [int(v) for v in rng.integers(0, len(names), size=n)]
+        with open(os.path.join(root, name), "wb") as fh:
+            pickle.dump({b"batch_label": name.encode(), b"data": x, b"labels": y, b"filenames": []}, fh)
+        data[name] = (x, y)
+    with open(os.path.join(root, "batches.meta"), "wb") as fh:
+        pickle.dump({b"label_names": [n.encode() for n in names], b"num_vis": 3072}, fh)
+    return data
+
+
+def write_cifar100(root, n=5):
+    os.makedirs(root, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for name in ("train", "test"):
+        x = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        with open(os.path.join(root, name), "wb") as fh:
+            pickle.dump({b"data": x, b"fine_labels": list(range(n)), b"coarse_labels": [0] * n}, fh)
+    with open(os.path.join(root, "meta"), "wb") as fh:
+        pickle.dump({b"fine_label_names": [f"c{i}".encode() for i in range(100)],
+                     b"coarse_label_names": [b"x"]}, fh)
+
+
+# --- digits -------------------------------------------------------------------------------------------
+def test_digits_split_is_fixed_disjoint_and_normalised():
+    train = load_raw("digits", SIZE, split="train")
+    val = load_raw("digits", SIZE, split="val")
+    all_ = load_raw("digits", SIZE)
+    assert len(train) + len(val) == len(all_) == 1797
+    assert len(val) == 359
+    assert train.images.min() >= 0 and train.images.max() <= 1
+    # No validation image appears among the training images.
+    train_rows = {row.tobytes() for row in train.images}
+    assert sum(row.tobytes() in train_rows for row in val.images) < 5  # digits has a few exact duplicates
+    assert val.label_names == [str(i) for i in range(10)]
+    # --seed changes subsets, never the split.
+    assert np.array_equal(load_raw("digits", SIZE, split="val", seed=5).labels, val.labels)
+
+    ds = load_data("digits", SIZE, 0.5, 0.25, split="val")
+    assert ds.images.dtype == np.float32 and ds.images.shape == (359, 1, 16, 16)
+    np.testing.assert_allclose(ds.images, (val.images - 0.5) / 0.25, rtol=1e-6, atol=1e-6)
+
+
+def test_digits_channels_replicated_and_upscaled():
+    ds = load_raw("digits", (3, 32, 32), split="val", limit=4)
+    assert ds.images.shape == (4, 3, 32, 32)
+    assert np.array_equal(ds.images[:, 0], ds.images[:, 2])
+
+
+def test_limit_is_seeded_and_fingerprint_tracks_everything():
+    a = load_data("digits", SIZE, 0.5, 0.25, split="train", limit=20, seed=1)
+    b = load_data("digits", SIZE, 0.5, 0.25, split="train", limit=20, seed=1)
+    c = load_data("digits", SIZE, 0.5, 0.25, split="train", limit=20, seed=2)
+    assert len(a) == 20 and np.array_equal(a.images, b.images) and a.fingerprint == b.fingerprint
+    assert not np.array_equal(a.labels, c.labels) or not np.array_equal(a.images, c.images)
+    assert len({a.fingerprint, c.fingerprint,
+                load_data("digits", SIZE, 0.4, 0.25, split="train", limit=20, seed=1).fingerprint,
+                load_data("digits", SIZE, 0.5, 0.25, split="val", limit=20, seed=1).fingerprint}) == 4
+    assert len(a.fingerprint) == 64
+
+
+def test_load_data_for_reads_artifact_meta():
+    from densenet_deploy.metadata import ArtifactMeta
+
+    meta = ArtifactMeta(model="m", num_classes=10, input_size=(1, 12, 12), mean=(0.3,), std=(0.3,))
+    ds = load_data_for("digits", meta, split="val", limit=3)
+    assert ds.images.shape == (3, 1, 12, 12)
+
+
+# --- arrays ---------------------------------------------------------------------------------------------
+def test_npy_is_taken_as_preprocessed(tmp_path):
+    x = np.random.default_rng(0).standard_normal((5, 1, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    ds = load_data(str(tmp_path / "x.npy"), SIZE, 0.5, 0.25)
+    assert np.array_equal(ds.images, x) and ds.labels is None
+
+
+@pytest.mark.parametrize("keys", [("images", "labels"), ("x", "y")])
+def test_npz_with_labels(tmp_path, keys):
+    x = np.random.default_rng(0).standard_normal((6, 1, 16, 16)).astype(np.float32)
+    y = np.arange(6) % 3
+    np.savez(tmp_path / "d.npz", **{keys[0]: x, keys[1]: y})
+    ds = load_data(str(tmp_path / "d.npz"), SIZE, 0, 1, split="val")
+    assert ds.labels.dtype == np.int64 and len(ds) == len(ds.labels) >= 1
+    full = load_data(str(tmp_path / "d.npz"), SIZE, 0, 1)
+    assert np.array_equal(full.labels, y) and np.array_equal(full.images, x)
+
+
+@pytest.mark.parametrize("array, match", [
+    (np.zeros((2, 16, 16), np.float32), "rank 3"),
+    (np.zeros((2, 3, 16, 16), np.float32), "3 channels, the model expects 1"),
+    (np.zeros((2, 1, 8, 8), np.float32), "8x8, the model expects 16x16"),
+    (np.zeros((2, 1, 16, 16), np.uint8), "dtype is uint8"),
+    (np.full((2, 1, 16, 16), np.nan, np.float32), "NaN/inf"),
+])
+def test_array_errors(tmp_path, array, match):
+    np.save(tmp_path / "bad.npy", array)
+    with pytest.raises(DataError, match=match):
+        load_data(str(tmp_path / "bad.npy"), SIZE, 0, 1)
+
+
+def test_npz_without_images_key(tmp_path):
+    np.savez(tmp_path / "d.npz", pixels=np.zeros((2, 1, 16, 16), np.float32))
+    with pytest.raises(DataError, match="expected one named 'images' or 'x'"):
+        load_data(str(tmp_path / "d.npz"), SIZE, 0, 1)
+
+
+# --- image directories ------------------------------------------------------------------------------
+def test_image_dir_class_subfolders(tmp_path):
+    paths, labels = write_digit_pngs(tmp_path)
+    (tmp_path / "class_0" / "notes.txt").write_text("not an image")
+    ds = load_data(str(tmp_path), SIZE, 0.5, 0.25)
+    assert ds.label_names == ["class_0", "class_1", "class_2"]
+    assert list(ds.labels) == labels and ds.skipped == 0
+    one = preprocess_image(paths[4], SIZE, 0.5, 0.25)
+    np.testing.assert_allclose(ds.images[4], one)
+    # A real digit scaled to [0, 1] and normalised: values span (0 - 0.5)/0.25 .. (1 - 0.5)/0.25.
+    assert ds.images.min() >= -2.0 - 1e-6 and ds.images.max() <= 2.0 + 1e-6 and ds.images.std() > 0.5
+
+
+def test_loose_images_are_unlabeled_and_rgb(tmp_path):
+    write_digit_pngs(tmp_path, subfolders=False)
+    ds = load_data(str(tmp_path), (3, 8, 8), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    assert ds.labels is None and ds.images.shape == (9, 3, 8, 8)
+
+
+def test_corrupt_images_are_skipped_and_counted(tmp_path, caplog):
+    write_digit_pngs(tmp_path, per_class=2)
+    (tmp_path / "class_1" / "broken.png").write_bytes(b"\x89PNG this is not really a png")
+    with caplog.at_level(logging.WARNING):
+        ds = load_data(str(tmp_path), SIZE, 0.5, 0.25)
+    assert ds.skipped == 1 and len(ds) == 6 and len(ds.labels) == 6
+    assert "broken.png" in caplog.text
+
+
+def test_image_dir_errors(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="contains no image files"):
+        load_data(str(empty), SIZE, 0, 1)
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "a.txt").write_text("x")
+    with pytest.raises(DataError, match="1 other file"):
+        load_data(str(texts), SIZE, 0, 1)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for i in range(2):
+        (broken / f"{i}.jpg").write_bytes(b"garbage")
+    with pytest.raises(DataError, match=r"none of the 2 image files could be read \(2 skipped\)"):
+        load_data(str(broken), SIZE, 0, 1)
+
+
+# --- CIFAR / SVHN ------------------------------------------------------------------------------------
+def test_cifar10_pickle_batches(tmp_path):
+    batches = write_cifar10(tmp_path / "cifar-10-batches-py")
+    # The archive's top folder or the batches folder itself are both accepted.
+    train = load_raw(f"cifar10:{tmp_path}", (3, 32, 32), split="train")
+    val = load_raw(f"cifar10:{tmp_path / 'cifar-10-batches-py'}", (3, 32, 32), split="val")
+    assert len(train) == 30 and len(val) == 4
+    assert train.label_names == ["plane", "car", "bird"]
+    x, y = batches["test_batch"]
+    # Row layout: 1024 red, then green, then blue values, each row-major 32x32.
+    assert val.images[1, 2, 0, 5] == pytest.approx(x[1, 2048 + 5] / 255)
+    assert list(val.labels) == y
+    small = load_data(f"cifar10:{tmp_path}", (3, 16, 16), (0.5,) * 3, (0.25,) * 3, split="val")
+    assert small.images.shape == (4, 3, 16, 16)
+
+
+def test_cifar100_fine_labels(tmp_path):
+    write_cifar100(tmp_path)
+    ds = load_raw(f"cifar100:{tmp_path}", (3, 32, 32), split="train")
+    assert list(ds.labels) == [0, 1, 2, 3, 4] and len(ds.label_names) == 100 and ds.label_names[3] == "c3"
+
+
+def test_cifar_errors(tmp_path):
+    write_cifar10(tmp_path)
+    with pytest.raises(DataError, match="3 channels, the model expects 1"):
+        load_raw(f"cifar10:{tmp_path}", (1, 32, 32))
+    (tmp_path / "data_batch_3").write_bytes(b"\x80\x04truncated")
+    with pytest.raises(DataError, match="data_batch_3 is not a readable CIFAR pickle batch"):
+        load_raw(f"cifar10:{tmp_path}", (3, 32, 32))
+    # A pickle that would run code is refused, not executed.
+    with open(tmp_path / "data_batch_3", "wb") as fh:
+        pickle.dump({b"data": os.system}, fh)
+    with pytest.raises(DataError, match="refusing to load"):
+        load_raw(f"cifar10:{tmp_path}", (3, 32, 32))
+    with pytest.raises(DataError, match="no such directory"):
+        load_raw(f"cifar10:{tmp_path / 'nope'}", (3, 32, 32))
+
+
+def test_svhn_mat_files(tmp_path):
+    sio = pytest.importorskip("scipy.io", reason="scipy (extra 'demo') reads SVHN .mat files")
+    rng = np.random.default_rng(0)
+    for name, n in (("train_32x32.mat", 5), ("test_32x32.mat", 3)):
+        sio.savemat(tmp_path / name, {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
+                                      "y": np.array([[10], [1], [2], [3], [4]][:n], dtype=np.uint8)})
+    train = load_raw(f"svhn:{tmp_path}", (3, 32, 32), split="train")
+    val = load_raw(f"svhn:{tmp_path}", (3, 32, 32), split="val")
+    assert list(train.labels) == [0, 1, 2, 3, 4] and list(val.labels) == [0, 1, 2]
+    os.remove(tmp_path / "test_32x32.mat")
+    with pytest.raises(DataError, match="test_32x32.mat: no such file"):
+        load_raw(f"svhn:{tmp_path}", (3, 32, 32))
+
+
+# --- random and the rest ---------------------------------------------------------------------------
+def test_random_is_seeded_and_warns(caplog):
+    with caplog.at_level(logging.WARNING):
+        a = load_data("random", (3, 8, 8), 0, 1, limit=4, seed=3)
+    assert "proves little" in caplog.text
+    assert a.images.shape == (4, 3, 8, 8) and a.labels is None
+    assert np.array_equal(a.images, load_data("random", (3, 8, 8), 0, 1, limit=4, seed=3).images)
+    assert len(load_data("random", (3, 8, 8), 0, 1, limit=4, split="val")) == 4
+
+
+@pytest.mark.parametrize("src, match", [
+    ("imagenet", "unknown data source 'imagenet'; valid forms: .*digits.*cifar10:DIR"),
+    ("./missing_dir", "no such file or directory"),
+    ("missing.npz", "missing.npz: no such file"),
+    ("", "data source is empty"),
+])
+def test_source_errors(src, match):
+    with pytest.raises(DataError, match=match):
+        load_data(src, SIZE, 0, 1)
+
+
+def test_bad_split_limit_and_stats():
+    with pytest.raises(DataError, match="unknown split 'test'"):
+        load_data("digits", SIZE, 0, 1, split="test")
+    with pytest.raises(DataError, match="limit must be >= 1"):
+        load_data("digits", SIZE, 0, 1, limit=0)
+    with pytest.raises(DataError, match="mean/std have 2/1 values; the input has 1 channel"):
+        load_data("digits", SIZE, (0.1, 0.2), 1)
+
+
+def test_channel_stats_and_batches():
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.normal(0.2, 0.1, (50, 8, 8)), rng.normal(0.7, 0.3, (50, 8, 8))], 1).astype(np.float32)
+    mean, std = channel_stats(x)
+    assert mean == pytest.approx((0.2, 0.7), abs=0.01) and std == pytest.approx((0.1, 0.3), abs=0.01)
+    sizes = [len(b) for b in iter_batches(x, 16)]
+    assert sizes == [16, 16, 16, 2]
+
+
+def test_calibration_reexports_the_same_api():
+    from calibration import sources
+
+    assert sources.load_data is load_data and sources.load_raw is load_raw
+
+
+def test_cli_reports_data_errors_with_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from densenet_deploy.cli import cli
+
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(cli, ["train", "densenet_bc10_k4", "--dataset", "cifar10", "--data-dir",
+                                      str(tmp_path / "empty"), "-o", str(tmp_path / "c.pt")])
+    assert result.exit_code == 2
+    assert "error: " in result.output and "data_batch_1: no such file" in result.output
+    assert not (tmp_path / "c.pt").exists()
+
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "readme.md").write_text("no images")
+    result = CliRunner().invoke(cli, ["train", "densenet_bc10_k4", "--dataset", "imagefolder", "--data-dir",
+                                      str(tmp_path / "texts"), "-o", str(tmp_path / "c.pt")])
+    assert result.exit_code == 2 and "contains no image files" in result.output
+    assert "Traceback" not in result.output
