@@ -12,7 +12,7 @@ _EXTRAS = {
     "scipy": ("demo", "scipy"),
     "PIL": ("demo", "pillow"),
     "onnxconverter_common": ("demo", "onnxconverter-common"),
-    "tritonclient": ("triton", "tritonclient[all]"),
+    "tritonclient": ("triton", "tritonclient[http]"),
     "pytriton": ("triton", "nvidia-pytriton"),
     "psutil": ("dev", "psutil"),
 }

@@ -1,0 +1,165 @@
+"""`dnx serve` / `dnx triton-client` against a real Triton server (the tritonserver bundled in nvidia-pytriton).
+
+The server binds 127.0.0.1 on free ports only, every wait is bounded, and the server is stopped (process
+group killed after a grace period) also when a test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from densenet_deploy import deps
+
+pytestmark = pytest.mark.skipif(not deps.available("tritonclient.http") or not deps.available("pytriton"),
+                                reason="tritonclient[http] and nvidia-pytriton (extra 'triton') are not installed")
+
+CLIENTS = 4
+REQUESTS_PER_CLIENT = 12
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
+
+
+@pytest.fixture(scope="module")
+def digits(digits_onnx):
+    from densenet_deploy.data import load_data_for
+    from densenet_deploy.metadata import read_onnx_meta
+
+    return load_data_for("digits", read_onnx_meta(digits_onnx), split="val", limit=CLIENTS * REQUESTS_PER_CLIENT * 2)
+
+
+def test_serve_batches_concurrent_clients_and_matches_the_runner(digits_onnx, digits, tmp_path):
+    import tritonclient.http as http
+
+    from densenet_deploy.runners import open_runner
+    from exporters.triton_serve import serve_artifact
+
+    with open_runner(digits_onnx) as runner:
+        expected = runner.run(digits.images)
+        meta = runner.meta
+    answers: dict[int, np.ndarray] = {}
+    failures: list[str] = []
+
+    # A long queue delay lets Triton's dynamic batcher gather the concurrent single requests.
+    with serve_artifact(digits_onnx, max_batch=8, http_port=0, grpc_port=0, max_queue_delay_us=50_000,
+                        startup_timeout=90) as (server, model):
+        assert server.host == "127.0.0.1"
+        pid, port = server.process.pid, server.http_port
+
+        def client(worker: int):
+            conn = http.InferenceServerClient(server.url, connection_timeout=30, network_timeout=30)
+            try:
+                for j in range(REQUESTS_PER_CLIENT):
+                    # Mix 1- and 2-image requests: Triton must batch across requests and split back.
+                    start = (worker * REQUESTS_PER_CLIENT + j) * 2
+                    size = 1 + (j % 2)
+                    x = digits.images[start:start + size]
+                    tensor = http.InferInput(meta.input_name, list(x.shape), "FP32")
+                    tensor.set_data_from_numpy(x)
+                    out = conn.infer(model["model"], [tensor]).as_numpy(meta.output_name)
+                    for k in range(size):
+                        answers[start + k] = out[k]
+            except Exception as exc:  # reported below: an exception in a thread would be lost
+                failures.append(f"client {worker}: {type(exc).__name__}: {exc}")
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=client, args=(w,), daemon=True) for w in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads), "clients did not finish within 60 s"
+        assert not failures, failures
+
+        stats_client = http.InferenceServerClient(server.url, network_timeout=30)
+        stats = stats_client.get_inference_statistics(model["model"])["model_stats"][0]
+        stats_client.close()
+
+        # The same PNG files through `dnx triton-client`, its top-1 against the runner on the same files.
+        from PIL import Image
+
+        from densenet_deploy.data import load_raw, preprocess_image
+
+        raw = load_raw("digits", meta.input_size, split="val", limit=3)
+        paths = []
+        for i, img in enumerate(raw.images):
+            path = tmp_path / f"digit{i}.png"
+            Image.fromarray(np.round(img[0] * 255).astype(np.uint8), mode="L").save(path)
+            paths.append(str(path))
+        from densenet_deploy.cli import cli
+
+        result = CliRunner().invoke(cli, ["triton-client", f"http://{server.url}", model["model"], *paths,
+                                          "--topk", "3", "--json"])
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.output)
+        with open_runner(digits_onnx) as runner:
+            files_logits = runner.run(np.stack([preprocess_image(p, meta.input_size, meta.mean, meta.std)
+                                                for p in paths]))
+        for row, logits in zip(doc["results"], files_logits):
+            assert [t["index"] for t in row["top"]] == list(np.argsort(-logits)[:3])
+            assert row["top"][0]["logit"] == pytest.approx(float(logits.max()), abs=1e-4)
+            if meta.labels:
+                assert row["top"][0]["label"] == meta.labels[int(np.argmax(logits))]
+
+    # Stopped: the process is gone and the port is closed.
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not port_open("127.0.0.1", port)
+
+    assert len(answers) == CLIENTS * (REQUESTS_PER_CLIENT // 2) * 3  # half 1-image, half 2-image requests
+    idx = sorted(answers)
+    got = np.stack([answers[i] for i in idx])
+    np.testing.assert_allclose(got, expected[idx], rtol=1e-5, atol=1e-5)
+    batch_sizes = {int(b["batch_size"]) for b in stats["batch_stats"]}
+    assert stats["inference_count"] == len(answers)
+    assert max(batch_sizes) > 2, f"no batch was formed across requests: {stats['batch_stats']}"
+    assert stats["execution_count"] < CLIENTS * REQUESTS_PER_CLIENT
+
+
+def test_dnx_serve_cli_starts_answers_and_stops_on_sigterm(digits_onnx):
+    import tritonclient.http as http
+
+    proc = subprocess.Popen([sys.executable, "-m", "densenet_deploy.cli", "serve", digits_onnx, "--http-port", "0",
+                             "--grpc-port", "0", "--json", "--duration", "120"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:  # the JSON object comes once the server is ready
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("}"):
+                break
+        assert lines, proc.stderr.read() if proc.poll() is not None else "no output from dnx serve"
+        info = json.loads("".join(lines))
+        host, port = info["url"].removeprefix("http://").split(":")
+        assert host == "127.0.0.1"
+        client = http.InferenceServerClient(f"{host}:{port}", network_timeout=30)
+        assert client.is_model_ready(info["model"])
+        client.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=40) == 0, proc.stderr.read()
+        assert not port_open(host, int(port))
+        with pytest.raises(ProcessLookupError):
+            os.kill(info["pid"], 0)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

@@ -1,0 +1,299 @@
+"""`dnx triton`: every generated config.pbtxt is parsed back into tritonclient's ModelConfig and checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient (extra 'triton') is not installed")
+
+from google.protobuf import text_format  # noqa: E402
+from tritonclient.grpc import model_config_pb2 as mc  # noqa: E402
+
+from densenet_deploy.cli import cli  # noqa: E402
+from densenet_deploy.metadata import ArtifactMeta, read_onnx_meta, write_onnx_meta, write_sidecar  # noqa: E402
+
+LABELS = [f"class_{i}" for i in range(10)]
+
+
+def dnx(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def parse(path) -> mc.ModelConfig:
+    with open(path) as fh:
+        return text_format.Parse(fh.read(), mc.ModelConfig())
+
+
+def one_line_error(result, code=2, match=""):
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert match in lines[0], lines[0]
+    return lines[0]
+
+
+def tree(path) -> dict:
+    """{relative path: bytes} of every file under `path` (to prove nothing else changed)."""
+    out = {}
+    for root, _, files in os.walk(path):
+        for f in files:
+            full = os.path.join(root, f)
+            with open(full, "rb") as fh:
+                out[os.path.relpath(full, path)] = fh.read()
+    return out
+
+
+def tiny_graph(path, *, dtype="float32", batch=None, classes=3, labels=None, name="handmade"):
+    """A small real ONNX graph (mean over H, W of an NCHW input) with dnx metadata; fp16 or fixed batch on request."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    elem = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}[dtype]
+    n = batch if batch else "batch"
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["input"], ["pooled"], axes=[2, 3], keepdims=0),
+         helper.make_node("Identity", ["pooled"], ["logits"])],
+        "g", [helper.make_tensor_value_info("input", elem, [n, classes, 8, 8])],
+        [helper.make_tensor_value_info("logits", elem, [n, classes])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    meta = ArtifactMeta(model=name, num_classes=classes, input_size=(classes, 8, 8), mean=(0.5,) * classes,
+                        std=(0.25,) * classes, labels=labels, batch=batch,
+                        precision="fp16" if dtype == "float16" else "fp32")
+    write_onnx_meta(model, meta)
+    onnx.save(model, str(path))
+    return str(path)
+
+
+@pytest.fixture
+def labelled_onnx(tiny_onnx, tmp_path):
+    """tiny_onnx with class labels in its metadata (the metadata is the only thing changed)."""
+    import onnx
+
+    proto = onnx.load(tiny_onnx)
+    write_onnx_meta(proto, read_onnx_meta(proto).replace(labels=LABELS))
+    path = tmp_path / "labelled.onnx"
+    onnx.save(proto, str(path))
+    return str(path)
+
+
+@pytest.fixture
+def fake_plan(tmp_path):
+    """A placeholder .plan plus an honest sidecar as `dnx build-engine` writes it (profile max 16).
+
+    A real plan cannot be built here (no TensorRT, no GPU); config generation reads only the sidecar,
+    never the plan's bytes, so the placeholder is enough to test the tensorrt_plan path.
+    """
+    plan = tmp_path / "model.plan"
+    plan.write_bytes(b"placeholder: config generation never reads the engine")
+    meta = ArtifactMeta(model="densenet_bc22_k8", num_classes=10, input_size=(3, 32, 32), mean=(0.5,) * 3,
+                        std=(0.25,) * 3, precision="int8", labels=LABELS)
+    write_sidecar(plan, meta, tensorrt={"version": "11.0.0"}, gpu={"name": "test", "compute_capability": "9.0"},
+                  profile={"input": "input", "min": 1, "opt": 8, "max": 16}, precision="int8")
+    return str(plan)
+
+
+def test_onnx_repository_config_fields(tiny_onnx, tmp_path):
+    repo = tmp_path / "repo"
+    result = dnx("triton", tiny_onnx, "--repo", repo, "--max-batch", 8, "--preferred-batch", "2,4", "--instances", 2,
+                 "--kind", "cpu", "--max-queue-delay-us", 500, "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["model"] == "densenet_bc22_k8" and doc["platform"] == "onnxruntime_onnx"
+    assert doc["repo"] == str(repo.resolve())
+
+    model_dir = repo / "densenet_bc22_k8"
+    config = parse(model_dir / "config.pbtxt")
+    assert config.name == "densenet_bc22_k8" and config.platform == "onnxruntime_onnx"
+    assert config.max_batch_size == 8
+    (inp,), (out,) = config.input, config.output
+    assert (inp.name, list(inp.dims), inp.data_type, inp.format) == ("input", [3, 32, 32], mc.TYPE_FP32,
+                                                                     mc.ModelInput.FORMAT_NCHW)
+    assert (out.name, list(out.dims), out.data_type, out.label_filename) == ("logits", [10], mc.TYPE_FP32, "")
+    assert list(config.dynamic_batching.preferred_batch_size) == [2, 4]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    (group,) = config.instance_group
+    assert (group.count, group.kind) == (2, mc.ModelInstanceGroup.KIND_CPU)
+    with open(tiny_onnx, "rb") as fh:
+        assert (model_dir / "1" / "model.onnx").read_bytes() == fh.read()
+    assert not (model_dir / "labels.txt").exists()
+    saved = json.loads((model_dir / "dnx.json").read_text())
+    assert ArtifactMeta.from_props(saved["metadata"]) == read_onnx_meta(tiny_onnx)
+    # Triton in a container often runs as another user: the repository must be world-readable.
+    assert oct((model_dir / "1" / "model.onnx").stat().st_mode & 0o777) == "0o644"
+
+
+def test_labels_file_and_default_kind(labelled_onnx, tmp_path):
+    repo = tmp_path / "repo"
+    assert dnx("triton", labelled_onnx, "--repo", repo, "--name", "digits").exit_code == 0
+    config = parse(repo / "digits" / "config.pbtxt")
+    assert config.output[0].label_filename == "labels.txt"
+    assert (repo / "digits" / "labels.txt").read_text().splitlines() == LABELS
+    assert config.max_batch_size == 8  # the default for a dynamic batch axis
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_AUTO  # ONNX Runtime: GPU if present
+
+
+def test_fp16_io_types_come_from_the_graph(tmp_path):
+    art = tiny_graph(tmp_path / "half.onnx", dtype="float16")
+    assert dnx("triton", art, "--repo", tmp_path / "repo").exit_code == 0
+    config = parse(tmp_path / "repo" / "handmade" / "config.pbtxt")
+    assert config.input[0].data_type == mc.TYPE_FP16 and config.output[0].data_type == mc.TYPE_FP16
+    assert list(config.input[0].dims) == [3, 8, 8] and list(config.output[0].dims) == [3]
+
+
+def test_fixed_batch_artifact_gets_full_dims_and_no_batching(tmp_path):
+    art = tiny_graph(tmp_path / "fixed.onnx", batch=2)
+    assert dnx("triton", art, "--repo", tmp_path / "repo").exit_code == 0
+    config = parse(tmp_path / "repo" / "handmade" / "config.pbtxt")
+    assert config.max_batch_size == 0
+    assert list(config.input[0].dims) == [2, 3, 8, 8] and list(config.output[0].dims) == [2, 3]
+    # Triton allows FORMAT_NCHW only with 3 dims, and no dynamic batcher without a batch axis.
+    assert config.input[0].format == mc.ModelInput.FORMAT_NONE
+    assert not config.HasField("dynamic_batching")
+    one_line_error(dnx("triton", art, "--repo", tmp_path / "repo2", "--max-batch", 4), match="fixed batch of 2")
+    assert not (tmp_path / "repo2").exists()
+
+
+def test_plan_config_from_sidecar_and_profile_refusal(fake_plan, tmp_path):
+    repo = tmp_path / "repo"
+    result = dnx("triton", fake_plan, "--repo", repo, "--json")
+    assert result.exit_code == 0, result.output
+    config = parse(repo / "densenet_bc22_k8" / "config.pbtxt")
+    assert config.platform == "tensorrt_plan" and config.max_batch_size == 16  # the profile's max
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    assert config.input[0].data_type == mc.TYPE_FP32 and list(config.input[0].dims) == [3, 32, 32]
+    assert config.output[0].label_filename == "labels.txt"
+    assert (repo / "densenet_bc22_k8" / "1" / "model.plan").is_file()
+    assert (repo / "densenet_bc22_k8" / "1" / "model.plan.json").is_file()
+    assert parse(repo / "densenet_bc22_k8" / "config.pbtxt").max_batch_size == 16
+
+    before = tree(repo)
+    line = one_line_error(dnx("triton", fake_plan, "--repo", repo, "--max-batch", 32), match="--max-batch 32")
+    assert "profile" in line and "16" in line
+    one_line_error(dnx("triton", fake_plan, "--repo", repo, "--kind", "cpu"), match="only on a GPU")
+    assert tree(repo) == before
+    assert dnx("triton", fake_plan, "--repo", tmp_path / "r8", "--max-batch", 8).exit_code == 0
+    assert parse(tmp_path / "r8" / "densenet_bc22_k8" / "config.pbtxt").max_batch_size == 8
+
+
+def test_versions_models_and_updates_keep_other_models(tiny_onnx, labelled_onnx, fake_plan, tmp_path):
+    repo = tmp_path / "repo"
+    assert dnx("triton", fake_plan, "--repo", repo, "--name", "other").exit_code == 0
+    other = tree(repo / "other")
+
+    result = dnx("triton", tiny_onnx, labelled_onnx, "--repo", repo, "--name", "dn", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["models"][0]["versions"] == [1, 2]
+    config = parse(repo / "dn" / "config.pbtxt")
+    assert config.version_policy.HasField("all")  # every version is served, clients pick one
+    assert sorted(os.listdir(repo / "dn")) == ["1", "2", "config.pbtxt", "dnx.json", "labels.txt"]
+
+    # Updating adds the next version; an explicit --version replaces that one only.
+    assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "dn").exit_code == 0
+    assert (repo / "dn" / "3" / "model.onnx").is_file()
+    assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "dn", "--version", 2).exit_code == 0
+    assert sorted(d for d in os.listdir(repo / "dn") if d.isdigit()) == ["1", "2", "3"]
+    assert tree(repo / "other") == other
+    assert not [d for d in os.listdir(repo) if d.startswith(".dnx-staging")]
+
+    # A different signature under an existing name is refused and changes nothing.
+    before = tree(repo)
+    handmade = tiny_graph(tmp_path / "h.onnx")
+    one_line_error(dnx("triton", handmade, "--repo", repo, "--name", "dn"), match="signature")
+    # An ONNX model and a plan cannot be versions of one Triton model...
+    one_line_error(dnx("triton", tiny_onnx, fake_plan, "--repo", repo, "--name", "mixed"), match="--as models")
+    assert tree(repo) == before
+    # ...but they can be separate models.
+    result = dnx("triton", tiny_onnx, fake_plan, "--repo", repo, "--name", "pair", "--as", "models", "--json")
+    assert result.exit_code == 0, result.output
+    models = {m["model"]: m["platform"] for m in json.loads(result.output)["models"]}
+    assert models == {"pair_onnx_fp32": "onnxruntime_onnx", "pair_plan_int8": "tensorrt_plan"}
+    for name in models:
+        assert parse(repo / name / "config.pbtxt").name == name
+    assert tree(repo / "other") == other
+
+
+def test_python_backend_repository(labelled_onnx, tmp_path):
+    repo = tmp_path / "repo"
+    assert dnx("triton", labelled_onnx, "--repo", repo, "--name", "py", "--backend", "python").exit_code == 0
+    config = parse(repo / "py" / "config.pbtxt")
+    assert config.backend == "python" and config.platform == ""
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+    params = {k: v.string_value for k, v in config.parameters.items()}
+    assert params["dnx.artifact"] == "model.onnx" and params["dnx.backend"] == "onnxruntime"
+    assert ArtifactMeta.from_props(json.loads(params["dnx.metadata"])).labels == LABELS
+    version_dir = repo / "py" / "1"
+    assert sorted(os.listdir(version_dir)) == ["model.onnx", "model.py"]
+    source = (version_dir / "model.py").read_text()
+    assert "class TritonPythonModel" in source and "open_runner" in source
+
+
+def test_openvino_ir_repository(tiny_onnx, tmp_path):
+    ov = pytest.importorskip("openvino", reason="openvino (extra 'openvino') is not installed")
+    xml = str(tmp_path / "ir" / "model.xml")
+    os.makedirs(os.path.dirname(xml))
+    ov.save_model(ov.convert_model(tiny_onnx), xml)
+    write_sidecar(xml, read_onnx_meta(tiny_onnx), target="openvino")
+    assert dnx("triton", xml, "--repo", tmp_path / "repo", "--name", "ir").exit_code == 0
+    config = parse(tmp_path / "repo" / "ir" / "config.pbtxt")
+    assert config.backend == "openvino" and config.max_batch_size == 8
+    assert config.input[0].data_type == mc.TYPE_FP32 and list(config.input[0].dims) == [3, 32, 32]
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+    assert sorted(os.listdir(tmp_path / "repo" / "ir" / "1")) == ["model.bin", "model.xml", "model.xml.json"]
+    one_line_error(dnx("triton", xml, "--repo", tmp_path / "r2", "--kind", "gpu"), match="CPU")
+
+
+@pytest.mark.parametrize("args, match", [
+    (["model.txt"], "unknown artifact type"),
+    (["@tiny", "--name", "bad/name"], "not usable"),
+    (["@tiny", "--name", "has space"], "not usable"),
+    (["@tiny", "--name", ".hidden"], "not usable"),
+    (["@tiny", "--preferred-batch", "4,16"], "1..8"),
+])
+def test_bad_input_exits_2_with_one_line(args, match, tiny_onnx, tmp_path):
+    (tmp_path / "model.txt").write_text("not a model")
+    args = [tiny_onnx if a == "@tiny" else str(tmp_path / a) if a.endswith(".txt") else a for a in args]
+    one_line_error(dnx("triton", *args, "--repo", tmp_path / "repo"), match=match)
+    assert not (tmp_path / "repo").exists()
+
+
+def test_repo_path_that_is_a_file(tiny_onnx, tmp_path):
+    target = tmp_path / "repo"
+    target.write_text("I am a file")
+    one_line_error(dnx("triton", tiny_onnx, "--repo", target), match="is a file")
+    assert target.read_text() == "I am a file"
+
+
+def test_written_model_file_is_the_artifact(tiny_onnx, tmp_path):
+    """The copied model still runs and gives the source artifact's logits (no re-serialisation)."""
+    from densenet_deploy.runners import open_runner
+
+    assert dnx("triton", tiny_onnx, "--repo", tmp_path / "repo").exit_code == 0
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    copied = str(tmp_path / "repo" / "densenet_bc22_k8" / "1" / "model.onnx")
+    with open_runner(tiny_onnx) as a, open_runner(copied) as b:
+        np.testing.assert_array_equal(a.run(x), b.run(x))
+    shutil.rmtree(tmp_path / "repo")
+
+
+def test_client_metadata_from_repository_and_unreachable_server(labelled_onnx, tmp_path):
+    pytest.importorskip("tritonclient.http", reason="tritonclient[http] (extra 'triton') is not installed")
+    from densenet_deploy.serve import free_port
+    from densenet_deploy.triton_client import load_client_meta, top_k
+
+    assert dnx("triton", labelled_onnx, "--repo", tmp_path / "repo", "--name", "m").exit_code == 0
+    meta = load_client_meta(str(tmp_path / "repo" / "m"))  # reads the model directory's dnx.json
+    assert meta == read_onnx_meta(labelled_onnx)
+    top = top_k(np.arange(10, dtype=np.float32), meta, 3)
+    assert [t["label"] for t in top] == ["class_9", "class_8", "class_7"]
+    assert sum(t["probability"] for t in top_k(np.zeros(10), meta, 10)) == pytest.approx(1.0)
+
+    (tmp_path / "x.png").write_bytes(b"")
+    port = free_port()  # nothing listens there
+    one_line_error(dnx("triton-client", f"http://127.0.0.1:{port}", "m", tmp_path / "x.png", "--timeout", 5),
+                   match="cannot reach Triton")
