@@ -1,0 +1,233 @@
+"""INT8 calibration on the digits DenseNet-BC: accuracy gates, Q/DQ placement, caches, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+SAMPLES, EVAL = 256, 300
+
+
+@pytest.fixture(scope="module")
+def int8_models(digits_onnx, tmp_path_factory):
+    """entropy and percentile INT8 models of the digits fixture, with their CalibrationResults."""
+    from calibration import quantize_int8
+
+    out = tmp_path_factory.mktemp("int8")
+    results = {}
+    for method in ("entropy", "percentile"):
+        results[method] = quantize_int8(digits_onnx, str(out / f"{method}.onnx"), "digits", method=method,
+                                        samples=SAMPLES, eval_samples=EVAL)
+    return results
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_int8_accuracy_within_one_point(int8_models, method):
+    result = int8_models[method]
+    parity = result.parity
+    assert result.passed and result.samples == SAMPLES and parity["samples"] == EVAL
+    drop = (parity["accuracy"]["ref"] - parity["accuracy"]["cand"]) * 100
+    assert drop <= 1.0, f"{method}: accuracy {parity['accuracy']}"
+    assert parity["top1_agreement"] >= 0.98
+    assert 0 < parity["rel_l2"] < 0.3  # INT8 logits move, but not wildly
+    print(f"{method}: acc {parity['accuracy']}, agreement {parity['top1_agreement']}, rel L2 {parity['rel_l2']:.4f}")
+
+
+def test_every_conv_has_symmetric_int8_qdq(int8_models, digits_onnx):
+    import onnx
+    from onnx import numpy_helper
+
+    fp32 = onnx.load(digits_onnx)
+    convs = [n.name for n in fp32.graph.node if n.op_type == "Conv"]
+    model = onnx.load(int8_models["entropy"].output)
+    producers = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    checked = 0
+    for node in (n for n in model.graph.node if n.op_type == "Conv"):
+        act, weight = producers[node.input[0]], producers[node.input[1]]
+        assert act.op_type == "DequantizeLinear" and producers[act.input[0]].op_type == "QuantizeLinear"
+        assert weight.op_type == "DequantizeLinear" and inits[weight.input[0]].dtype == np.int8
+        assert inits[weight.input[1]].size == inits[weight.input[0]].shape[0]  # per output channel
+        assert len(node.input) < 3 or node.input[2] in inits and inits[node.input[2]].dtype == np.float32
+        checked += 1
+    assert checked == len(convs) > 0
+    for node in (n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")):
+        zp = inits[node.input[2]]
+        assert zp.dtype == np.int8 and not zp.any(), f"{node.name}: zero point {zp}"
+    meta = json.loads({p.key: p.value for p in model.metadata_props}["dnx.calibration"])
+    assert meta["method"] == "entropy" and meta["samples"] == SAMPLES and meta["data_fingerprint"]
+
+
+def test_entropy_ranges_differ_from_minmax(digits_onnx):
+    from calibration.ranges import RangeSettings, compute_ranges
+    from densenet_deploy.data import load_data_for
+    from densenet_deploy.metadata import read_onnx_meta
+
+    meta = read_onnx_meta(digits_onnx)
+    images = load_data_for("digits", meta, split="train", limit=128).images
+    mm = compute_ranges(digits_onnx, images, meta.input_name, RangeSettings(method="minmax"))
+    kl = compute_ranges(digits_onnx, images, meta.input_name, RangeSettings(method="entropy"))
+    assert mm.values.keys() == kl.values.keys()
+    clipped = [t for t in mm.values if kl.amax(t) < mm.amax(t) * 0.99]
+    assert len(clipped) >= 5, "KL should clip activation ranges below their observed max"
+    assert all(kl.amax(t) <= mm.amax(t) * 1.001 for t in mm.values)
+
+
+def test_fast_entropy_threshold_matches_onnxruntime():
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    from calibration.ranges import entropy_threshold
+
+    rng = np.random.default_rng(0)
+    for data, bins, qbins in [(np.maximum(rng.normal(size=20000), 0) ** 2, 512, 128),
+                              (rng.laplace(size=20000), 256, 64)]:
+        collector = HistogramCollector("entropy", True, bins, qbins, None, None)
+        collector.collect({"t": data.astype(np.float32)})
+        hist = collector.histogram_dict["t"]
+        assert entropy_threshold(hist, qbins) == collector.get_entropy_threshold(hist, qbins)
+
+
+def test_cache_reuse_skips_calibration(digits_onnx, tmp_path):
+    """The second run takes ranges from the cache: an edited cache range shows up in the model's scale."""
+    import onnx
+    from onnx import numpy_helper
+
+    from calibration import quantize_int8
+
+    cache = tmp_path / "ranges.json"
+    kw = dict(method="minmax", samples=64, eval_samples=100, cache=str(cache), concat_scales="float", min_agreement=0)
+    first = quantize_int8(digits_onnx, str(tmp_path / "a.onnx"), "digits", **kw)
+    assert first.ranges_from == "calibration" and cache.is_file()
+    doc = json.loads(cache.read_text())
+    tensor = onnx.load(digits_onnx).graph.input[0].name  # the first conv's input
+    doc["ranges"][tensor] = [-12.7, 12.7]
+    cache.write_text(json.dumps(doc))
+    second = quantize_int8(digits_onnx, str(tmp_path / "b.onnx"), "digits", **kw)
+    assert second.ranges_from == "cache"
+    model = onnx.load(str(tmp_path / "b.onnx"))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == tensor)
+    assert float(inits[q.input[1]]) == pytest.approx(0.1)
+    # Other data (another sample count) does not match the key: calibrated again.
+    third = quantize_int8(digits_onnx, str(tmp_path / "c.onnx"), "digits", **{**kw, "samples": 32})
+    assert third.ranges_from == "calibration"
+
+
+def test_trt_cache_round_trip(digits_onnx, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from calibration import quantize_int8
+    from calibration.cache import read_trt_cache
+
+    trt = tmp_path / "calib.cache"
+    kw = dict(method="minmax", samples=64, eval_samples=100, min_agreement=0)
+    quantize_int8(digits_onnx, str(tmp_path / "a.onnx"), "digits", write_trt_cache=str(trt), **kw)
+    lines = trt.read_text().splitlines()
+    assert re.fullmatch(r"TRT-\d+-EntropyCalibration2", lines[0])
+    assert all(re.fullmatch(r".+: [0-9a-f]{8}", line) for line in lines[1:]) and len(lines) > 10
+    ranges = read_trt_cache(str(trt))
+    model = onnx.load(str(tmp_path / "a.onnx"))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in (n for n in model.graph.node if n.op_type == "QuantizeLinear"):
+        scale = float(inits[node.input[1]])
+        assert ranges.amax(node.input[0]) / 127 == pytest.approx(scale, rel=1e-6)
+        name, hexval = next(line.split(": ") for line in lines[1:] if line.startswith(node.input[0] + ":"))
+        assert struct.unpack(">f", bytes.fromhex(hexval))[0] == pytest.approx(scale, rel=1e-6)
+    imported = quantize_int8(digits_onnx, str(tmp_path / "b.onnx"), "digits", from_trt_cache=str(trt), **kw)
+    assert imported.ranges_from == "trt-cache"
+    assert imported.parity["top1_agreement"] >= 0.98
+
+
+def test_keep_ends_float_and_exclude(digits_onnx, tmp_path):
+    from calibration import quantize_int8
+    from calibration.qdq import end_nodes
+    from densenet_deploy.metadata import load_onnx
+
+    model = load_onnx(digits_onnx)
+    weighted = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    ends = end_nodes(model)
+    assert ends[0] == weighted[0] and ends[-1] == weighted[-1]
+    r = quantize_int8(digits_onnx, str(tmp_path / "a.onnx"), "digits", method="minmax", samples=64,
+                      eval_samples=100, keep_ends_float=True, exclude_nodes=[weighted[3]], min_agreement=0)
+    assert r.quantized_nodes == len(weighted) - 3 and set(r.qdq["float_nodes"]) == {*ends, weighted[3]}
+
+
+def _cli(args):
+    from densenet_deploy.cli import cli
+
+    return CliRunner().invoke(cli, args)
+
+
+def test_cli_json(digits_onnx, tmp_path):
+    out = tmp_path / "q.onnx"
+    res = _cli(["calibrate", digits_onnx, "--data", "digits", "-o", str(out), "--method", "percentile",
+                "--samples", "64", "--eval-samples", "100", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    for key in ("output", "method", "samples", "quantized_nodes", "parity", "excluded", "seconds"):
+        assert key in doc
+    assert doc["method"] == "percentile" and doc["samples"] == 64 and out.is_file()
+    assert {"top1_agreement", "cosine_min", "rel_l2", "accuracy"} <= doc["parity"].keys()
+
+
+def test_cli_gate_failure_writes_nothing(digits_onnx, tmp_path):
+    out = tmp_path / "q.onnx"
+    res = _cli(["calibrate", digits_onnx, "--data", "digits", "-o", str(out), "--method", "minmax", "--samples",
+                "32", "--eval-samples", "50", "--max-accuracy-drop", "-100"])
+    assert res.exit_code == 1 and not out.exists()
+    assert "accuracy drop" in res.output
+
+
+def _bad_sources(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "a.txt").write_text("not an image")
+    (texts / "b.csv").write_text("1,2,3")
+    shape = tmp_path / "shape.npy"
+    np.save(shape, np.zeros((4, 3, 8, 8), np.float32))
+    nan = tmp_path / "nan.npz"
+    arr = np.zeros((20, 1, 16, 16), np.float32)
+    arr[3, 0, 2, 2] = np.nan
+    np.savez(nan, images=arr, labels=np.zeros(20, np.int64))
+    return {"empty": str(empty), "texts": str(texts), "shape": str(shape), "nan": str(nan)}
+
+
+@pytest.mark.parametrize("case, pattern", [("empty", r"empty|no .*image"), ("texts", r"image"),
+                                           ("shape", r"shape"), ("nan", r"NaN")])
+def test_cli_bad_data_exit_2(digits_onnx, tmp_path, case, pattern):
+    src = _bad_sources(tmp_path)[case]
+    out = tmp_path / "q.onnx"
+    res = _cli(["calibrate", digits_onnx, "--data", src, "-o", str(out), "--samples", "8"])
+    assert res.exit_code == 2, res.output
+    message = res.stderr.strip().splitlines()
+    assert len(message) == 1 and message[0].startswith("error:") and re.search(pattern, message[0], re.I), message
+    assert not out.exists()
+
+
+def test_auto_exclude_keeps_the_broken_layer_float(digits_onnx, tmp_path):
+    """A crippled range on the first conv's input fails the gate; auto mode finds that layer by SQNR."""
+    from calibration import quantize_int8
+    from densenet_deploy.errors import VerificationFailed
+    from densenet_deploy.metadata import load_onnx
+
+    model = load_onnx(digits_onnx)
+    first = next(n for n in model.graph.node if n.op_type == "Conv")
+    cache = tmp_path / "ranges.json"
+    kw = dict(method="minmax", samples=64, eval_samples=200, cache=str(cache), concat_scales="float")
+    quantize_int8(digits_onnx, str(tmp_path / "a.onnx"), "digits", **{**kw, "min_agreement": 0})
+    doc = json.loads(cache.read_text())
+    doc["ranges"][first.input[0]] = [-0.01, 0.01]
+    cache.write_text(json.dumps(doc))
+    with pytest.raises(VerificationFailed, match="not written"):
+        quantize_int8(digits_onnx, str(tmp_path / "b.onnx"), "digits", **kw)
+    assert not (tmp_path / "b.onnx").exists()
+    result = quantize_int8(digits_onnx, str(tmp_path / "c.onnx"), "digits", auto_exclude=True, **kw)
+    assert result.passed and result.auto_excluded[0] == first.name and first.name in result.excluded
