@@ -137,9 +137,28 @@ def read_sidecar(artifact_path) -> tuple[ArtifactMeta, dict]:
     path = sidecar_path(artifact_path)
     if not os.path.isfile(path):
         raise ArtifactError(f"{artifact_path} has no sidecar {path}; build it with `dnx build-engine`")
+    return _read_sidecar_doc(path)
+
+
+def _read_sidecar_doc(path: str) -> tuple[ArtifactMeta, dict]:
     try:
         with open(path) as fh:
             doc = json.load(fh)
     except (OSError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path} is not a readable JSON sidecar ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise ArtifactError(f"{path} is not a dnx sidecar (expected a JSON object)")
     return ArtifactMeta.from_props(doc.get("metadata", {}), source=path), doc
+
+
+def read_artifact_meta(path) -> tuple[ArtifactMeta, dict]:
+    """(meta, sidecar document) of any artifact: an .onnx (document {}), a sidecar .json itself, or an
+    artifact (.plan, .xml, ORT deployment) next to its sidecar."""
+    path = os.fspath(path)
+    if path.lower().endswith(".onnx") and not os.path.isfile(sidecar_path(path)):
+        return read_onnx_meta(path), {}
+    if path.lower().endswith(".json"):
+        if not os.path.isfile(path):
+            raise ArtifactError(f"{path}: no such file")
+        return _read_sidecar_doc(path)
+    return read_sidecar(path)

@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from .deps import require
-from .errors import ArtifactError, DnxError
+from .errors import DnxError
 from .metadata import ArtifactMeta
 
 log = logging.getLogger(__name__)
@@ -21,22 +21,11 @@ def load_client_meta(artifact: str | None = None, config: dict | None = None) ->
     """The preprocessing metadata: from `artifact` (an .onnx, a .plan/.xml with its sidecar, a dnx.json or
     sidecar .json, or a model directory of a repository written by `dnx triton`), else from the
     `dnx.metadata` parameter of the served config (python-backend models carry it)."""
-    from .metadata import read_onnx_meta, read_sidecar
+    from .metadata import read_artifact_meta
 
     if artifact:
         path = os.path.join(artifact, "dnx.json") if os.path.isdir(artifact) else artifact
-        if path.lower().endswith(".onnx"):
-            return read_onnx_meta(path)
-        if path.lower().endswith(".json"):
-            if not os.path.isfile(path):
-                raise ArtifactError(f"{path}: no such file")
-            try:
-                with open(path) as fh:
-                    doc = json.load(fh)
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ArtifactError(f"{path} is not readable JSON ({exc})") from exc
-            return ArtifactMeta.from_props(doc.get("metadata", {}), source=path)
-        return read_sidecar(path)[0]
+        return read_artifact_meta(path)[0]
     raw = ((config or {}).get("parameters") or {}).get("dnx.metadata", {}).get("string_value")
     if not raw:
         raise DnxError("the served model's config carries no dnx metadata; pass --artifact with the artifact, "

@@ -8,7 +8,7 @@ import re
 
 from densenet_deploy.errors import ArtifactError
 from densenet_deploy.io import atomic_write_text, check_output_path
-from densenet_deploy.metadata import read_onnx_meta, read_sidecar
+from densenet_deploy.metadata import read_artifact_meta
 
 DEFAULT_NAMESPACE = "dnx_model"
 
@@ -23,10 +23,7 @@ def write_cpp_header(artifact_path, out_path, namespace: str = DEFAULT_NAMESPACE
     out_path = check_output_path(out_path)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*", namespace):
         raise ArtifactError(f"namespace {namespace!r} is not a C++ identifier (e.g. dnx_model or app::model)")
-    if artifact_path.lower().endswith(".onnx"):
-        meta, sidecar = read_onnx_meta(artifact_path), {}
-    else:
-        meta, sidecar = read_sidecar(artifact_path)
+    meta, sidecar = read_artifact_meta(artifact_path)
     atomic_write_text(out_path, render_cpp_header(meta, os.path.basename(artifact_path), namespace, sidecar))
     return out_path
 

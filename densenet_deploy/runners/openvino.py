@@ -188,13 +188,12 @@ class OpenVinoRunner(Runner):
 
 def read_artifact_meta(path: str):
     """(ArtifactMeta, sidecar dict) for an ONNX file (metadata inside) or an IR .xml (sidecar)."""
-    from ..metadata import read_onnx_meta, read_sidecar
+    from ..metadata import read_artifact_meta as read_meta
 
     if path.lower().endswith(".xml"):
         if not os.path.isfile(os.path.splitext(path)[0] + ".bin"):
             raise ArtifactError(f"{path}: its weights file {os.path.splitext(path)[0] + '.bin'} is missing")
-        return read_sidecar(path)
-    return read_onnx_meta(path), {}
+    return read_meta(path)
 
 
 def check_qdq_supported(onnx_path_or_proto) -> int:
