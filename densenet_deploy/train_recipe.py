@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass
 
 from .errors import DnxError
+
+log = logging.getLogger(__name__)
 
 DATASETS = ("digits", "cifar10", "cifar10+", "cifar100", "cifar100+", "svhn", "imagefolder")
 
@@ -22,7 +25,7 @@ class TrainOptions:
     epochs: int | None = None  # CIFAR 300, SVHN 40, ImageNet-style 90, digits 30
     batch_size: int | None = None  # 64; ImageNet-style 256
     lr: float | None = None  # 0.1
-    milestones: tuple[int, ...] | None = None  # lr /10 at these epochs; default 50%/75% (ImageNet 30/60 of 90)
+    milestones: tuple[int, ...] | None = None  # lr /10 at these epochs; default 50%/75% of the recipe's epochs (ImageNet 30/60)
     momentum: float = 0.9  # Nesterov, no dampening
     nesterov: bool = True
     weight_decay: float = 1e-4
@@ -98,14 +101,21 @@ def resolve(options: TrainOptions) -> Recipe:
         raise DnxError(f"--data-dir {options.data_dir}: no such directory")
     spec = get_spec(options.model)
     imagenet_style = base == "imagefolder" and spec.dataset == "imagenet"
-    epochs = options.epochs if options.epochs is not None else (
-        {"cifar10": 300, "cifar100": 300, "svhn": 40, "digits": 30}.get(base, 90 if imagenet_style else 300))
+    # The paper's schedule belongs to the recipe, not to --epochs: lr /10 at 50% and 75% of the recipe's
+    # epochs (CIFAR 300 -> 150, 225; SVHN 40 -> 20, 30) or at 30 and 60 of ImageNet's 90. --epochs only
+    # says how far along that schedule to train, which is what makes `--resume c.pt --epochs N`
+    # identical to a straight N-epoch run. Shorter runs that want the decay pass --milestones.
+    nominal = {"cifar10": 300, "cifar100": 300, "svhn": 40, "digits": 30}.get(base, 90 if imagenet_style else 300)
+    epochs = options.epochs if options.epochs is not None else nominal
     if epochs < 1:
         raise DnxError(f"--epochs must be >= 1, got {epochs}")
     fractions = (1 / 3, 2 / 3) if imagenet_style else (0.5, 0.75)
-    # A milestone at epoch 0 would start below the base lr; very short runs keep it for longer instead.
     milestones = options.milestones if options.milestones is not None else tuple(
-        m for m in (int(epochs * f) for f in fractions) if m >= 1)
+        int(round(nominal * f)) for f in fractions)
+    if options.milestones is None and epochs <= min(milestones):
+        log.warning("lr schedule: the paper's %d-epoch recipe divides the lr by 10 at epochs %s; this %d-epoch "
+                    "run ends before the first drop (pass --milestones to decay within the run)",
+                    nominal, ", ".join(map(str, milestones)), epochs)
     augment = options.augment if options.augment is not None else dataset.endswith("+")
     dropout = options.dropout if options.dropout is not None else (0.0 if augment else 0.2)
     natural_channels = 1 if base == "digits" else 3

@@ -19,7 +19,7 @@ pytest.importorskip("sklearn", reason="scikit-learn (extra 'demo') provides the 
 # Small enough to train an epoch in well under a second: 64 digits at 8x8, batch 16. One thread: a model
 # this small gains nothing from two, and two threads crawl when other processes share the cores.
 TINY = ["--dataset", "digits", "--input-size", "8", "--limit", "64", "--val-limit", "32", "--batch-size", "16",
-        "--milestones", "1,2", "--threads", "1"]
+        "--threads", "1"]
 
 
 def invoke(*args):
@@ -37,7 +37,7 @@ def test_resume_gives_bit_identical_weights(tmp_path):
     doc = json.loads(r.output)
     assert doc["epochs"] == 3 and [h["epoch"] for h in doc["history"]] == [1, 2, 3]
     train(TrainOptions(model="densenet_bc40_k12", dataset="digits", output=str(straight), epochs=3, input_size=8,
-                       limit=64, val_limit=32, batch_size=16, milestones=(1, 2), threads=1))
+                       limit=64, val_limit=32, batch_size=16, threads=1))
     a = torch.load(resumed, weights_only=True)
     b = torch.load(straight, weights_only=True)
     assert a["epoch"] == b["epoch"] == 3
@@ -121,6 +121,13 @@ def test_paper_recipe_defaults(tmp_path):
     inet = resolve(TrainOptions(model="densenet121", dataset="imagefolder", output="x", data_dir=str(tmp_path),
                                 augment=True))
     assert (inet.epochs, inet.batch_size, inet.milestones, inet.input_size) == (90, 256, (30, 60), 224)
+    # The schedule is the recipe's, whatever --epochs says, so a resumed run equals a straight one.
+    short = resolve(TrainOptions(model="densenet_bc100_k12", dataset="cifar10", output="x", data_dir=str(tmp_path),
+                                 epochs=100))
+    assert short.milestones == (150, 225) and short.epochs == 100
+    scaled = resolve(TrainOptions(model="densenet_bc100_k12", dataset="cifar10", output="x", data_dir=str(tmp_path),
+                                  epochs=100, milestones=(50, 75)))
+    assert scaled.milestones == (50, 75)
     with pytest.raises(DnxError, match="unknown dataset 'cifar11'.*did you mean 'cifar10'"):
         resolve(TrainOptions(model="densenet40_k12", dataset="cifar11", output="x"))
 
