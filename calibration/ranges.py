@@ -11,9 +11,9 @@ percentile options to the calibrator (quantize.py, `calib_extra_options_keys`), 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
-import sys
 import tempfile
 from dataclasses import dataclass, field
 
@@ -131,8 +131,9 @@ def compute_ranges(model_path: str, images: np.ndarray, input_name: str,
         from tqdm import tqdm
 
         chunks = tqdm(chunks, desc=f"calibrating ({s.method})", unit="chunk", leave=False)
-    # ORT's calibrators print() progress; stdout belongs to --json.
-    with tempfile.TemporaryDirectory(prefix="dnx-calib-") as tmp, contextlib.redirect_stdout(sys.stderr):
+    # ORT's calibrators print() progress; stdout belongs to --json, and our own progress bar says it better.
+    chatter = io.StringIO()
+    with tempfile.TemporaryDirectory(prefix="dnx-calib-") as tmp, contextlib.redirect_stdout(chatter):
         calibrator = create_calibrator(model_path, list(CALIBRATED_OPS),
                                        augmented_model_path=os.path.join(tmp, "augmented.onnx"),
                                        calibrate_method=method, providers=["CPUExecutionProvider"],
@@ -150,6 +151,8 @@ def compute_ranges(model_path: str, images: np.ndarray, input_name: str,
                 values = {name: data.range_value for name, data in tensors.items()}
         finally:
             del calibrator
+    if chatter.getvalue().strip():
+        log.debug("onnxruntime calibrator: %s", " / ".join(chatter.getvalue().split("\n")).strip(" /"))
     values = {name: (float(np.min(lo)), float(np.max(hi))) for name, (lo, hi) in values.items()}
     log.info("calibrated %d tensors with %s on %d samples", len(values), s.method, len(images))
     return Ranges(values=values, settings=s.key(), source="calibration")
