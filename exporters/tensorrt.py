@@ -16,8 +16,11 @@ compatibility. What changed between 10 and 11 (and why the code looks the way it
   BuilderFlag.VERSION_COMPATIBLE, create_timing_cache / set_timing_cache, ITimingCache.serialize:
   https://docs.nvidia.com/deeplearning/tensorrt/api/python_api/infer/Core/TimingCache.html
   https://docs.nvidia.com/deeplearning/tensorrt/10.16.1/inference-library/version-compatibility.html
-- OnnxParser.parse_from_file (handles external weights); errors via get_error(i): desc(), node_name(),
-  node_operator() (the last two since TensorRT 10; older parsers only have node()).
+- HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY exists only since TensorRT 10.9 (AMPERE_PLUS since 8.6):
+  https://docs.nvidia.com/deeplearning/tensorrt/latest/getting-started/release-notes-10/10.9.0.html
+- OnnxParser.parse_from_file (handles external weights); errors via get_error(i) -> ParserError with desc(),
+  node() (index, -1 if none), node_name(), node_operator() (python/src/parsers/pyOnnx.cpp in NVIDIA/TensorRT;
+  the last two are bound since TensorRT 10, older bindings only have node(), hence the hasattr).
 """
 
 from __future__ import annotations
@@ -127,7 +130,8 @@ def build_engine(onnx_path, output, *, min_batch: int = 1, opt_batch: int = 8, m
     if network.num_inputs != 1:
         raise ArtifactError(f"{onnx_path}: expected one input, the network has {network.num_inputs}")
     tensor = network.get_input(0)
-    chw = tuple(tensor.shape)[1:]
+    # A dynamic C/H/W (-1) would make set_shape fail: take the size the metadata records.
+    chw = tuple(int(d) if d >= 0 else int(m) for d, m in zip(tuple(tensor.shape)[1:], meta.input_size))
     lo, opt, hi = options.min_batch, options.opt_batch, options.max_batch
     if tensor.shape[0] != -1:  # exported with a fixed batch: the profile can only be that batch
         lo = opt = hi = int(tensor.shape[0])
@@ -140,8 +144,11 @@ def build_engine(onnx_path, output, *, min_batch: int = 1, opt_batch: int = 8, m
     profile.set_shape(tensor.name, (lo, *chw), (opt, *chw), (hi, *chw))
     config.add_optimization_profile(profile)
     if options.hardware_compatibility:
-        config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel,
-                                                      HARDWARE_COMPATIBILITY[options.hardware_compatibility])
+        level = getattr(trt.HardwareCompatibilityLevel, HARDWARE_COMPATIBILITY[options.hardware_compatibility], None)
+        if level is None:  # SAME_COMPUTE_CAPABILITY: TensorRT >= 10.9 only
+            raise DnxError(f"--hardware-compatibility {options.hardware_compatibility} needs TensorRT 10.9 or later, "
+                           f"this is TensorRT {trt_version}")
+        config.hardware_compatibility_level = level
     if options.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     cache = None
@@ -151,7 +158,11 @@ def build_engine(onnx_path, output, *, min_batch: int = 1, opt_batch: int = 8, m
             with open(options.timing_cache, "rb") as fh:
                 blob = fh.read()
         cache = config.create_timing_cache(blob)
-        config.set_timing_cache(cache, False)  # ignore_mismatch=False: never reuse another GPU's timings
+        # ignore_mismatch=False: never reuse another GPU's timings; a mismatched cache is refused (False).
+        if cache is None or not config.set_timing_cache(cache, False):
+            log.warning("timing cache %s is from another GPU or TensorRT; starting a new one", options.timing_cache)
+            cache = config.create_timing_cache(b"")
+            config.set_timing_cache(cache, False)
 
     log.info("building TensorRT %s engine for %s (batch %d/%d/%d)", meta.precision, onnx_path, lo, opt, hi)
     plan = builder.build_serialized_network(network, config)
@@ -171,7 +182,7 @@ def build_engine(onnx_path, output, *, min_batch: int = 1, opt_batch: int = 8, m
         sidecar = write_sidecar(output, plan_meta, tensorrt={"version": trt_version}, gpu=gpu, profile=profile_doc,
                                 precision=meta.precision, source_onnx_sha256=sha256_file(onnx_path),
                                 builder=builder_doc)
-    if cache is not None:  # the builder added its new timings to the attached cache
+    if cache is not None:  # the builder added its new timings to the config's cache (read it back, as trtexec does)
         atomic_write_bytes(options.timing_cache, bytes(config.get_timing_cache().serialize()))
     return EngineResult(output=output, sidecar=sidecar, precision=meta.precision, seconds=round(seconds, 2),
                         tensorrt={"version": trt_version}, gpu=gpu, profile=profile_doc,

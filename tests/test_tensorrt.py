@@ -128,7 +128,7 @@ def test_plan_sidecar_from_another_gpu_is_refused_on_open(tiny_onnx, tmp_path):
     from densenet_deploy.runners import open_runner
 
     plan = tmp_path / "tiny.plan"
-    build_engine(tiny_onnx, str(plan), max_batch=4)
+    build_engine(tiny_onnx, str(plan), opt_batch=4, max_batch=4)  # default opt_batch 8 > 4 would be refused
     side = tmp_path / "tiny.plan.json"
     doc = json.loads(side.read_text())
     doc["gpu"]["name"] = "Some Other GPU"

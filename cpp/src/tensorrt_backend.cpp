@@ -14,6 +14,9 @@
 //   getInferLib{Major,Minor,Patch}Version: "C++ APIs Added in 10.x",
 //     https://docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-8x-to-10x-c-api-reference.html
 // Objects are released with delete (destroy() is gone since 10.0); the runtime must outlive the engine.
+// Not handled here: a --version-compatible plan embeds a lean runtime and needs
+// IRuntime::setEngineHostCodeAllowed(true) before deserializeCudaEngine; PlanRequirements does not carry
+// the sidecar's builder.version_compatible, so such plans are refused by deserialisation (use the Python runner).
 #include <fstream>
 #include <iterator>
 
@@ -124,7 +127,11 @@ class TensorRtBackend : public Backend {
 
   Tensor run(const Tensor& batch) override {
     // A static-batch engine gets exactly its batch: zero-pad and trim.
-    const int64_t n = batch.shape[0];
+    const int64_t n = batch.shape.empty() ? 0 : batch.shape[0];
+    if (batch.shape.size() != 4 || n <= 0 || (static_batch_ > 0 && n > static_batch_)) {
+      throw Error("TensorRT: expected an NCHW batch of 1.." + std::to_string(max_batch() > 0 ? max_batch() : n) +
+                  " images");
+    }
     const int64_t run_n = static_batch_ > 0 ? static_batch_ : n;
     std::vector<float> host_in = batch.data;
     host_in.resize(batch.data.size() / static_cast<size_t>(n) * static_cast<size_t>(run_n), 0.0f);

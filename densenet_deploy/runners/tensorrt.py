@@ -156,6 +156,7 @@ class TensorRtRunner(Runner):
         self.sidecar = sidecar
         self.precision = sidecar.get("precision", meta.precision)
         self.device = f"cuda:{device}"
+        torch.cuda.set_device(device)  # TensorRT deserialises onto, and runs on, the current CUDA device
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         if (sidecar.get("builder") or {}).get("version_compatible"):
@@ -163,7 +164,6 @@ class TensorRtRunner(Runner):
             self._runtime.engine_host_code_allowed = True
         with open(self.name, "rb") as fh:
             data = fh.read()
-        torch.cuda.set_device(device)
         self.engine = self._runtime.deserialize_cuda_engine(data)
         if self.engine is None:
             raise ArtifactError(f"TensorRT could not deserialise {self.name} (see the TensorRT log above)")
@@ -180,8 +180,12 @@ class TensorRtRunner(Runner):
         self._in, self._out = inputs[0], outputs[0]
         self._in_dtype = _torch_dtype(self.engine.get_tensor_dtype(self._in))
         self._out_dtype = _torch_dtype(self.engine.get_tensor_dtype(self._out))
-        lo, _, hi = self.engine.get_tensor_profile_shape(self._in, 0)
-        self.batch_range = (int(lo[0]), int(hi[0]))
+        batch = int(self.engine.get_tensor_shape(self._in)[0])  # -1 when the batch axis is dynamic
+        if batch > 0:
+            self.batch_range = (batch, batch)
+        else:  # dynamic batch: the range of optimisation profile 0 (the one a fresh context uses)
+            lo, _, hi = self.engine.get_tensor_profile_shape(self._in, 0)
+            self.batch_range = (int(lo[0]), int(hi[0]))
         fixed = self.batch_range[0] if self.batch_range[0] == self.batch_range[1] else None
         self.input = InputSpec(self._in, tuple(int(d) for d in meta.input_size), fixed)
 
