@@ -29,10 +29,14 @@ struct PlanRequirements {
   std::string tensorrt_version;    // sidecar "tensorrt": {"version": "11.0.0"}
   std::string gpu_name;            // sidecar "gpu": {"name": "NVIDIA H100 80GB HBM3"}
   std::string compute_capability;  // sidecar "gpu": {"compute_capability": "9.0"}
+  bool version_compatible = false;     // sidecar "builder": {"version_compatible": true}
+  std::string hardware_compatibility;  // sidecar "builder": {"hardware_compatibility": "ampere+" | "same-cc"}
 };
 
-// Empty when the plan may run here, else a one-line reason it may not (versions compared up to the
-// patch number; GPU name and compute capability compared exactly).
+// Empty when the plan may run here, else a one-line reason it may not. The rules are TensorRT's (and
+// the Python runner's check_plan_compatibility): the same TensorRT version up to the patch number, or
+// that version or later for a version-compatible plan; the same GPU model and compute capability,
+// or the same capability for "same-cc", or capability >= 8.0 for "ampere+".
 std::string plan_incompatibility(const std::string& plan, const PlanRequirements& need,
                                  const std::string& tensorrt_version, const std::string& gpu_name,
                                  const std::string& compute_capability);

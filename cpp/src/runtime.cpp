@@ -37,13 +37,21 @@ std::string extension(const std::string& path) {
   return ext;
 }
 
-// The leading "major.minor.patch" of a version string ("11.0.0.20" -> "11.0.0").
-std::string major_minor_patch(const std::string& version) {
-  size_t pos = 0;
-  for (int dots = 0; pos < version.size(); ++pos) {
-    if (version[pos] == '.' && ++dots == 3) break;
+// The leading major.minor.patch of a version string as numbers ("11.0.0.20" -> {11, 0, 0}), so
+// "10.10.0" sorts after "10.9.0".
+std::vector<int> version_numbers(const std::string& version) {
+  std::vector<int> parts;
+  std::stringstream in(version);
+  std::string part;
+  while (parts.size() < 3 && std::getline(in, part, '.')) {
+    try {
+      parts.push_back(std::stoi(part));
+    } catch (const std::exception&) {
+      break;
+    }
   }
-  return version.substr(0, pos);
+  parts.resize(3, 0);
+  return parts;
 }
 
 }  // namespace
@@ -151,15 +159,24 @@ std::string plan_incompatibility(const std::string& plan, const PlanRequirements
     return plan + ": its sidecar lacks tensorrt.version or gpu.compute_capability, so it cannot be "
            "checked against this machine" + fix;
   }
-  if (major_minor_patch(need.tensorrt_version) != major_minor_patch(tensorrt_version)) {
-    return plan + " was built with TensorRT " + need.tensorrt_version + " but this is TensorRT " +
-           tensorrt_version + fix;
+  const auto built = version_numbers(need.tensorrt_version), here = version_numbers(tensorrt_version);
+  if (need.version_compatible ? here < built : here != built) {
+    return plan + " was built with TensorRT " + need.tensorrt_version +
+           (need.version_compatible ? " (version-compatible: runs on that version or later)" : "") +
+           " but this is TensorRT " + tensorrt_version + fix;
+  }
+  if (need.hardware_compatibility == "ampere+") {
+    if (version_numbers(compute_capability) < std::vector<int>{8, 0}) {
+      return plan + " was built for Ampere or newer GPUs (compute capability >= 8.0) but this GPU (" + gpu_name +
+             ") has " + compute_capability + fix;
+    }
+    return "";
   }
   if (need.compute_capability != compute_capability) {
     return plan + " was built for compute capability " + need.compute_capability + " (" + need.gpu_name +
            ") but this GPU (" + gpu_name + ") has " + compute_capability + fix;
   }
-  if (!need.gpu_name.empty() && need.gpu_name != gpu_name) {
+  if (need.hardware_compatibility != "same-cc" && !need.gpu_name.empty() && need.gpu_name != gpu_name) {
     return plan + " was built on a " + need.gpu_name + " but this GPU is a " + gpu_name + fix;
   }
   return "";
@@ -202,6 +219,9 @@ ModelInfo read_sidecar(const std::string& path, PlanRequirements* need) {
   need->tensorrt_version = text("tensorrt", "version");
   need->gpu_name = text("gpu", "name");
   need->compute_capability = text("gpu", "compute_capability");
+  need->version_compatible = text("builder", "version_compatible") == "true";
+  need->hardware_compatibility = text("builder", "hardware_compatibility");
+  if (need->hardware_compatibility == "null") need->hardware_compatibility.clear();
   return parse_metadata(props, sidecar);
 }
 

@@ -14,9 +14,8 @@
 //   getInferLib{Major,Minor,Patch}Version: "C++ APIs Added in 10.x",
 //     https://docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-8x-to-10x-c-api-reference.html
 // Objects are released with delete (destroy() is gone since 10.0); the runtime must outlive the engine.
-// Not handled here: a --version-compatible plan embeds a lean runtime and needs
-// IRuntime::setEngineHostCodeAllowed(true) before deserializeCudaEngine; PlanRequirements does not carry
-// the sidecar's builder.version_compatible, so such plans are refused by deserialisation (use the Python runner).
+// A --version-compatible plan embeds a lean runtime, which IRuntime::setEngineHostCodeAllowed(true)
+// (TensorRT >= 8.6) must allow before deserializeCudaEngine; the sidecar's builder.version_compatible says so.
 #include <fstream>
 #include <iterator>
 
@@ -87,6 +86,7 @@ class TensorRtBackend : public Backend {
 
     runtime_.reset(nvinfer1::createInferRuntime(logger_));
     if (!runtime_) throw Error("TensorRT: createInferRuntime failed: " + logger_.last_error);
+    if (need.version_compatible) runtime_->setEngineHostCodeAllowed(true);
     engine_.reset(runtime_->deserializeCudaEngine(blob.data(), blob.size()));
     if (!engine_) throw Error(path + " could not be deserialised by TensorRT " + runtime_version() + ": " + logger_.last_error);
 

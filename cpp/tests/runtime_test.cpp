@@ -66,6 +66,21 @@ int main() {
             std::string::npos, "plan: GPU name");
   check(!dnx::plan_incompatibility("m.plan", {}, "11.0.0", "NVIDIA H100", "9.0").empty(), "plan: sidecar lacks keys");
 
+  // The same rules as the Python runner: version-compatible plans run on later TensorRT versions,
+  // hardware-compatible ones on other GPUs of the allowed capabilities.
+  dnx::PlanRequirements portable{"10.9.0", "NVIDIA H100 80GB HBM3", "9.0", true, "ampere+"};
+  check(dnx::plan_incompatibility("m.plan", portable, "10.10.0", "NVIDIA A100-SXM4-40GB", "8.0").empty(),
+        "plan: version-compatible + ampere+ runs on a later TensorRT and an A100");
+  check(!dnx::plan_incompatibility("m.plan", portable, "10.8.0", "NVIDIA H100 80GB HBM3", "9.0").empty(),
+        "plan: version-compatible does not run on an older TensorRT");
+  check(!dnx::plan_incompatibility("m.plan", portable, "10.9.0", "Tesla T4", "7.5").empty(),
+        "plan: ampere+ refuses a Turing GPU");
+  dnx::PlanRequirements same_cc{"11.0.0", "NVIDIA H100 80GB HBM3", "9.0", false, "same-cc"};
+  check(dnx::plan_incompatibility("m.plan", same_cc, "11.0.0", "NVIDIA H200", "9.0").empty(),
+        "plan: same-cc runs on another GPU of the same capability");
+  check(!dnx::plan_incompatibility("m.plan", same_cc, "11.0.0", "NVIDIA A100-SXM4-40GB", "8.0").empty(),
+        "plan: same-cc refuses another capability");
+
   if (failures == 0) std::printf("runtime_test: all checks passed\n");
   return failures == 0 ? 0 : 1;
 }
