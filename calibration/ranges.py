@@ -79,6 +79,13 @@ class _Reader:
     """The CalibrationDataReader protocol (get_next -> feed dict or None) over an array."""
 
     def __init__(self, input_name: str, images: np.ndarray, batch_size: int):
+        # ORT's histogram collectors stack each tensor's per-batch outputs with np.asarray, which fails
+        # on a short last batch ("inhomogeneous shape"); so every batch of one collect_data call has the
+        # same size: the largest divisor of the chunk length that is <= batch_size.
+        n = len(images)
+        batch_size = max(1, min(batch_size, n))
+        while n % batch_size:
+            batch_size -= 1
         self.input_name, self.images, self.batch_size, self.pos = input_name, images, batch_size, 0
 
     def get_next(self):

@@ -231,3 +231,13 @@ def test_auto_exclude_keeps_the_broken_layer_float(digits_onnx, tmp_path):
     assert not (tmp_path / "b.onnx").exists()
     result = quantize_int8(digits_onnx, str(tmp_path / "c.onnx"), "digits", auto_exclude=True, **kw)
     assert result.passed and result.auto_excluded[0] == first.name and first.name in result.excluded
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_sample_counts_that_do_not_fill_the_last_batch(digits_onnx, tmp_path, method):
+    """ORT's histogram collectors stack per-batch outputs: a short last batch used to crash them."""
+    from calibration import quantize_int8
+
+    result = quantize_int8(digits_onnx, str(tmp_path / "a.onnx"), "digits", method=method, samples=37,
+                           eval_samples=100, min_agreement=0)
+    assert result.samples == 37 and (tmp_path / "a.onnx").is_file()
