@@ -11,17 +11,29 @@ from .errors import DnxError
 
 
 def check_output_path(path) -> str:
-    """Fail early (one line) when `path` cannot become an output file."""
+    """Fail early (one line) when `path` cannot become an output file: before any long work runs."""
+    import stat
+
     path = os.fspath(path)
     if not path:
         raise DnxError("output path is empty")
     if os.path.isdir(path):
         raise DnxError(f"output path {path} is a directory; give a file name")
-    parent = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path)  # a symlink: write its target, keep the link
+    if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):
+        # Outputs are written beside the target and renamed over it: that would replace a device
+        # (-o /dev/null as root) or a pipe with a regular file.
+        raise DnxError(f"output path {path} exists and is not a regular file (a device, pipe or socket); "
+                       "give a file name")
+    parent = os.path.dirname(target)
     if not os.path.isdir(parent):
         raise DnxError(f"cannot write {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise DnxError(f"cannot write {path}: directory {parent} is not writable")
+    try:  # os.access says yes to root on read-only mounts (/proc, ro bind mounts): try for real
+        fd, probe = tempfile.mkstemp(prefix=".dnx-probe-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DnxError(f"cannot write {path}: {exc.strerror or exc} in {parent}") from exc
     return path
 
 
@@ -29,8 +41,12 @@ def check_output_path(path) -> str:
 def atomic_output(path, suffix: str = ""):
     """Yield a temp path in the target's directory; rename it over `path` only if the block succeeds."""
     path = check_output_path(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".dnx-", suffix=suffix or os.path.splitext(path)[1], dir=directory)
+    target = os.path.realpath(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".dnx-", suffix=suffix or os.path.splitext(path)[1],
+                                   dir=os.path.dirname(target))
+    except OSError as exc:
+        raise DnxError(f"cannot write {path}: {exc.strerror or exc}") from exc
     os.close(fd)
     try:
         yield tmp
@@ -38,7 +54,7 @@ def atomic_output(path, suffix: str = ""):
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
