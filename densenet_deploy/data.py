@@ -8,6 +8,7 @@ unlabeled), ``FILE.npy`` / ``FILE.npz`` (already preprocessed (N, C, H, W) float
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -76,8 +77,38 @@ def load_data(src: str, input_size, mean, std, *, split: str = "all", limit: int
 
 
 def load_data_for(src: str, meta, **kw) -> Dataset:
-    """load_data with input size, mean and std taken from an artifact's ArtifactMeta."""
-    return load_data(src, meta.input_size, meta.mean, meta.std, **kw)
+    """load_data with input size, mean and std taken from an artifact's ArtifactMeta, and labels
+    expressed in the model's class indices (see align_labels)."""
+    return align_labels(load_data(src, meta.input_size, meta.mean, meta.std, **kw), meta)
+
+
+def align_labels(data: Dataset, meta) -> Dataset:
+    """Express a dataset's labels as the model's class indices.
+
+    Class folders are numbered by sorted name, which is only the model's numbering when the folders are
+    exactly its classes: folders `3/` and `7/` of a digits model are classes 3 and 7, not 0 and 1. So
+    names are looked up in the model's labels (or read as class numbers when the model has none); when
+    they cannot be matched, accuracy would be meaningless and the labels are dropped with a warning.
+    """
+    names = data.label_names
+    if data.labels is None or not names:
+        return data
+    model_labels = list(meta.labels) if getattr(meta, "labels", None) else None
+    if model_labels == list(names):
+        return data
+    if model_labels is not None and all(n in model_labels for n in names):
+        index = [model_labels.index(n) for n in names]
+    elif model_labels is None and all(n.isdigit() and int(n) < meta.num_classes for n in names):
+        index = [int(n) for n in names]
+    elif model_labels is None and len(names) == meta.num_classes:
+        return data  # one folder per class, sorted: the usual ImageFolder numbering
+    else:
+        unknown = [n for n in names if not model_labels or n not in model_labels][:3]
+        log.warning("%s: class names %s do not match the model's %s; reporting no accuracy",
+                    data.source, unknown, "labels" if model_labels else f"{meta.num_classes} classes")
+        return dataclasses.replace(data, labels=None, label_names=None)
+    labels = np.asarray(index, dtype=np.int64)[data.labels]
+    return dataclasses.replace(data, labels=labels, label_names=model_labels or [str(i) for i in range(meta.num_classes)])
 
 
 def load_raw(src: str, input_size, *, split: str = "all", limit: int | None = None, seed: int = 0,

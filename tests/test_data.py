@@ -312,3 +312,26 @@ def test_cli_reports_data_errors_with_exit_2(tmp_path):
                                       str(tmp_path / "texts"), "-o", str(tmp_path / "c.pt")])
     assert result.exit_code == 2 and "contains no image files" in result.output
     assert "Traceback" not in result.output
+
+
+def test_class_folders_take_the_models_class_indices(tmp_path):
+    """Folders 3/ and 7/ of a digits model are classes 3 and 7, not 0 and 1 (their sorted order)."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from densenet_deploy.data import load_data_for
+    from densenet_deploy.metadata import ArtifactMeta
+
+    digits = load_digits()
+    for cls in (3, 7):
+        (tmp_path / "dig" / str(cls)).mkdir(parents=True)
+        for i, image in enumerate(digits.images[digits.target == cls][:4]):
+            Image.fromarray((image * 15).astype("uint8")).save(tmp_path / "dig" / str(cls) / f"{i}.png")
+    meta = ArtifactMeta(model="m", num_classes=10, input_size=(1, 16, 16), mean=(0.3,), std=(0.3,),
+                        labels=[str(i) for i in range(10)])
+    data = load_data_for(str(tmp_path / "dig"), meta)
+    assert sorted(set(data.labels.tolist())) == [3, 7] and data.label_names == meta.labels
+    unlabeled = load_data_for(str(tmp_path / "dig"), meta.replace(labels=None))
+    assert sorted(set(unlabeled.labels.tolist())) == [3, 7]  # numeric folder names are class numbers
+    foreign = load_data_for(str(tmp_path / "dig"), meta.replace(labels=[f"c{i}" for i in range(10)]))
+    assert foreign.labels is None  # names that match nothing: no accuracy rather than a wrong one
