@@ -53,3 +53,14 @@ def test_truncated_checkpoint_exit_2_without_traceback(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_zoo_name_wins_over_a_same_named_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "densenet121").write_text("not a checkpoint")
+    result = run("info", "densenet_bc22_k8", "--json")
+    assert result.exit_code == 0
+    (tmp_path / "densenet_bc22_k8").write_text("not a checkpoint")
+    assert run("info", "densenet_bc22_k8", "--json").exit_code == 0
+    bad = run("info", "./densenet_bc22_k8")  # an explicit path means the file
+    assert bad.exit_code == 2 and "not a PyTorch checkpoint" in bad.stderr

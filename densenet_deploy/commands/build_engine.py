@@ -13,9 +13,9 @@ from ..cli import emit, json_option, output_option
 @output_option(help="Output artifact: model.plan (tensorrt), model.ort.onnx (onnxruntime), model.xml (openvino).")
 @click.option("--target", type=click.Choice(list(TARGETS)), default="tensorrt", show_default=True,
               help="What to build: " + "; ".join(f"{t.name}: {t.summary}" for t in TARGETS.values() if t.summary))
-@click.option("--fp16", "precision", flag_value="fp16", help="Convert to an FP16 graph (fp32 I/O) first (--calib-data picks layers kept fp32).")
-@click.option("--bf16", "precision", flag_value="bf16", help="BF16 precision hint (openvino target only).")
-@click.option("--int8", "precision", flag_value="int8", help="Calibrate to an INT8 Q/DQ graph first (needs --calib-data).")
+@click.option("--fp16", is_flag=True, help="Convert to an FP16 graph (fp32 I/O) first (--calib-data picks layers kept fp32).")
+@click.option("--bf16", is_flag=True, help="BF16 precision hint (openvino target only).")
+@click.option("--int8", is_flag=True, help="Calibrate to an INT8 Q/DQ graph first (needs --calib-data).")
 @click.option("--calib-data", metavar="SRC", help="Calibration data for --int8: image dir, .npy/.npz, digits, cifar10:DIR, ...")
 @click.option("--method", type=click.Choice(METHODS), help="Calibration method for --int8 [default: calibration's].")
 @click.option("--samples", type=click.IntRange(1), help="Calibration samples for --int8 [default: calibration's].")
@@ -36,7 +36,7 @@ from ..cli import emit, json_option, output_option
 @click.option("--recipe", type=click.Choice(["nncf", "qdq"]), default="nncf", show_default=True,
               help="openvino target, --int8: nncf (NNCF on the OpenVINO model) or qdq (the TensorRT-format Q/DQ model).")
 @json_option
-def command(onnx_path, output, target, precision, calib_data, method, samples, min_batch, opt_batch, max_batch,
+def command(onnx_path, output, target, fp16, bf16, int8, calib_data, method, samples, min_batch, opt_batch, max_batch,
             workspace_gb, opt_level, timing_cache, hardware_compatibility, version_compatible, optimization,
             threads, recipe, as_json):
     """Build a deployable artifact from IN.onnx (the output of `dnx export`).
@@ -46,6 +46,11 @@ def command(onnx_path, output, target, precision, calib_data, method, samples, m
     """
     from exporters.targets import BuildOptions, build_deployment
     from exporters.tensorrt import EngineOptions
+
+    chosen = [name for name, flag in (("fp16", fp16), ("bf16", bf16), ("int8", int8)) if flag]
+    if len(chosen) > 1:
+        raise click.UsageError(f"choose one precision, not {' and '.join('--' + c for c in chosen)}")
+    precision = chosen[0] if chosen else None
 
     engine = EngineOptions(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_gb=workspace_gb,
                            opt_level=opt_level, timing_cache=timing_cache,

@@ -22,11 +22,23 @@ def read_checkpoint(path) -> dict:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        # torch.save writes a zip archive (or, before 1.6, a pickle); anything else gives torch errors
+        # like "KeyError: 101" that say nothing to the user.
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither a torch.save zip archive nor a "
+                              f"pickle; it starts with {head!r})")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle means "not a usable checkpoint"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first[:200]})") from exc
+        text = " ".join(str(exc).split())
+        if "weights_only" in text.lower() or "Unsupported global" in text:
+            why = "it holds Python objects besides tensors, and dnx loads checkpoints with weights_only=True " \
+                  "so that a checkpoint cannot run code; save the state dict (model.state_dict()) instead"
+        else:
+            why = f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({why})") from exc
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict or checkpoint dict")
     return obj

@@ -24,7 +24,18 @@ class LoadedModel:
 
 
 def looks_like_path(model: str) -> bool:
-    return os.sep in model or model.endswith((".pt", ".pth", ".ckpt", ".bin")) or os.path.isfile(model)
+    """A checkpoint path, not a zoo name. A bare zoo name stays a zoo name even if a file of that name
+    happens to sit in the working directory (write ./densenet121 to mean the file)."""
+    if os.sep in model or model.endswith((".pt", ".pth", ".ckpt", ".bin")):
+        return True
+    from ..errors import UnknownModelError
+    from . import get_spec
+
+    try:
+        get_spec(model)
+        return False
+    except UnknownModelError:
+        return os.path.isfile(model)
 
 
 def load_model(model: str, weights: str | None = None, num_classes: int | None = None,
