@@ -9,9 +9,11 @@ def describe(model: str, weights: str | None = None, input_size: int | None = No
              num_classes: int | None = None) -> dict:
     """Dispatch on what MODEL is: an exported artifact (counted from its graph) or a zoo name/checkpoint."""
     if model.endswith(".onnx"):
-        from .onnx_info import describe_onnx  # added by the export step
+        from .onnx_info import describe_onnx
 
         return describe_onnx(model)
+    if model.lower().endswith((".xml", ".plan", ".engine")):
+        return describe_built_artifact(model)
     return describe_zoo_model(model, weights=weights, input_size=input_size, num_classes=num_classes)
 
 
@@ -35,6 +37,28 @@ def describe_zoo_model(model: str, weights: str | None = None, input_size: int |
                                default_classes=loaded.config["num_classes"] == _default_classes(loaded.name)),
     }
     return result
+
+
+def describe_built_artifact(path: str) -> dict:
+    """An OpenVINO IR or TensorRT plan, described from its sidecar; params and MACs are those of the
+    PyTorch model its metadata names (these formats cannot be counted without their runtime)."""
+    from .counting import count_macs, count_params
+    from .errors import ArtifactError
+    from .metadata import read_artifact_meta
+    from .models import build_from_config
+
+    meta, doc = read_artifact_meta(path)
+    if not meta.model_config:
+        raise ArtifactError(f"{path}: its sidecar has no model config (dnx.model_config)")
+    net = build_from_config(meta.model_config)
+    params, macs = count_params(net), count_macs(net, meta.input_size)
+    return {
+        "model": meta.model, "source": path, "precision": meta.precision, "params": params, "macs": macs,
+        "input_size": list(meta.input_size), "num_classes": meta.num_classes, "labels": meta.labels,
+        "target": next((k for k in ("tensorrt", "openvino", "onnxruntime") if k in doc), None),
+        "paper": paper_figures(meta.model, params, macs,
+                               default_classes=meta.num_classes == _default_classes(meta.model)),
+    }
 
 
 def _default_classes(name: str) -> int:

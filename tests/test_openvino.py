@@ -121,6 +121,12 @@ def test_fp32_ir_round_trip_with_sidecar(tiny_onnx, tmp_path):
     with open_runner(out) as runner:  # .xml -> openvino
         assert runner.backend == "openvino" and runner.precision == "fp32"
         assert _rel_l2(_ort(tiny_onnx, x), runner.run(x)) < 1e-4
+    from densenet_deploy.info import describe
+    from densenet_deploy.onnx_info import describe_onnx
+
+    info, onnx_info = describe(out), describe_onnx(tiny_onnx)  # `dnx info model.xml` reads the sidecar
+    assert (info["model"], info["params"], info["macs"], info["target"]) == \
+        (onnx_info["model"], onnx_info["params"], onnx_info["macs"], "openvino")
 
 
 def test_bf16_digits_agrees_with_torch(digits_onnx, val_digits, torch_digits, tmp_path):
