@@ -150,7 +150,8 @@ def run_demo(workdir: str = DEFAULT_WORKDIR, *, checkpoint: str | None = None, e
     if use_openvino:
         say("deploy: OpenVINO IR fp32 and int8 (NNCF)")
         _attempt(stages, "openvino", path("model.xml"), "openvino", "fp32",
-                 _deploy(onnx, path("model.xml"), "openvino", threads=threads), requires=(onnx,))
+                 _deploy(onnx, path("model.xml"), "openvino", threads=threads, extra={"verify_data": DATA}),
+                 requires=(onnx,))
         _attempt(stages, "openvino-int8", path("model.int8.xml"), "openvino", "int8",
                  _openvino_int8(onnx, int8, path("model.int8.xml"), calib_samples, threads), requires=(onnx,))
     else:

@@ -109,7 +109,8 @@ def _openvino_build(onnx_path: str, output: str, options: BuildOptions) -> dict:
 
     kwargs = {k: v for k, v in (("samples", options.samples), ("method", options.method)) if v is not None}
     return build_openvino(onnx_path, output, precision=options.precision, recipe=options.extra.get("recipe") or "nncf",
-                          calib_data=options.calib_data, threads=options.threads, **kwargs)
+                          calib_data=options.calib_data, verify_data=options.extra.get("verify_data"),
+                          threads=options.threads, **kwargs)
 
 
 TARGETS: dict[str, Target] = {

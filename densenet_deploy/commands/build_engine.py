@@ -35,10 +35,13 @@ from ..cli import emit, json_option, output_option
 @click.option("--threads", type=click.IntRange(1), help="CPU threads for the build and its checks.")
 @click.option("--recipe", type=click.Choice(["nncf", "qdq"]), default="nncf", show_default=True,
               help="openvino target, --int8: nncf (NNCF on the OpenVINO model) or qdq (the TensorRT-format Q/DQ model).")
+@click.option("--verify-data", metavar="SRC",
+              help="openvino target: held-out data the converted model is checked on before it is written "
+                   "[default: --calib-data's val split, else random inputs].")
 @json_option
 def command(onnx_path, output, target, fp16, bf16, int8, calib_data, method, samples, min_batch, opt_batch, max_batch,
             workspace_gb, opt_level, timing_cache, hardware_compatibility, version_compatible, optimization,
-            threads, recipe, as_json):
+            threads, recipe, verify_data, as_json):
     """Build a deployable artifact from IN.onnx (the output of `dnx export`).
 
     The precision step runs first (FP16/BF16 conversion, or INT8 calibration to Q/DQ), then the target
@@ -51,13 +54,15 @@ def command(onnx_path, output, target, fp16, bf16, int8, calib_data, method, sam
     if len(chosen) > 1:
         raise click.UsageError(f"choose one precision, not {' and '.join('--' + c for c in chosen)}")
     precision = chosen[0] if chosen else None
+    if verify_data and target != "openvino":
+        raise click.UsageError("--verify-data is used by --target openvino only")
 
     engine = EngineOptions(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_gb=workspace_gb,
                            opt_level=opt_level, timing_cache=timing_cache,
                            hardware_compatibility=hardware_compatibility, version_compatible=version_compatible)
     options = BuildOptions(target=target, precision=precision, calib_data=calib_data, method=method,
                            samples=samples, engine=engine, optimization=optimization, threads=threads,
-                           extra={"recipe": recipe} if target == "openvino" else {})
+                           extra={"recipe": recipe, "verify_data": verify_data} if target == "openvino" else {})
     result = build_deployment(onnx_path, output, options)
     text = (f"wrote {result['output']} ({result['target']}, {result['precision']}) in {result['seconds']:.1f} s"
             + (f"\nsidecar {result['sidecar']}" if result.get("sidecar") else ""))
