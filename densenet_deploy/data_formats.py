@@ -228,7 +228,9 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
 
     _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                 ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-                ("numpy._core.multiarray", "scalar")}
+                ("numpy._core.multiarray", "scalar"),
+                # Python 3 writes bytes as _codecs.encode(text, "latin1") at pickle protocol 2: harmless
+                ("_codecs", "encode")}
 
     def find_class(self, module, name):
         if (module, name) in self._ALLOWED:
