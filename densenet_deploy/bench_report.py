@@ -1,4 +1,4 @@
-"""`--report DIR` for bench and paper: results.json, report.md and PNG plots (when matplotlib is there)."""
+"""How bench and paper results read: the terminal table, and `--report DIR` (results.json, report.md, PNG plots)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,60 @@ def check_report_dir(directory: str) -> str:
     if not os.access(directory, os.W_OK):
         raise DnxError(f"report directory {directory} is not writable")
     return directory
+
+
+def parity_flag(parity: dict) -> str:
+    """What the table prints after the parity numbers: '', 'POOR' or 'unverified (random inputs)'."""
+    status = parity.get("status", "ok" if parity.get("ok") else "poor")
+    return {"ok": "", "poor": "POOR", "unverified": "unverified (random inputs)"}[status]
+
+
+def parity_data_text(settings: dict) -> str:
+    """'8 seeded random inputs' or '64 samples of digits (val split)' from a result's settings."""
+    n, data = settings.get("parity_samples"), settings.get("parity_data", "random")
+    if data == "random":
+        return f"{n} seeded random inputs"
+    split = settings.get("parity_split")
+    return f"{n} samples of {data}" + (f" ({split} split)" if split and split != "all" else "")
+
+
+def format_table(result: dict) -> str:
+    """The terminal table: speed and parity side by side."""
+    with_acc = any(r.get("accuracy") is not None for r in result["results"])
+    head = (f"{'artifact':<28}{'backend / precision':<26}{'batch':>5}{'p50 ms':>10}{'p90 ms':>9}{'p99 ms':>9}"
+            f"{'iqr':>9}{'img/s':>9}{'rss MB':>8}" + (f"{'acc':>7}" if with_acc else "")
+            + f"  {'rel L2':>8}{'c.cos':>8}{'agree':>7}")
+    lines = [head, "-" * len(head)]
+    for r in result["results"]:
+        name = os.path.basename(r["artifact"])[:27]
+        lat = r["latency_ms"]
+        speed = (f"{lat['p50']:>10.2f}{lat['p90']:>9.2f}{lat['p99']:>9.2f}{lat['iqr']:>9.2f}" if lat
+                 else f"{'(throughput mode)':>37}")
+        p = r["parity"]
+        if p is None:
+            par = f"  {'reference':>23}"
+        elif "rel_l2" in p:
+            flag = parity_flag(p)
+            par = (f"  {p['rel_l2']:>8.2g}{p['centered_cosine_min']:>8.4f}{p['top1_agreement'] * 100:>6.0f}%"
+                   + (f"  {flag}" if flag else ""))
+        else:
+            par = f"  {p.get('note', '')}"
+        acc = ""
+        if with_acc:
+            acc = f"{r['accuracy'] * 100:>6.1f}%" if r.get("accuracy") is not None else f"{'':>7}"
+        lines.append(f"{name:<28}{r['label']:<26}{r['batch']:>5}{speed}{r['throughput']:>9.1f}"
+                     f"{r['peak_rss_mb']:>8.0f}{acc}{par}")
+    for s in result.get("skipped", []):
+        lines.append(f"skipped {s['artifact']} at batch {s['batch']}: {s['reason']}")
+    env = result.get("env", {})
+    lines.append(f"latency: wall time per run() incl. synchronize; iqr = p75-p25 ms; img/s = batch / p50. "
+                 f"Parity vs the first artifact of the same model (rel L2, min centered cosine, top-1 agreement) "
+                 f"on {parity_data_text(result.get('settings', {}))}; with random weights top-1 agreement "
+                 f"proves little.")
+    lines += [f"note: {n}" for n in result.get("notes", [])]
+    if env:
+        lines.append(f"cpu: {env.get('cpu')} ({env.get('cores')} cores, load {env.get('loadavg')})")
+    return "\n".join(lines)
 
 
 def write_json(path: str, doc: dict) -> None:
@@ -61,16 +115,23 @@ def write_bench_report(result: dict, directory: str) -> dict:
     write_json(files["json"], {k: v for k, v in result.items() if k != "report"})
 
     rows = []
+    with_acc = any(r.get("accuracy") is not None for r in result["results"])
     for r in result["results"]:
         lat = r.get("latency_ms") or {}
         p = r.get("parity")
-        parity = ("reference" if p is None else
-                  f"{p['rel_l2']:.3g} / {p['centered_cosine_min']:.4f} / {p['top1_agreement'] * 100:.0f}%"
-                  + ("" if p["ok"] else " **POOR**") if "rel_l2" in p else p.get("note", ""))
+        if p is None:
+            parity = "reference"
+        elif "rel_l2" in p:
+            flag = parity_flag(p)
+            parity = (f"{p['rel_l2']:.3g} / {p['centered_cosine_min']:.4f} / {p['top1_agreement'] * 100:.0f}%"
+                      + (f" **{flag}**" if flag else ""))
+        else:
+            parity = p.get("note", "")
+        acc = [_f(r["accuracy"] * 100, 1) if r.get("accuracy") is not None else None] if with_acc else []
         rows.append([os.path.basename(r["artifact"]), r["label"], r["batch"],
                      _f(lat.get("p50")), _f(lat.get("p90")), _f(lat.get("p99")), _f(lat.get("mean")),
                      _f(lat.get("iqr")), _f(r.get("pass_spread_pct"), 1), _f(r["throughput"], 1),
-                     _f(r["peak_rss_mb"], 0), parity])
+                     _f(r["peak_rss_mb"], 0), *acc, parity])
     env = result.get("env", {})
     settings = result.get("settings", {})
     text = [
@@ -81,16 +142,19 @@ def write_bench_report(result: dict, directory: str) -> dict:
         f"Settings: batches {settings.get('batches')}, "
         + (f"{settings['seconds']} s" if settings.get("seconds") else f"{settings.get('iters')} iterations")
         + f" per artifact and batch in {settings.get('passes')} interleaved passes, warm-up {settings.get('warmup')}; "
-        f"reference for parity: `{settings.get('reference')}`.", "",
+        f"reference for parity: `{settings.get('reference')}`; parity data: {parity_data_text(settings)}.", "",
         md_table(["artifact", "backend / precision", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "IQR ms",
-                  "pass spread %", "img/s", "peak RSS MB", "parity: rel L2 / centered cos / top-1 agree"], rows),
+                  "pass spread %", "img/s", "peak RSS MB", *(["accuracy %"] if with_acc else []),
+                  "parity: rel L2 / centered cos / top-1 agree"], rows),
         "",
         "Latency is the wall time of one `run()` including `synchronize()`. img/s = batch / median latency. "
         "Pass spread = range of the per-pass medians relative to the overall median (machine drift). "
         "Peak RSS is the bench process's resident memory while this artifact ran (every opened artifact "
-        "stays loaded, so it includes the others). Parity compares logits with the first artifact on the same "
-        "seeded inputs; with random weights top-1 agreement proves little, rel L2 and centered cosine do.",
+        "stays loaded, so it includes the others). Parity compares logits with the first artifact of the same "
+        "model on the same inputs; with random weights top-1 agreement proves little, rel L2 and centered "
+        "cosine do. POOR: centered cosine < 0.95 or rel L2 > 0.25 (with real data also top-1 agreement < 90 %).",
     ]
+    text += ["", *(f"**Note:** {n}" for n in result.get("notes", []))] if result.get("notes") else []
     if result.get("skipped"):
         text += ["", "Skipped: " + "; ".join(f"{s['artifact']} at batch {s['batch']} ({s['reason']})"
                                             for s in result["skipped"])]

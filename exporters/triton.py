@@ -31,6 +31,8 @@ RUNNER_BACKENDS = {"onnx": "onnxruntime", "plan": "tensorrt", "openvino": "openv
 GROUPINGS = ("versions", "models")
 KINDS = ("gpu", "cpu")
 DEFAULT_MAX_BATCH = 8
+DEFAULT_INSTANCES = 1
+DEFAULT_QUEUE_DELAY_US = 100
 PYTHON_MODEL_SOURCE = os.path.join(os.path.dirname(__file__), "triton_python_model.py")
 # Triton looks models up by directory name and puts the name in URLs: keep it to portable characters.
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -154,9 +156,10 @@ def check_repo(repo) -> str:
     return repo
 
 
-def write_repository(artifacts, repo, name: str | None = None, max_batch: int | None = None, instances: int = 1,
-                     kind: str | None = None, preferred_batch=(), max_queue_delay_us: int = 100,
-                     version: int | None = None, as_: str = "versions", backend: str | None = None) -> dict:
+def write_repository(artifacts, repo, name: str | None = None, max_batch: int | None = None,
+                     instances: int | None = None, kind: str | None = None, preferred_batch=None,
+                     max_queue_delay_us: int | None = None, version: int | None = None, as_: str = "versions",
+                     backend: str | None = None) -> dict:
     """Write (or update) a Triton model repository at `repo` serving `artifacts`.
 
     Several artifacts become versions 1, 2, ... of one model (`as_="versions"`, all served; they must share
@@ -165,6 +168,11 @@ def write_repository(artifacts, repo, name: str | None = None, max_batch: int | 
     exists is replaced) provided its inputs/outputs and platform match. `backend="python"` writes dnx's
     python-backend model (a dnx Runner inside Triton) instead of the native backend. Nothing is left
     half-written: each model is assembled in a staging directory and moved into place.
+
+    Serving options left at None (`max_batch`, `instances`, `kind`, `preferred_batch`, `max_queue_delay_us`)
+    keep the existing model's config values when the model exists, so adding a version does not reset
+    them; for a new model they get the defaults (max batch 8 or a plan's profile max, 1 instance, the
+    format's kind, no preferred sizes, 100 us). Options that are given always win.
     """
     if not artifacts:
         raise DnxError("no artifact given")
@@ -174,7 +182,8 @@ def write_repository(artifacts, repo, name: str | None = None, max_batch: int | 
         raise DnxError(f"--backend {backend!r}: only 'python' (dnx runner in Triton's python backend) is supported")
     if kind not in (None, *KINDS):
         raise DnxError(f"--kind {kind!r}: choose gpu or cpu")
-    if instances < 1 or (version is not None and version < 1) or max_queue_delay_us < 0:
+    if (instances is not None and instances < 1) or (version is not None and version < 1) or \
+            (max_queue_delay_us is not None and max_queue_delay_us < 0):
         raise DnxError("--instances and --version must be at least 1, --max-queue-delay-us at least 0")
     if name is not None:
         check_model_name(name)
@@ -185,7 +194,8 @@ def write_repository(artifacts, repo, name: str | None = None, max_batch: int | 
     plans = _plan_models(infos, name, as_, version, repo)
     # Every config is built and checked before anything is written, so a refusal leaves the repo as it was.
     prepared = [_prepare_model(repo, model_name, versions, max_batch=max_batch, backend=backend,
-                               instances=instances, kind=kind, preferred_batch=tuple(preferred_batch),
+                               instances=instances, kind=kind,
+                               preferred_batch=None if preferred_batch is None else tuple(preferred_batch),
                                max_queue_delay_us=max_queue_delay_us, multi=as_ == "versions" and len(infos) > 1)
                 for model_name, versions in plans]
     os.makedirs(repo, exist_ok=True)
@@ -232,17 +242,60 @@ def _next_version(model_dir: str) -> int:
     return existing[-1] + 1 if existing else 1
 
 
+def _existing_options(config) -> dict:
+    """The serving options an existing config holds, in write_repository's terms (None: not set there)."""
+    pb = model_config_pb2()
+    group = config.instance_group[0] if config.instance_group else None
+    kinds = {pb.ModelInstanceGroup.KIND_GPU: "gpu", pb.ModelInstanceGroup.KIND_CPU: "cpu"}
+    batching = config.HasField("dynamic_batching")
+    return {"max_batch": config.max_batch_size or None,
+            "instances": group.count if group is not None and group.count > 0 else None,
+            "kind": kinds.get(group.kind) if group is not None else None,
+            "preferred_batch": tuple(config.dynamic_batching.preferred_batch_size) if batching else None,
+            "max_queue_delay_us": config.dynamic_batching.max_queue_delay_microseconds if batching else None}
+
+
+def _resolve_options(config_path, versions, given: dict) -> dict:
+    """Given options win; the rest come from the existing config (when there is one), then the defaults."""
+    old = _existing_options(read_config(config_path)) if os.path.isfile(config_path) else {}
+    kept = {k: old[k] for k, v in given.items() if v is None and old.get(k) is not None}
+    if kept:
+        log.info("%s: keeping the existing config's %s", config_path,
+                 ", ".join(f"{k}={v}" for k, v in kept.items()))
+    opts = {**given, **kept}
+    if opts["max_batch"] is not None and given["max_batch"] is None:
+        # An inherited max batch is fitted to the new artifacts (fixed batch, a smaller plan profile)
+        # instead of failing on a value the user never typed.
+        limits = [i.profile_max for _, i in versions if i.profile_max is not None]
+        if any(i.batch is not None for _, i in versions):
+            opts["max_batch"] = None
+        elif limits and opts["max_batch"] > min(limits):
+            opts["max_batch"] = min(limits)
+    if opts["preferred_batch"] is not None and given["preferred_batch"] is None:
+        cap = opts["max_batch"] or DEFAULT_MAX_BATCH
+        opts["preferred_batch"] = tuple(b for b in opts["preferred_batch"] if b <= cap)
+    opts["instances"] = opts["instances"] or DEFAULT_INSTANCES
+    opts["preferred_batch"] = opts["preferred_batch"] or ()
+    if opts["max_queue_delay_us"] is None:
+        opts["max_queue_delay_us"] = DEFAULT_QUEUE_DELAY_US
+    return opts
+
+
 def _prepare_model(repo, model, versions, *, max_batch, backend, instances, kind, preferred_batch,
                    max_queue_delay_us, multi) -> dict:
     info = versions[0][1]
-    batch = min(resolve_max_batch(i, max_batch) for _, i in versions)
+    model_dir = os.path.join(repo, model)
+    config_path = os.path.join(model_dir, "config.pbtxt")
+    opts = _resolve_options(config_path, versions, {
+        "max_batch": max_batch, "instances": instances, "kind": kind, "preferred_batch": preferred_batch,
+        "max_queue_delay_us": max_queue_delay_us})
+    batch = min(resolve_max_batch(i, opts["max_batch"]) for _, i in versions)
     meta = info.meta
     # Versions of one model share one labels file: the first version's labels that exist.
     labels = next((list(i.meta.labels) for _, i in versions if i.meta.labels), None)
     if labels and len(labels) != info.num_classes:
         log.warning("%s: %d labels for %d classes; not writing labels.txt", info.path, len(labels), info.num_classes)
         labels = None
-    model_dir = os.path.join(repo, model)
     existing = _existing_versions(model_dir)
     new_numbers = [v for v, _ in versions]
     served = sorted(set(existing) | set(new_numbers))
@@ -250,11 +303,10 @@ def _prepare_model(repo, model, versions, *, max_batch, backend, instances, kind
     if backend == "python":
         parameters = {"dnx.artifact": MODEL_FILES[info.format], "dnx.backend": RUNNER_BACKENDS[info.format],
                       "dnx.metadata": json.dumps(meta.to_props(), sort_keys=True)}
-    config = build_config(model, info, max_batch=batch, backend=backend, instances=instances, kind=kind,
-                          preferred_batch=preferred_batch, max_queue_delay_us=max_queue_delay_us,
-                          labels_file="labels.txt" if labels else None,
+    config = build_config(model, info, max_batch=batch, backend=backend, instances=opts["instances"],
+                          kind=opts["kind"], preferred_batch=opts["preferred_batch"],
+                          max_queue_delay_us=opts["max_queue_delay_us"], labels_file="labels.txt" if labels else None,
                           all_versions=multi or len(served) > 1, parameters=parameters)
-    config_path = os.path.join(model_dir, "config.pbtxt")
     if os.path.isfile(config_path):
         _check_compatible(config_path, read_config(config_path), config)
     return {"model": model, "versions": versions, "config": config, "labels": labels, "batch": batch,

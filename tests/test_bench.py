@@ -111,3 +111,56 @@ def test_bench_cli_errors(tiny_onnx, tmp_path):
     f.write_text("x")
     out = runner.invoke(cli, ["bench", tiny_onnx, "--iters", "1", "--report", str(f)])
     assert out.exit_code == 2
+
+
+@pytest.fixture(scope="module")
+def digits_int8(digits_onnx, tmp_path_factory):
+    """A correctly calibrated INT8 copy of the trained digits model."""
+    from calibration import quantize_int8
+
+    path = tmp_path_factory.mktemp("bench_int8") / "digits.int8.onnx"
+    quantize_int8(digits_onnx, str(path), "digits", samples=64, eval_samples=100)
+    return str(path)
+
+
+def test_bench_parity_on_real_data(digits_onnx, digits_int8):
+    out = CliRunner().invoke(cli, ["bench", digits_onnx, digits_int8, "--data", "digits", "--batch", "8",
+                                   "--iters", "1", "--warmup", "0", "--passes", "1", "--threads", "1", "--json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    settings = doc["settings"]
+    assert settings["parity_data"] == "digits" and settings["parity_split"] == "val"
+    assert settings["parity_samples"] == 64
+    ref, int8 = doc["results"]
+    assert ref["parity"] is None and int8["precision"] == "int8"
+    p = int8["parity"]
+    assert p["samples"] == 64 and p["rel_l2"] < 0.1 and p["top1_agreement"] >= 0.98
+    assert p["ok"] and p["status"] == "ok"
+    assert ref["accuracy"] > 0.8 and abs(int8["accuracy"] - ref["accuracy"]) <= 0.05
+    assert "notes" not in doc
+
+
+def test_bench_random_parity_is_labelled_and_points_to_data(digits_onnx, digits_int8):
+    from densenet_deploy.bench import format_table
+
+    result = bench([digits_onnx, digits_int8], batch="8", iters=1, warmup=0, passes=1, threads=1)
+    assert result["settings"]["parity_data"] == "random" and result["settings"]["parity_split"] is None
+    int8 = result["results"][1]
+    assert int8["accuracy"] is None
+    # Random inputs say nothing definite about a reduced-precision artifact: never "poor" for a good one.
+    assert int8["parity"]["status"] in ("ok", "unverified")
+    assert any("--data" in n for n in result["notes"])
+    table = format_table(result)
+    assert "8 seeded random inputs" in table and "--data" in table
+    assert "  POOR" not in table.splitlines()[3]
+
+
+def test_bench_unknown_backend_names_the_backend(tiny_onnx):
+    out = CliRunner().invoke(cli, ["bench", "model.onnx@foo", "--iters", "1"])
+    assert out.exit_code == 2
+    assert "unknown backend 'foo'" in out.output and "unknown model" not in out.output
+    assert "torch, onnxruntime, openvino, tensorrt" in out.output
+    with pytest.raises(DnxError, match="did you mean 'openvino'"):
+        BenchTarget.parse(f"{tiny_onnx}@openvin")
+    out = CliRunner().invoke(cli, ["bench", tiny_onnx, "--data", "nosuchsource", "--iters", "1"])
+    assert out.exit_code == 2 and "unknown data source" in out.output

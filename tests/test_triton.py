@@ -218,6 +218,41 @@ def test_versions_models_and_updates_keep_other_models(tiny_onnx, labelled_onnx,
     assert tree(repo / "other") == other
 
 
+def test_new_version_keeps_existing_serving_options(tiny_onnx, labelled_onnx, tmp_path):
+    repo = tmp_path / "repo"
+    config_path = repo / "dn" / "config.pbtxt"
+    assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "dn", "--max-batch", 16, "--instances", 2,
+               "--preferred-batch", "4,8", "--kind", "cpu", "--max-queue-delay-us", 300).exit_code == 0
+
+    # A new version without flags: the config keeps every serving option (it used to reset them).
+    result = dnx("triton", labelled_onnx, "--repo", repo, "--name", "dn", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["models"][0]["versions"] == [2]
+    config = parse(config_path)
+    assert config.max_batch_size == 16
+    assert [(g.count, g.kind) for g in config.instance_group] == [(2, mc.ModelInstanceGroup.KIND_CPU)]
+    assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 300
+    assert config.version_policy.HasField("all")
+
+    # Explicit options override; preferred sizes above the new max batch are dropped, not refused.
+    result = dnx("triton", tiny_onnx, "--repo", repo, "--name", "dn", "--max-batch", 4, "--instances", 1)
+    assert result.exit_code == 0, result.output
+    config = parse(config_path)
+    assert config.max_batch_size == 4 and config.instance_group[0].count == 1
+    assert list(config.dynamic_batching.preferred_batch_size) == [4]
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+    assert config.dynamic_batching.max_queue_delay_microseconds == 300
+
+    # A new model with no flags still gets the defaults.
+    assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "fresh").exit_code == 0
+    config = parse(repo / "fresh" / "config.pbtxt")
+    assert config.max_batch_size == 8 and config.instance_group[0].count == 1
+    assert list(config.dynamic_batching.preferred_batch_size) == []
+    assert config.dynamic_batching.max_queue_delay_microseconds == 100
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_AUTO
+
+
 def test_python_backend_repository(labelled_onnx, tmp_path):
     repo = tmp_path / "repo"
     assert dnx("triton", labelled_onnx, "--repo", repo, "--name", "py", "--backend", "python").exit_code == 0

@@ -20,20 +20,28 @@ from ..cli import emit, json_option
               help="throughput: asynchronous, all streams busy, on runners that support it (OpenVINO).")
 @click.option("--passes", type=click.IntRange(1), default=5, show_default=True,
               help="Round-robin passes the budget is split into, so machine noise hits every artifact alike.")
+@click.option("--data", metavar="SRC",
+              help="Parity inputs: a data source (digits, cifar10:DIR, an image directory, .npy/.npz; held-out "
+                   "split where there is one), which also gives accuracy [default: seeded random inputs].")
+@click.option("--samples", type=click.IntRange(1),
+              help="Parity inputs per artifact and batch [default: 64 with --data, else 8].")
 @click.option("--report", type=click.Path(file_okay=False), help="Write report.md, results.json and plots here.")
 @json_option
-def command(artifacts, batch, seconds, iters, warmup, threads, backend, mode, passes, report, as_json):
+def command(artifacts, batch, seconds, iters, warmup, threads, backend, mode, passes, data, samples, report,
+            as_json):
     """Time ARTIFACTs (zoo names, checkpoints, .onnx, .xml, .plan) side by side.
 
     The first ARTIFACT is the parity reference: every other artifact's logits are compared with it on the
-    same seeded inputs, and the relative L2 error, centered cosine and top-1 agreement are printed beside
-    its speed, so a fast but wrong artifact is visible.
+    same inputs, and the relative L2 error, centered cosine and top-1 agreement are printed beside
+    its speed, so a fast but wrong artifact is visible. Random inputs (the default) overstate the error
+    of INT8/FP16 artifacts of trained models; --data measures parity (and accuracy) on real images.
     """
     from ..bench import bench, format_table
     from ..cli import progress_enabled
 
     result = bench(list(artifacts), batch=batch, seconds=seconds, iters=iters, warmup=warmup, threads=threads,
-                   backend=backend, mode=mode, passes=passes, report=report, progress=progress_enabled(as_json))
+                   backend=backend, mode=mode, passes=passes, data=data, samples=samples, report=report,
+                   progress=progress_enabled(as_json))
     text = format_table(result)
     if result.get("report"):
         text += "\nreport: " + ", ".join(result["report"].values())

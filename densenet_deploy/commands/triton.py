@@ -6,8 +6,10 @@ from ..cli import emit, json_option
 
 
 def _batch_list(ctx, param, value):
-    if not value:
-        return ()
+    if value is None:
+        return None  # not given: an existing model keeps its sizes
+    if not value.strip():
+        return ()  # given empty: no preferred sizes
     try:
         sizes = tuple(int(v) for v in value.split(",") if v.strip())
     except ValueError:
@@ -21,12 +23,20 @@ def _batch_list(ctx, param, value):
 @click.argument("artifacts", nargs=-1, required=True, metavar="ARTIFACT...")
 @click.option("--repo", required=True, type=click.Path(), help="Model repository directory (created or updated).")
 @click.option("--name", help="Model name [default: the model name in the artifact's metadata].")
-@click.option("--max-batch", type=click.IntRange(1), help="max_batch_size [default: 8; a plan: its profile's max].")
-@click.option("--instances", type=click.IntRange(1), default=1, show_default=True, help="Model instances (instance_group count).")
-@click.option("--kind", type=click.Choice(["gpu", "cpu"]), help="Instance kind [default: plan gpu, OpenVINO/python cpu, ONNX auto].")
-@click.option("--preferred-batch", callback=_batch_list, metavar="N,N", help="Dynamic batcher's preferred batch sizes, e.g. 4,8.")
-@click.option("--max-queue-delay-us", type=click.IntRange(0), default=100, show_default=True,
-              help="How long the dynamic batcher may hold a request to form a larger batch.")
+# Serving options have no click default: when the model already exists, an option not given keeps the
+# value in its config.pbtxt (write_repository resolves the defaults), so adding a version resets nothing.
+@click.option("--max-batch", type=click.IntRange(1),
+              help="max_batch_size [default: existing model's; else 8, a plan: its profile's max].")
+@click.option("--instances", type=click.IntRange(1),
+              help="Model instances (instance_group count) [default: existing model's; else 1].")
+@click.option("--kind", type=click.Choice(["gpu", "cpu"]),
+              help="Instance kind [default: existing model's; else plan gpu, OpenVINO/python cpu, ONNX auto].")
+@click.option("--preferred-batch", callback=_batch_list, metavar="N,N",
+              help="Dynamic batcher's preferred batch sizes, e.g. 4,8; '' for none [default: existing model's; "
+                   "else none].")
+@click.option("--max-queue-delay-us", type=click.IntRange(0),
+              help="How long the dynamic batcher may hold a request to form a larger batch "
+                   "[default: existing model's; else 100].")
 @click.option("--version", type=click.IntRange(1), help="Version number of the (first) artifact [default: next free].")
 @click.option("--as", "as_", type=click.Choice(["versions", "models"]), default="versions", show_default=True,
               help="Several artifacts: versions of one model, or separate models.")
@@ -39,7 +49,8 @@ def command(artifacts, repo, name, max_batch, instances, kind, preferred_batch, 
 
     Each model gets config.pbtxt (from the artifact's metadata), labels.txt when the metadata has class
     labels, dnx.json (preprocessing for clients) and VERSION/ with the model files. Other models in the
-    repository are left alone.
+    repository are left alone. Adding a version to an existing model keeps its serving options (max batch,
+    instances, kind, preferred batch sizes, queue delay) unless they are given again.
     """
     from exporters.triton import write_repository
 
