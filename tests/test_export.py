@@ -161,7 +161,7 @@ def test_softmax_output_holds_probabilities(tmp_path):
 def test_parity_on_real_images_reports_accuracy(tmp_path):
     Image = pytest.importorskip("PIL.Image")
     rng = np.random.default_rng(0)
-    for label in ("cat", "dog"):
+    for label in ("3", "7"):  # class folders named by class number: the model has no label names
         (tmp_path / "imgs" / label).mkdir(parents=True)
         for i in range(3):
             pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
@@ -169,6 +169,11 @@ def test_parity_on_real_images_reports_accuracy(tmp_path):
     result = export_onnx(TINY, str(tmp_path / "real.onnx"), data=str(tmp_path / "imgs"), samples=6)
     assert result.data == str(tmp_path / "imgs") and result.parity.samples == 6
     assert result.parity.accuracy is not None and result.parity.passed
+    # Folders that name no class of the model give no accuracy rather than a made-up one.
+    (tmp_path / "imgs" / "3").rename(tmp_path / "imgs" / "cat")
+    (tmp_path / "imgs" / "7").rename(tmp_path / "imgs" / "dog")
+    result = export_onnx(TINY, str(tmp_path / "pets.onnx"), data=str(tmp_path / "imgs"), samples=6)
+    assert result.parity.accuracy is None and result.parity.passed
 
 
 def test_dynamo_exporter_passes_parity_with_the_same_op_set(tmp_path):
