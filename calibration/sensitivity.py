@@ -9,8 +9,6 @@ sum of both (independent noise sources add), and the lowest-SQNR layers are the 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 
 import numpy as np
 
@@ -35,22 +33,15 @@ def layer_sqnr(model_path: str, images: np.ndarray, input_name: str, ranges: Ran
                batch_size: int = 8) -> dict[str, float]:
     """SQNR in dB per weighted node (higher is better), measured on `images`."""
     import onnx
-    import onnxruntime as ort
     from onnx import numpy_helper
+
+    from densenet_deploy.onnx_probe import open_probe_session
 
     model = onnx.load(model_path)
     inits = {i.name: i for i in model.graph.initializer}
     nodes = [n for n in weighted_nodes(model) if n.input[0] in ranges.values and len(n.input) > 1
              and n.input[1] in inits]
-    known = {o.name for o in model.graph.output}
-    for tensor in dict.fromkeys(n.input[0] for n in nodes):
-        if tensor not in known and tensor not in {i.name for i in model.graph.input}:
-            model.graph.output.append(onnx.ValueInfoProto(name=tensor))
-    with tempfile.TemporaryDirectory(prefix="dnx-sens-") as tmp:
-        path = os.path.join(tmp, "probe.onnx")
-        onnx.save(model, path)
-        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
+    session, names = open_probe_session(model, [n.input[0] for n in nodes])
     signal = {n.name: 0.0 for n in nodes}
     noise = {n.name: 0.0 for n in nodes}
     for start in range(0, len(images), batch_size):

@@ -6,22 +6,15 @@ import json
 import logging
 import os
 
-from .errors import DnxError
 
 log = logging.getLogger(__name__)
 
 
 def check_report_dir(directory: str) -> str:
     """Create DIR if needed; fail early (before any measuring) when it cannot be written."""
-    if os.path.exists(directory) and not os.path.isdir(directory):
-        raise DnxError(f"--report {directory} is a file; give a directory")
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as exc:
-        raise DnxError(f"cannot create report directory {directory}: {exc.strerror}") from exc
-    if not os.access(directory, os.W_OK):
-        raise DnxError(f"report directory {directory} is not writable")
-    return directory
+    from .io import check_output_dir
+
+    return check_output_dir(directory, "--report")
 
 
 def parity_flag(parity: dict) -> str:

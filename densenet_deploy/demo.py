@@ -90,18 +90,9 @@ class DemoResult:
 
 def check_workdir(workdir: str) -> str:
     """Create WORKDIR if needed; DnxError (before any work) when it is a file or not writable."""
-    workdir = os.fspath(workdir)
-    if not workdir:
-        raise DnxError("--workdir is empty")
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise DnxError(f"--workdir {workdir} is a file; give a directory (it is created if missing)")
-    try:
-        os.makedirs(workdir, exist_ok=True)
-    except OSError as exc:
-        raise DnxError(f"cannot create --workdir {workdir}: {exc.strerror}") from exc
-    if not os.access(workdir, os.W_OK):
-        raise DnxError(f"--workdir {workdir} is not writable")
-    return workdir
+    from .io import check_output_dir
+
+    return check_output_dir(workdir, "--workdir")
 
 
 def run_demo(workdir: str = DEFAULT_WORKDIR, *, checkpoint: str | None = None, epochs: int | None = None,

@@ -37,6 +37,23 @@ def check_output_path(path) -> str:
     return path
 
 
+def check_output_dir(directory, option: str = "output directory") -> str:
+    """Create an output directory if needed; one-line DnxError (before any work) when it is a file or
+    cannot be written. `option` names it in messages (e.g. "--report", "--workdir")."""
+    directory = os.fspath(directory)
+    if not directory:
+        raise DnxError(f"{option} is empty")
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise DnxError(f"{option} {directory} is a file; give a directory (it is created if missing)")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise DnxError(f"cannot create {option} {directory}: {exc.strerror or exc}") from exc
+    if not os.access(directory, os.W_OK):
+        raise DnxError(f"{option} {directory} is not writable")
+    return directory
+
+
 @contextlib.contextmanager
 def atomic_output(path, suffix: str = ""):
     """Yield a temp path in the target's directory; rename it over `path` only if the block succeeds."""

@@ -56,21 +56,9 @@ class PrecisionResult:
 
 def _node_magnitudes(model, images: np.ndarray, input_name: str) -> dict[str, float]:
     """max |output| per node (any output) over `images`, from one ONNX Runtime run exposing all tensors."""
-    import onnx
-    import onnxruntime as ort
+    from densenet_deploy.onnx_probe import open_probe_session
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    known = {o.name for o in probe.graph.output}
-    for node in probe.graph.node:
-        for out in node.output:
-            if out and out not in known:
-                probe.graph.output.append(onnx.ValueInfoProto(name=out))
-    with tempfile.TemporaryDirectory(prefix="dnx-fp16-") as tmp:
-        path = os.path.join(tmp, "probe.onnx")
-        onnx.save(probe, path)
-        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
+    session, names = open_probe_session(model, [out for node in model.graph.node for out in node.output])
     peak = dict.fromkeys(names, 0.0)
     for start in range(0, len(images), 16):
         for name, value in zip(names, session.run(names, {input_name: images[start:start + 16]})):

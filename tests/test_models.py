@@ -6,7 +6,6 @@ import torch
 from densenet_deploy.counting import count_macs, count_params
 from densenet_deploy.errors import UnknownModelError
 from densenet_deploy.models import build_model, get_spec
-from densenet_deploy.models.densenet import DenseLayer
 
 
 @pytest.mark.parametrize("name, expected", [

@@ -158,10 +158,6 @@ def test_int8_nncf_digits_within_one_point(digits_onnx, val_digits, torch_digits
 
 
 def test_int8_qdq_recipe_digits(digits_onnx, val_digits, torch_digits, tmp_path):
-    try:
-        from calibration import calibrate  # noqa: F401  (the calibration issue's Q/DQ writer)
-    except ImportError as exc:
-        pytest.skip(f"calibration.calibrate is not available yet: {exc}")
     from densenet_deploy.runners import open_runner
     from exporters.openvino import build_openvino
 
