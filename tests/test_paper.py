@@ -72,6 +72,15 @@ def test_paper_latency_path_on_small_models():
     assert result["claims"][0]["figures"]["ratios"] == [pytest.approx(769_162 / 1_703_258)]
 
 
+def test_paper_latency_on_onnxruntime_exports_the_deepest_model():
+    """The default backend exports each model: an untrained ResNet-1001 must export and verify."""
+    result = check_paper(backend="onnxruntime", latency=True, iters=1, batch=1,
+                         models=["densenet_bc100_k12", "preact_resnet1001"])
+    rows = {m["name"]: m for m in result["models"]}
+    assert rows["preact_resnet1001"]["latency_ms"] > rows["densenet_bc100_k12"]["latency_ms"] > 0
+    assert rows["preact_resnet1001"]["latency_label"].startswith("onnxruntime")
+
+
 def test_paper_rejects_bad_backend():
     out = CliRunner().invoke(cli, ["paper", "--backend", "tensorrt", "--no-latency"])
     assert out.exit_code == 2

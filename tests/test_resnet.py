@@ -85,3 +85,16 @@ def test_resnet_weights_round_trip_and_export(tmp_path):
         assert torch.equal(loaded.model(x), source.eval()(x))
     result = export_onnx("resnet18", str(tmp_path / "r18.onnx"), input_size=64, samples=2)
     assert result.params == 11_689_512 and result.parity.passed
+
+
+def test_untrained_preact_resnet1001_has_finite_outputs():
+    """Kaiming init alone overflows 333 residual units to NaN in eval mode; zero-init branches do not."""
+    import torch
+
+    from densenet_deploy.models import build_model
+
+    model = build_model("preact_resnet1001").eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+    assert torch.isfinite(out).all()
+    assert not torch.equal(out[0], out[1])  # still depends on the input

@@ -174,6 +174,14 @@ class PreActResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        # Each residual branch starts at zero (its last conv zero-initialised, as Goyal et al. 2017 and
+        # Fixup do): with Kaiming init alone, 333 identity-added branches double the activation variance
+        # unit after unit and an untrained ResNet-1001 overflows fp32 to NaN in eval mode, which made it
+        # impossible to export, verify or time. Training is unaffected in practice: the zero conv gets
+        # gradients at the first step.
+        for m in self.modules():
+            if isinstance(m, PreActBottleneck):
+                nn.init.zeros_(m.conv3.weight)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer3(self.layer2(self.layer1(self.conv1(x))))
