@@ -64,11 +64,22 @@ def find_tritonserver() -> TritonDist:
     return dist
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that is free on `host` right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+def free_port(host: str = "127.0.0.1", port: int = 0) -> int:
+    """`port` if it is free on `host` right now, or (port 0) a free one the OS picks; DnxError otherwise.
+
+    Checked before the server starts: a server already listening there would answer the readiness
+    probe for ours, and a host that is not an address of this machine would fail deep inside Triton.
+    """
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, port))
+            return sock.getsockname()[1]
+    except socket.gaierror as exc:
+        raise DnxError(f"--host {host!r} is not a known host name or address ({exc.strerror})") from exc
+    except OSError as exc:
+        what = f"port {port} on {host}" if port else f"a port on {host}"
+        raise DnxError(f"cannot listen on {what}: {exc.strerror or exc}"
+                       + ("; is another server using it? pick another port or 0 for a free one" if port else "")) from exc
 
 
 class TritonServer:
@@ -83,8 +94,10 @@ class TritonServer:
                  log_verbose: int = 0):
         self.repo = os.path.abspath(repo)
         self.host = host
-        self.http_port = http_port or free_port(host)
-        self.grpc_port = grpc_port or free_port(host)
+        self.http_port = free_port(host, http_port or 0)
+        self.grpc_port = free_port(host, grpc_port or 0)
+        if self.http_port == self.grpc_port:
+            raise DnxError(f"HTTP and gRPC need two ports, both were given as {self.http_port}")
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.log_verbose = log_verbose
@@ -151,7 +164,7 @@ class TritonServer:
                                f"{self.log_tail()}")
             try:
                 with urllib.request.urlopen(ready, timeout=2) as response:
-                    if response.status == 200:
+                    if response.status == 200 and self.process.poll() is None:
                         log.info("Triton ready at %s (gRPC %s)", self.url, self.grpc_url)
                         return
             except (urllib.error.URLError, ConnectionError, OSError):
