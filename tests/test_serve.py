@@ -163,3 +163,20 @@ def test_dnx_serve_cli_starts_answers_and_stops_on_sigterm(digits_onnx):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+def test_busy_port_and_unknown_host_are_refused_before_starting(tmp_path):
+    """A server already on the port would answer our readiness probe: refuse before starting."""
+    import socket
+
+    from densenet_deploy.errors import DnxError
+    from densenet_deploy.serve import TritonServer
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(DnxError, match="Address already in use"):
+            TritonServer(str(tmp_path), http_port=port, grpc_port=0)
+    with pytest.raises(DnxError, match="not a known host"):
+        TritonServer(str(tmp_path), host="notahost.invalid", http_port=0, grpc_port=0)
