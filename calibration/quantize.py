@@ -117,7 +117,7 @@ def quantize_int8(onnx_path: str, output: str, data, *, method: str = DEFAULT_ME
     """
     from densenet_deploy.compare import Thresholds, compare_outputs
     from densenet_deploy.io import atomic_output, check_output_path
-    from densenet_deploy.metadata import load_onnx, read_onnx_meta, write_onnx_meta
+    from densenet_deploy.metadata import check_plain_export, load_onnx, read_onnx_meta, write_onnx_meta
 
     start = time.perf_counter()
     check_output_path(output)
@@ -133,6 +133,7 @@ def quantize_int8(onnx_path: str, output: str, data, *, method: str = DEFAULT_ME
     meta = read_onnx_meta(model)
     if meta.precision != "fp32":
         raise DnxError(f"{onnx_path} is already {meta.precision}; calibrate the fp32 export")
+    check_plain_export(model, meta, onnx_path, "calibrate")
     if isinstance(data, str) is False and eval_data is None:
         raise DnxError("with a Dataset as calibration data, pass eval_data (held-out samples) too")
 

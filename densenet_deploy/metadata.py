@@ -117,6 +117,22 @@ def load_onnx(path, load_weights: bool = True):
         raise ArtifactError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
 
 
+def check_plain_export(model_proto, meta: ArtifactMeta, source: str, verb: str) -> None:
+    """Precision steps take `dnx export`'s plain graph: a dynamic batch axis and standard ONNX ops only.
+
+    An ONNX Runtime deployment (model.ort.onnx) holds com.microsoft fused/NCHWc ops that the quantizer
+    would silently skip, and a fixed-batch export cannot be fed calibration batches of other sizes.
+    """
+    custom = sorted({n.domain for n in model_proto.graph.node if n.domain not in ("", "ai.onnx")})
+    if custom:
+        raise ArtifactError(f"{source} contains {', '.join(custom)} ops (an ONNX Runtime deployment?); "
+                            f"{verb} the plain fp32 export from `dnx export` instead")
+    if meta.batch is not None:
+        raise ArtifactError(f"{source} has a fixed batch of {meta.batch}; {verb} the dynamic-batch export "
+                            "(`dnx export` without --batch) and fix the batch when building "
+                            "(build-engine --min-batch/--opt-batch/--max-batch)")
+
+
 # --- sidecars (plan, OpenVINO IR, ORT deployment) -------------------------------------------------
 def sidecar_path(artifact_path) -> str:
     return os.fspath(artifact_path) + SIDECAR_SUFFIX

@@ -127,7 +127,7 @@ def convert_fp16(onnx_path: str, output: str, *, precision: str = "fp16", data: 
     from densenet_deploy.compare import Thresholds, compare_outputs
     from densenet_deploy.deps import require
     from densenet_deploy.io import atomic_output, check_output_path
-    from densenet_deploy.metadata import load_onnx, read_onnx_meta, write_onnx_meta
+    from densenet_deploy.metadata import check_plain_export, load_onnx, read_onnx_meta, write_onnx_meta
 
     from calibration.quantize import run_onnx
 
@@ -141,6 +141,7 @@ def convert_fp16(onnx_path: str, output: str, *, precision: str = "fp16", data: 
     meta = read_onnx_meta(model)
     if meta.precision != "fp32":
         raise DnxError(f"{onnx_path} is already {meta.precision}; convert the fp32 export")
+    check_plain_export(model, meta, onnx_path, "convert")
     if data:
         from densenet_deploy.data import load_data_for
 

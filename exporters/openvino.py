@@ -210,13 +210,14 @@ def verify_ir(xml_path: str, reference_onnx: str, meta, *, data: str | None, sam
     from densenet_deploy.compare import Thresholds, compare_outputs
     from densenet_deploy.data import load_data_for
     from densenet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
+    from densenet_deploy.verify import run_all
 
     from .openvino_child import run_in_child
 
     dataset = load_data_for(data or "random", meta, split="val", limit=samples, seed=seed)
     images, labels = dataset.images, dataset.labels
     with OnnxRuntimeRunner(reference_onnx, providers="cpu", threads=threads) as ort_runner:
-        ref = np.concatenate([ort_runner.run(images[i:i + 32]) for i in range(0, len(images), 32)])
+        ref = run_all(ort_runner, images, 32)  # pads to a fixed batch (an export with --batch N)
     cand = run_in_child(xml_path, images, threads=threads)
     gates = Thresholds(atol=float("inf"), max_rel_l2=thresholds.max_rel_l2,
                        min_agreement=thresholds.min_agreement if labels is not None else 0.0)

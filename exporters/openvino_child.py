@@ -81,9 +81,12 @@ def _main(argv: list[str]) -> int:
         inputs = np.load(args.inputs)
         runner = OpenVinoRunner(args.artifact, precision_hint=args.precision_hint, threads=args.threads,
                                 check_qdq=not args.unchecked)
-        runner.run(inputs[:1])  # batch 1 first: the compile that crashes on bad Q/DQ models
-        outputs = [runner.run(inputs[i:i + CHUNK]) for i in range(0, len(inputs), CHUNK)]
-        np.save(args.outputs, np.concatenate(outputs))
+        from densenet_deploy.verify import run_all
+
+        # The smallest batch first: the compile that crashes on bad Q/DQ models. run_all pads to a fixed
+        # batch (an export with --batch N) and drops the padding.
+        run_all(runner, inputs[:1], 1)
+        np.save(args.outputs, run_all(runner, inputs, CHUNK))
         return 0
     except DnxError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)

@@ -25,11 +25,18 @@ def quantize_nncf(model, onnx_path: str, meta, calib_data: str, samples: int, op
     nncf = require("nncf", purpose="the nncf INT8 recipe (or use --recipe qdq)")
     data = load_data_for(calib_data, meta, split="train", limit=samples, seed=seed)
     images = data.images
-    # One image per item: NNCF's statistics are defined per sample (batch > 1 needs batchwise_statistics).
-    dataset = nncf.Dataset([images[i:i + 1] for i in range(len(images))])
+    # One image per item: NNCF's statistics are defined per sample. A fixed-batch model (an export with
+    # --batch N) only takes N at a time, so its items are whole batches (the remainder is dropped).
+    step = meta.batch or 1
+    items = [images[i:i + step] for i in range(0, len(images) - step + 1, step)]
+    if not items:
+        from densenet_deploy.errors import DataError
+
+        raise DataError(f"{calib_data}: {len(images)} calibration samples, but this model's fixed batch is {step}")
+    dataset = nncf.Dataset(items)
     kwargs = {"preset": nncf.QuantizationPreset(options.preset),
               "target_device": nncf.TargetDevice(options.target_device),
-              "subset_size": len(images), "fast_bias_correction": options.fast_bias_correction}
+              "subset_size": len(items), "fast_bias_correction": options.fast_bias_correction}
     if options.model_type:
         kwargs["model_type"] = nncf.ModelType(options.model_type)
     if options.ignored_scope:

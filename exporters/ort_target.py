@@ -53,10 +53,15 @@ def build_ort_deployment(onnx_path, output, optimization: str = "all", threads: 
         seconds = time.perf_counter() - start
 
         # Compare the optimised graph with the source graph run unoptimised, on the same inputs.
+        from densenet_deploy.verify import run_all
+
         rng = np.random.default_rng(0)
         batch = rng.standard_normal((max(1, check_samples), *meta.input_size)).astype(np.float32)
-        ref = OnnxRuntimeRunner(onnx_path, providers="cpu", optimization="disable", threads=threads).run(batch)
-        cand = OnnxRuntimeRunner(tmp, providers="cpu", optimization="disable", threads=threads).run(batch)
+        # run_all pads to a fixed batch (an export with --batch N) and drops the padding again.
+        ref = run_all(OnnxRuntimeRunner(onnx_path, providers="cpu", optimization="disable", threads=threads),
+                      batch, len(batch))
+        cand = run_all(OnnxRuntimeRunner(tmp, providers="cpu", optimization="disable", threads=threads),
+                       batch, len(batch))
         tolerance = Thresholds(rel_atol=1e-3 if meta.precision == "fp32" else 2e-2, min_agreement=0.0)
         parity = compare_outputs(ref, cand, thresholds=tolerance)
         if not parity:

@@ -241,3 +241,20 @@ def test_sample_counts_that_do_not_fill_the_last_batch(digits_onnx, tmp_path, me
     result = quantize_int8(digits_onnx, str(tmp_path / "a.onnx"), "digits", method=method, samples=37,
                            eval_samples=100, min_agreement=0)
     assert result.samples == 37 and (tmp_path / "a.onnx").is_file()
+
+
+def test_fixed_batch_exports_and_ort_deployments_are_refused(tmp_path, tiny_onnx):
+    """Calibration takes the plain dynamic-batch export; anything else is a one-line error, no file."""
+    from calibration import quantize_int8
+    from densenet_deploy.errors import ArtifactError
+    from exporters.onnx import export_onnx
+    from exporters.ort_target import build_ort_deployment
+
+    fixed = str(tmp_path / "b2.onnx")
+    export_onnx("densenet_bc22_k8", fixed, batch=2, samples=2)
+    deployment = str(tmp_path / "m.ort.onnx")
+    build_ort_deployment(tiny_onnx, deployment)
+    for source, pattern in ((fixed, "fixed batch of 2"), (deployment, "com.microsoft")):
+        with pytest.raises(ArtifactError, match=pattern):
+            quantize_int8(source, str(tmp_path / "out.onnx"), "random", samples=8, eval_samples=8)
+    assert not (tmp_path / "out.onnx").exists()
