@@ -22,6 +22,11 @@ def count_macs(model, input_size: tuple[int, int, int], batch: int = 1) -> int:
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(x)
+    except RuntimeError as exc:  # e.g. pooling below 1x1: the input is too small for this architecture
+        from .errors import DnxError
+
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DnxError(f"input size {'x'.join(map(str, input_size))} does not fit this model ({first[:160]})") from exc
     finally:
         model.train(was_training)
     return int(counter.get_total_flops() // 2 // batch)

@@ -13,6 +13,15 @@ from densenet_deploy.metadata import read_artifact_meta
 DEFAULT_NAMESPACE = "dnx_model"
 
 
+# C++17 keywords and alternative tokens: valid-looking identifiers that no namespace may be called.
+CPP_KEYWORDS = frozenset("""alignas alignof and and_eq asm auto bitand bitor bool break case catch char char16_t
+char32_t class compl const const_cast constexpr continue decltype default delete do double dynamic_cast else
+enum explicit export extern false float for friend goto if inline int long mutable namespace new noexcept not
+not_eq nullptr operator or or_eq private protected public register reinterpret_cast return short signed sizeof
+static static_assert static_cast struct switch template this thread_local throw true try typedef typeid typename
+union unsigned using virtual void volatile wchar_t while xor xor_eq""".split())
+
+
 def write_cpp_header(artifact_path, out_path, namespace: str = DEFAULT_NAMESPACE) -> str:
     """Write a header describing `artifact_path` (.onnx, or any artifact with a JSON sidecar) to `out_path`.
 
@@ -21,7 +30,8 @@ def write_cpp_header(artifact_path, out_path, namespace: str = DEFAULT_NAMESPACE
     """
     artifact_path = os.fspath(artifact_path)
     out_path = check_output_path(out_path)
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*", namespace):
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*", namespace) or \
+            any(part in CPP_KEYWORDS for part in namespace.split("::")):
         raise ArtifactError(f"namespace {namespace!r} is not a C++ identifier (e.g. dnx_model or app::model)")
     meta, sidecar = read_artifact_meta(artifact_path)
     atomic_write_text(out_path, render_cpp_header(meta, os.path.basename(artifact_path), namespace, sidecar))

@@ -29,7 +29,7 @@ from ..cli import emit, json_option, output_option, progress_enabled
               show_default=True, help="uint8: ONNX Runtime-only variant (TensorRT needs int8).")
 @click.option("--percentile", type=click.FloatRange(50, 100), default=99.99, show_default=True,
               help="Percentile for --method percentile.")
-@click.option("--max-accuracy-drop", type=float, default=1.0, show_default=True, help="Gate, in accuracy points.")
+@click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Gate, in accuracy points.")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.98, show_default=True,
               help="Gate: top-1 agreement with fp32.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling the calibration set.")
