@@ -224,7 +224,30 @@ def select_indices(source: formats.RawSource, split: str, limit: int | None, see
     return idx
 
 
+def _split_folders(src) -> dict | None:
+    """{"train": DIR/train, "val": DIR/val} for an image folder laid out that way (the layout `dnx train
+    --dataset imagefolder` reads), so that its own split is used instead of a seeded 80/20 of both."""
+    if not isinstance(src, str) or not os.path.isdir(src):
+        return None
+    folders = {split: os.path.join(src, split) for split in ("train", "val")}
+    return folders if all(os.path.isdir(f) for f in folders.values()) else None
+
+
 def _materialise(src, input_size, split, limit, seed, progress):
+    folders = _split_folders(src)
+    if folders and split in folders:
+        return _materialise(folders[split], input_size, "all", limit, seed, progress)
+    if folders:  # "all": both halves, which must name the same classes
+        parts = [_materialise(folders[s], input_size, "all", None, seed, progress) for s in ("train", "val")]
+        if parts[0][0].label_names != parts[1][0].label_names:
+            raise DataError(f"{src}: train/ and val/ hold different class folders "
+                            f"({parts[0][0].label_names} vs {parts[1][0].label_names})")
+        images = np.concatenate([p[1] for p in parts])
+        labels = np.concatenate([p[2] for p in parts]) if parts[0][2] is not None else None
+        if limit is not None and limit < len(images):
+            keep = np.sort(np.random.default_rng(seed).permutation(len(images))[:limit])
+            images, labels = images[keep], (labels[keep] if labels is not None else None)
+        return parts[0][0], images, labels, parts[0][3] + parts[1][3], parts[0][4] + parts[1][4]
     source = open_source(src, input_size, limit=limit, seed=seed, progress=progress)
     idx = select_indices(source, split, limit, seed)
     images, skipped, content_digest = source.fetch(idx)

@@ -335,3 +335,24 @@ def test_class_folders_take_the_models_class_indices(tmp_path):
     assert sorted(set(unlabeled.labels.tolist())) == [3, 7]  # numeric folder names are class numbers
     foreign = load_data_for(str(tmp_path / "dig"), meta.replace(labels=[f"c{i}" for i in range(10)]))
     assert foreign.labels is None  # names that match nothing: no accuracy rather than a wrong one
+
+
+def test_train_val_folder_layout_gives_its_own_split(tmp_path):
+    """DIR/train and DIR/val (what `dnx train --dataset imagefolder` reads) are the splits, not classes."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from densenet_deploy.data import load_data
+
+    digits = load_digits()
+    counts = {"train": 5, "val": 3}
+    for split, n in counts.items():
+        for cls in (1, 2):
+            folder = tmp_path / "dig" / split / str(cls)
+            folder.mkdir(parents=True)
+            for i, image in enumerate(digits.images[digits.target == cls][:n]):
+                Image.fromarray((image * 15).astype("uint8")).save(folder / f"{i}.png")
+    args = (str(tmp_path / "dig"), (1, 8, 8), (0.3,), (0.3,))
+    train, val, both = (load_data(*args, split=s) for s in ("train", "val", "all"))
+    assert (len(train), len(val), len(both)) == (10, 6, 16)
+    assert train.label_names == val.label_names == ["1", "2"]
