@@ -141,8 +141,11 @@ def build_openvino(onnx_path, output_xml, *, precision: str | None = None, recip
                                 if steps.get("recipe") else meta.extra)
         if quantize:
             calib = steps["calibration"]
-            out_meta = out_meta.replace(calibration={k: calib.get(k) for k in
-                                                     ("method", "samples", "fingerprint", "source") if k in calib})
+            # The same keys as the calibration package writes, so `dnx verify` finds the held-out data.
+            out_meta = out_meta.replace(calibration={
+                "method": calib.get("method"), "samples": calib.get("samples"), "recipe": steps.get("recipe"),
+                "data_source": calib.get("source") or calib.get("data_source") or calib_data,
+                "data_fingerprint": calib.get("fingerprint") or calib.get("data_fingerprint")})
         sidecar_doc = {"openvino": {"version": ov.get_version().split("-")[0], "inference_precision": hint,
                                     "recipe": steps.get("recipe"),
                                     "nncf": asdict(nncf_options) if steps.get("recipe") == "nncf" else None,
