@@ -7,10 +7,11 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from densenet_deploy.compare import CheckedResult
 from densenet_deploy.errors import DataError, DnxError, VerificationFailed
 
 from . import cache as cal_cache
@@ -32,7 +33,7 @@ DEFAULT_METHOD = "percentile"
 
 
 @dataclass
-class CalibrationResult:
+class CalibrationResult(CheckedResult):
     """What quantize_int8 did; truthy when the held-out gate passed."""
 
     output: str
@@ -53,11 +54,6 @@ class CalibrationResult:
     passed: bool = True
     failures: list[str] = field(default_factory=list)
 
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def _load(data, meta, split, limit, seed, progress):

@@ -7,6 +7,16 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 
+class CheckedResult:
+    """Mixin for result dataclasses with a `passed` field: truthy when the check passed, dict for JSON."""
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass
 class Thresholds:
     """Pass criteria; `rel_atol` scales with the reference logit range so it works for any model."""

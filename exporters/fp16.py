@@ -18,10 +18,11 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from densenet_deploy.compare import CheckedResult
 from densenet_deploy.errors import DnxError, VerificationFailed
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ DEFAULT_SAMPLES = 64
 
 
 @dataclass
-class PrecisionResult:
+class PrecisionResult(CheckedResult):
     """What convert_fp16 did; truthy when the parity check passed."""
 
     output: str
@@ -47,11 +48,6 @@ class PrecisionResult:
     passed: bool = True
     failures: list[str] = field(default_factory=list)
 
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def _node_magnitudes(model, images: np.ndarray, input_name: str) -> dict[str, float]:

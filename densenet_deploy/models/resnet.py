@@ -23,6 +23,16 @@ def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, kernel_size=1, stride=stride, bias=False)
 
 
+
+def _init_weights(model: nn.Module) -> None:
+    """He (Kaiming) init for convolutions, unit-scale BN: the init of both ResNet papers and torchvision."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
 class BasicBlock(nn.Module):
     """Two 3x3 convs (ResNet-18/34)."""
 
@@ -91,12 +101,7 @@ class ResNet(nn.Module):
         self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
         self.fc = nn.Linear(512 * block_cls.expansion, num_classes)
         self.num_features = 512 * block_cls.expansion
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        _init_weights(self)
 
     def _make_layer(self, block_cls, planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None
@@ -168,12 +173,7 @@ class PreActResNet(nn.Module):
         self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
         self.fc = nn.Linear(cin, num_classes)
         self.num_features = cin
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        _init_weights(self)
         # Each residual branch starts at zero (its last conv zero-initialised, as Goyal et al. 2017 and
         # Fixup do): with Kaiming init alone, 333 identity-added branches double the activation variance
         # unit after unit and an untrained ResNet-1001 overflows fp32 to NaN in eval mode, which made it
