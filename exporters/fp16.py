@@ -7,8 +7,8 @@ and defaults (ModelOpt guide "AutoCast (ONNX)": nodes whose observed outputs exc
 calibration data, or whose initializers exceed `init_max`=65504, stay fp32). The converter has known
 bugs around pre-existing Cast nodes and node order, so the result is validated: onnx.checker, a
 topological-order check, and ONNX Runtime parity with the fp32 model before anything is written.
-bf16 is not produced here: ONNX Runtime's CPU provider has no bf16 Conv to validate it with; bf16 on the
-CPU comes from OpenVINO's inference precision hint (exporters/openvino.py).
+bf16 graphs come from exporters/bf16.py (no keep-list: bf16 has fp32's range; checked on OpenVINO, since
+ONNX Runtime's CPU provider has no bf16 Conv).
 """
 
 from __future__ import annotations
@@ -129,8 +129,8 @@ def convert_fp16(onnx_path: str, output: str, *, precision: str = "fp16", data: 
 
     start = time.perf_counter()
     if precision != "fp16":
-        raise DnxError(f"precision {precision!r} is not made as an ONNX graph here (only fp16); for bf16 on the "
-                       "CPU use `dnx build-engine --target openvino --bf16`")
+        raise DnxError(f"convert_fp16 makes fp16 graphs, not {precision!r}; bf16 graphs come from "
+                       "exporters.bf16.convert_bf16 (`dnx build-engine --bf16`)")
     check_output_path(output)
     float16 = require("onnxconverter_common.float16", purpose="FP16 conversion")
     model = load_onnx(onnx_path)

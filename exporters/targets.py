@@ -46,6 +46,9 @@ class Target:
     convert_precision: bool = True  # False: build() receives the fp32 ONNX and applies the precision itself
     int8_activations: str = "int8"  # Q/DQ activation type of the int8 precision step (uint8: ORT-only, faster)
     summary: str = ""
+    # The target-specific build options (named as in the CLI: `--min-batch` is "min_batch") this target
+    # reads; setting one that only other targets read is refused (check_target_options).
+    options: tuple[str, ...] = ()
 
 
 # --- tensorrt ------------------------------------------------------------------------------------
@@ -114,27 +117,48 @@ def _openvino_build(onnx_path: str, output: str, options: BuildOptions) -> dict:
 
 
 TARGETS: dict[str, Target] = {
-    # No bf16 on tensorrt yet: exporters/fp16.py makes fp16 graphs only (bf16 needs a bf16 ONNX graph).
-    "tensorrt": Target("tensorrt", ("fp32", "fp16", "int8"), _tensorrt_preflight, _tensorrt_build,
-                       summary="TensorRT plan + sidecar (NVIDIA GPU)"),
+    # fp16/bf16 come from fp16/bf16 ONNX graphs (exporters/fp16.py, exporters/bf16.py): strongly typed.
+    "tensorrt": Target("tensorrt", ("fp32", "fp16", "bf16", "int8"), _tensorrt_preflight, _tensorrt_build,
+                       summary="TensorRT plan + sidecar (NVIDIA GPU)",
+                       options=("min_batch", "opt_batch", "max_batch", "workspace_gb", "opt_level", "timing_cache",
+                                "hardware_compatibility", "version_compatible")),
     # ORT's x86 int8 GEMM is fast for uint8 x int8 only: its int8 step uses asymmetric uint8 activations
     # (measured on densenet_bc100_k12, batch 1, one run: u8 54 ms vs s8 82 ms; fp32 45 ms).
     "onnxruntime": Target("onnxruntime", ("fp32", "fp16", "int8"), _onnxruntime_preflight, _onnxruntime_build,
-                          int8_activations="uint8", summary="ONNX Runtime-optimised ONNX + sidecar (CPU)"),
+                          int8_activations="uint8", summary="ONNX Runtime-optimised ONNX + sidecar (CPU)",
+                          options=("optimization", "threads")),
     # OpenVINO quantizes itself (nncf recipe) or via calibration (qdq recipe): it gets the fp32 ONNX.
     "openvino": Target("openvino", ("fp32", "bf16", "int8"), _openvino_preflight, _openvino_build,
-                       convert_precision=False, summary="OpenVINO IR .xml/.bin + sidecar (CPU, fastest: bf16/int8)"),
+                       convert_precision=False, summary="OpenVINO IR .xml/.bin + sidecar (CPU, fastest: bf16/int8)",
+                       options=("recipe", "verify_data", "threads")),
 }
+
+
+def check_target_options(target: str, given) -> None:
+    """DnxError naming each option in `given` (names such as "min_batch") that `target` does not read but
+    other targets do, and the targets it applies to: the build would silently ignore it."""
+    if target not in TARGETS:
+        return  # build_deployment reports the unknown target
+    unused = []
+    for name in given:
+        users = [t.name for t in TARGETS.values() if name in t.options]
+        if users and target not in users:
+            unused.append(f"--{name.replace('_', '-')} ({', '.join(users)} only)")
+    if unused:
+        one = len(unused) == 1
+        raise DnxError(f"--target {target} does not use {', '.join(unused)}; drop {'it' if one else 'them'} "
+                       f"or choose the target {'it applies' if one else 'they apply'} to")
 
 
 # --- the precision step --------------------------------------------------------------------------
 def convert_precision(onnx_path: str, output: str, precision: str, options: BuildOptions) -> dict:
     """Write `output`: `onnx_path` (fp32) converted to fp16/bf16 or calibrated to Q/DQ int8."""
     if precision in ("fp16", "bf16"):
+        from .bf16 import convert_bf16
         from .fp16 import convert_fp16
 
         kwargs = {k: v for k, v in (("data", options.calib_data), ("samples", options.samples)) if v is not None}
-        info = convert_fp16(onnx_path, output, precision=precision, **kwargs)
+        info = (convert_fp16 if precision == "fp16" else convert_bf16)(onnx_path, output, **kwargs)
     elif precision == "int8":
         from calibration.quantize import quantize_int8
 
@@ -177,8 +201,10 @@ def build_deployment(onnx_path: str, output: str, options: BuildOptions | None =
     if precision == "int8" and convert and not options.calib_data:
         raise DnxError("--int8 needs calibration data: --calib-data SRC (an image directory, .npy/.npz, "
                        "digits, cifar10:DIR, ...; `random` only for smoke tests)")
-    if options.calib_data and not (convert and precision in ("int8", "fp16")):
-        raise DnxError("--calib-data is only used with --int8 (calibration) and --fp16 (which layers stay fp32)")
+    uses_data = precision in ("int8", "fp16") or (precision == "bf16" and target.convert_precision)
+    if options.calib_data and not (convert and uses_data):
+        raise DnxError("--calib-data is only used with --int8 (calibration), --fp16 (which layers stay fp32) "
+                       "and --bf16 (the parity check's data)")
     target.preflight(options)
 
     start = time.perf_counter()

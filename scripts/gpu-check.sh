@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check: on a machine with an NVIDIA GPU and TensorRT (pip install tensorrt), build fp32/fp16/int8
+# GPU check: on a machine with an NVIDIA GPU and TensorRT (pip install tensorrt), build fp32/fp16/bf16/int8
 # TensorRT engines for densenet121 and densenet_bc100_k12, verify each against PyTorch, benchmark them.
 # Writes one JSON file per step plus summary.json to $OUT (or ./gpu-check-out). Budget: < 8 min on an H100.
 #
@@ -13,10 +13,17 @@ set -uo pipefail
 OUT="${OUT:-./gpu-check-out}"
 PYTHON="${PYTHON:-python}"
 MODELS="${MODELS:-densenet121 densenet_bc100_k12}"
-PRECISIONS="${PRECISIONS:-fp32 fp16 int8}"
+PRECISIONS="${PRECISIONS:-fp32 fp16 bf16 int8}"
 CALIB_SAMPLES="${CALIB_SAMPLES:-64}"   # calibration runs on the CPU with ONNX Runtime: keep it small
 TARGET="${TARGET:-tensorrt}"           # TARGET=onnxruntime: the same flow as a CPU smoke test
 case "$TARGET" in tensorrt) EXT=plan ;; *) EXT=ort.onnx ;; esac
+# The profile and timing cache are TensorRT's; other targets refuse them. ONNX Runtime builds no bf16.
+TARGET_OPTS=()
+if [ "$TARGET" = tensorrt ]; then
+  TARGET_OPTS=(--min-batch 1 --opt-batch 8 --max-batch 8 --timing-cache "$OUT/timing.cache")
+else
+  PRECISIONS="${PRECISIONS//bf16/}"
+fi
 mkdir -p "$OUT"
 if command -v dnx >/dev/null 2>&1; then DNX=(dnx); else DNX=("$PYTHON" -m densenet_deploy.cli); fi
 FAILED=()
@@ -53,7 +60,7 @@ for model in $MODELS; do
       int8) flags=(--int8 --calib-data "$calib" --samples "$CALIB_SAMPLES") ;;
     esac
     step "build-$model-$precision" "${DNX[@]}" build-engine "$onnx" "${flags[@]}" -o "$plan" --target "$TARGET" \
-      --min-batch 1 --opt-batch 8 --max-batch 8 --timing-cache "$OUT/timing.cache" --json
+      "${TARGET_OPTS[@]}" --json
     step "verify-$model-$precision" "${DNX[@]}" verify "$model" "$plan" --samples 64 --batch-size 8 --json
     [ -f "$plan" ] && plans+=("$plan")
   done

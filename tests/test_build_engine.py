@@ -108,7 +108,7 @@ def test_tensorrt_target_without_tensorrt_or_gpu_fails_before_any_work(tiny_onnx
 
 @pytest.mark.parametrize("args, message", [
     (["--calib-data", "digits"], "--calib-data is only used with --int8"),
-    (["--bf16", "--target", "tensorrt"], "target tensorrt does not build bf16"),
+    (["--bf16", "--fp16"], "choose one precision, not --fp16 and --bf16"),
     (["--int8"], "--int8 needs calibration data"),
     (["--bf16"], "target onnxruntime does not build bf16"),
 ])
@@ -117,6 +117,34 @@ def test_bad_option_combinations_exit_2_without_files(tiny_onnx, tmp_path, args,
     result = dnx("build-engine", tiny_onnx, "--target", "onnxruntime", *args, "-o", out)
     assert result.exit_code == 2 and message in result.stderr
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("target, args, message", [
+    ("onnxruntime", ["--recipe", "qdq"], "--target onnxruntime does not use --recipe (openvino only)"),
+    ("onnxruntime", ["--recipe", "nncf"], "--recipe (openvino only)"),  # explicit, even if the default value
+    ("onnxruntime", ["--max-batch", "4", "--verify-data", "digits"],
+     "does not use --max-batch (tensorrt only), --verify-data (openvino only); drop them"),
+    ("openvino", ["--min-batch", "2"], "--target openvino does not use --min-batch (tensorrt only)"),
+    ("tensorrt", ["--recipe", "qdq"], "--target tensorrt does not use --recipe (openvino only)"),
+    ("tensorrt", ["--optimization", "basic"], "--optimization (onnxruntime only)"),
+    ("tensorrt", ["--threads", "1"], "--threads (onnxruntime, openvino only)"),
+])
+def test_options_of_other_targets_are_refused_not_ignored(tiny_onnx, tmp_path, target, args, message):
+    out = tmp_path / "x.out"
+    result = dnx("build-engine", tiny_onnx, "--target", target, *args, "-o", out)
+    assert result.exit_code == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and os.listdir(tmp_path) == []
+
+
+def test_target_options_given_for_their_own_target_are_accepted(tiny_onnx, tmp_path):
+    from exporters.targets import check_target_options
+
+    check_target_options("tensorrt", ["min_batch", "timing_cache", "version_compatible", "calib_data", "output"])
+    check_target_options("openvino", ["recipe", "verify_data", "threads"])
+    out = tmp_path / "m.ort.onnx"
+    result = dnx("build-engine", tiny_onnx, "--target", "onnxruntime", "--threads", 1, "--optimization", "basic",
+                 "-o", out)
+    assert result.exit_code == 0, result.output
 
 
 def test_unknown_target_and_missing_input_are_usage_errors(tiny_onnx, tmp_path):

@@ -90,7 +90,7 @@ def _need_tensorrt_gpu():
 
 @pytest.mark.gpu
 @pytest.mark.tensorrt
-@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16", "int8"])
 def test_tensorrt_engine_builds_runs_and_verifies(tiny_onnx, tmp_path, precision):
     trt = _need_tensorrt_gpu()
     from click.testing import CliRunner
@@ -99,7 +99,7 @@ def test_tensorrt_engine_builds_runs_and_verifies(tiny_onnx, tmp_path, precision
     from densenet_deploy.runners import open_runner
 
     plan, cache = tmp_path / f"tiny.{precision}.plan", tmp_path / "timing.cache"
-    flags = {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8", "--calib-data", "digits", "--samples", "64"]}[precision]
+    flags = {"fp32": [], "fp16": ["--fp16"], "bf16": ["--bf16"], "int8": ["--int8", "--calib-data", "digits", "--samples", "64"]}[precision]
     result = CliRunner().invoke(cli, ["build-engine", tiny_onnx, *flags, "-o", str(plan), "--max-batch", "8",
                                       "--timing-cache", str(cache), "--json"])
     assert result.exit_code == 0, result.output

@@ -14,9 +14,9 @@ from ..cli import emit, json_option, output_option
 @click.option("--target", type=click.Choice(list(TARGETS)), default="tensorrt", show_default=True,
               help="What to build: " + "; ".join(f"{t.name}: {t.summary}" for t in TARGETS.values() if t.summary))
 @click.option("--fp16", is_flag=True, help="Convert to an FP16 graph (fp32 I/O) first (--calib-data picks layers kept fp32).")
-@click.option("--bf16", is_flag=True, help="BF16 precision hint (openvino target only).")
+@click.option("--bf16", is_flag=True, help="BF16: a bf16 graph for tensorrt (--calib-data: parity data), the bf16 precision hint for openvino.")
 @click.option("--int8", is_flag=True, help="Calibrate to an INT8 Q/DQ graph first (needs --calib-data).")
-@click.option("--calib-data", metavar="SRC", help="Calibration data for --int8: image dir, .npy/.npz, digits, cifar10:DIR, ...")
+@click.option("--calib-data", metavar="SRC", help="Calibration data for --int8 (parity data for --fp16/--bf16): image dir, .npy/.npz, digits, cifar10:DIR, ...")
 @click.option("--method", type=click.Choice(METHODS), help="Calibration method for --int8 [default: calibration's].")
 @click.option("--samples", type=click.IntRange(1), help="Calibration samples for --int8 [default: calibration's].")
 @click.option("--min-batch", type=click.IntRange(1), default=1, show_default=True, help="TensorRT profile: smallest batch.")
@@ -47,15 +47,18 @@ def command(onnx_path, output, target, fp16, bf16, int8, calib_data, method, sam
     The precision step runs first (FP16/BF16 conversion, or INT8 calibration to Q/DQ), then the target
     build. Without --fp16/--bf16/--int8 the input model's own precision is kept.
     """
-    from exporters.targets import BuildOptions, build_deployment
+    from exporters.targets import BuildOptions, build_deployment, check_target_options
     from exporters.tensorrt import EngineOptions
 
     chosen = [name for name, flag in (("fp16", fp16), ("bf16", bf16), ("int8", int8)) if flag]
     if len(chosen) > 1:
         raise click.UsageError(f"choose one precision, not {' and '.join('--' + c for c in chosen)}")
     precision = chosen[0] if chosen else None
-    if verify_data and target != "openvino":
-        raise click.UsageError("--verify-data is used by --target openvino only")
+    # Only options given on the command line count: a default is not the user asking for anything.
+    ctx = click.get_current_context()
+    defaulted = (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)
+    check_target_options(target, [p.name for p in ctx.command.params
+                                  if ctx.get_parameter_source(p.name) not in defaulted])
 
     engine = EngineOptions(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_gb=workspace_gb,
                            opt_level=opt_level, timing_cache=timing_cache,

@@ -23,9 +23,27 @@ def backend_for(artifact: str) -> str:
     return "torch"
 
 
+def _default_backend(artifact: str) -> str:
+    backend = backend_for(artifact)
+    if backend == "onnxruntime" and os.path.isfile(artifact):
+        from .onnxruntime_runner import guess_precision
+
+        if guess_precision(artifact) == "bf16":
+            # ONNX Runtime's CPU provider has no bf16 Conv; OpenVINO runs bf16 graphs on the CPU.
+            import importlib.util
+
+            if importlib.util.find_spec("openvino"):
+                return "openvino"
+            raise ArtifactError(f"{artifact} is a bf16 graph (for TensorRT), which ONNX Runtime's CPU provider "
+                                "cannot run; pip install 'densenet-deploy[openvino]' to run it on the CPU, or "
+                                "build a TensorRT engine from it")
+    return backend
+
+
 def open_runner(artifact: str, backend: str | None = None, **options) -> Runner:
-    """Open a Runner for `artifact` (zoo name, checkpoint, .onnx, .xml, .plan) on `backend` (or the default)."""
-    backend = backend or backend_for(artifact)
+    """Open a Runner for `artifact` (zoo name, checkpoint, .onnx, .xml, .plan) on `backend` (or the default:
+    by file type; a bf16 ONNX graph goes to OpenVINO, since ONNX Runtime's CPU provider cannot run it)."""
+    backend = backend or _default_backend(artifact)
     if backend not in BACKENDS:
         raise DnxError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend != "torch" and not os.path.isfile(artifact):

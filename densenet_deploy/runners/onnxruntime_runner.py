@@ -152,7 +152,7 @@ class OnnxRuntimeRunner(Runner):
             if tuple(self.meta.input_size) != tuple(spec.shape):
                 raise ArtifactError(f"{self.name}: metadata says input {self.meta.input_size}, graph says {spec.shape}")
         else:
-            self.precision = _guess_precision(self.name)
+            self.precision = guess_precision(self.name)
         log.debug("onnxruntime runner: %s providers=%s optimization=%s", self.name, used, optimization)
 
     def _read_meta(self):
@@ -198,8 +198,8 @@ def _ort_level(name: str):
     return level
 
 
-def _guess_precision(path: str) -> str:
-    """fp32 / fp16 / int8 from the graph when there is no metadata to say it."""
+def guess_precision(path: str) -> str:
+    """fp32 / fp16 / bf16 / int8 from the graph itself (its initializer types and Q/DQ nodes)."""
     from ..metadata import load_onnx
 
     proto = load_onnx(path, load_weights=False)

@@ -1,0 +1,192 @@
+"""BF16 ONNX graph with fp32 inputs/outputs for TensorRT's strongly typed networks, checked on the CPU.
+
+A strongly typed TensorRT network takes each layer's precision from its tensor types, so bf16 on the GPU
+needs a graph whose weights and activations are bfloat16. ONNX allows bfloat16 in Conv, MaxPool,
+AveragePool and GlobalAveragePool only from opset 22 (BatchNormalization, Relu, Concat, Gemm accept it
+earlier), so the fp32 export is first moved to opset 22 with onnx's version converter: the newest opset
+our exporter writes is 20, and TensorRT 11's parser reads up to opset 25 (NVIDIA, "ONNX Opset Guide",
+TensorRT 11.x). Every float initializer becomes bfloat16; a Cast at the input and one at the output keep
+the graph's I/O fp32, as the fp16 graph does, so runners and C++ callers feed the same buffers.
+
+No layer is kept in fp32: bf16 has fp32's exponent range, so the overflow rule the fp16 conversion needs
+does not apply; what bf16 loses is mantissa (8 bits), which the parity check measures.
+
+Verification runs the very file that will be written, on held-out data, against ONNX Runtime on the fp32
+model. ONNX Runtime's CPU provider has no bf16 Conv, so the bf16 graph runs on OpenVINO (bf16 inference
+precision; the `openvino` extra) or, without it, on onnx's reference evaluator (the ONNX specification's
+own NumPy implementation, rounding every op's result to bfloat16; slow, so it sees fewer samples).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from densenet_deploy.errors import DnxError, VerificationFailed
+
+from .fp16 import PrecisionResult
+
+log = logging.getLogger(__name__)
+
+BF16_OPSET = 22  # first opset whose Conv and pooling ops accept tensor(bfloat16)
+DEFAULT_SAMPLES = 64
+REFERENCE_MAX_SAMPLES = 16  # onnx.reference is pure NumPy: ~0.1 s per 32x32 image, minutes per 224x224 one
+# The gates `dnx verify` applies to bf16 artifacts (densenet_deploy/verify.py), so what is written passes it.
+MAX_REL_L2 = 6e-2
+MIN_AGREEMENT = 0.95
+ENGINES = ("auto", "openvino", "reference")
+
+
+def to_bf16_graph(model):
+    """A bf16 copy of the fp32 ModelProto `model` (opset 22, fp32 I/O through Casts); `model` is not changed."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper, version_converter
+
+    ml_dtypes = _ml_dtypes()
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None or opset > 25:
+        raise DnxError(f"bf16 conversion needs a standard-domain opset <= 25, the graph has {opset}")
+    try:
+        converted = version_converter.convert_version(model, BF16_OPSET) if opset < BF16_OPSET else onnx.ModelProto()
+    except Exception as exc:  # the converter raises plain RuntimeErrors naming the op it cannot move
+        raise DnxError(f"cannot move the graph to opset {BF16_OPSET} for bf16: {str(exc).splitlines()[0]}") from exc
+    if opset >= BF16_OPSET:
+        converted.CopyFrom(model)
+    graph = converted.graph
+    for init in graph.initializer:
+        if init.data_type == TensorProto.FLOAT:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(ml_dtypes.bfloat16), init.name))
+    for value in list(graph.input) + list(graph.output):
+        if value.type.tensor_type.elem_type != TensorProto.FLOAT:
+            raise DnxError(f"bf16 conversion expects fp32 graph inputs/outputs; {value.name} is not float")
+    renames = {v.name: v.name + "_bf16" for v in list(graph.input) + list(graph.output)}
+    for node in graph.node:
+        node.input[:] = [renames.get(i, i) for i in node.input]
+        node.output[:] = [renames.get(o, o) for o in node.output]
+    casts_in = [helper.make_node("Cast", [v.name], [renames[v.name]], to=TensorProto.BFLOAT16, name=f"{v.name}_to_bf16")
+                for v in graph.input]
+    casts_out = [helper.make_node("Cast", [renames[v.name]], [v.name], to=TensorProto.FLOAT, name=f"{v.name}_to_fp32")
+                 for v in graph.output]
+    nodes = casts_in + list(graph.node) + casts_out
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]  # float types there are stale; shape inference rewrites them as bfloat16
+    try:
+        converted = onnx.shape_inference.infer_shapes(converted, strict_mode=True)
+        onnx.checker.check_model(converted)
+    except Exception as exc:  # InferenceError / ValidationError: an op that does not take bfloat16
+        raise DnxError(f"bf16 conversion produced an invalid graph: {str(exc).splitlines()[0]}") from exc
+    leftover = [i.name for i in graph.initializer if i.data_type == TensorProto.FLOAT]
+    if leftover:
+        raise DnxError(f"bf16 conversion left fp32 weights: {', '.join(leftover[:3])}")
+    return converted
+
+
+def run_bf16_graph(path: str, images: np.ndarray, engine: str = "auto", threads: int | None = None):
+    """Outputs of the bf16 ONNX file `path` on `images`, and the name of the engine that ran it."""
+    if engine not in ENGINES:
+        raise DnxError(f"unknown bf16 check engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine == "auto":
+        import importlib.util
+
+        engine = "openvino" if importlib.util.find_spec("openvino") else "reference"
+    if engine == "openvino":
+        from densenet_deploy.runners.openvino import OpenVinoRunner
+
+        from densenet_deploy.verify import run_all
+
+        with OpenVinoRunner(path, precision_hint="bf16", threads=threads) as runner:
+            outputs = run_all(runner, images, 16)
+        import openvino
+
+        return outputs, f"openvino {openvino.get_version().split('-')[0]} (bf16 inference precision)"
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+
+    evaluator = ReferenceEvaluator(onnx.load(path))
+    input_name = evaluator.input_names[0]
+    outputs = np.concatenate([evaluator.run(None, {input_name: images[i:i + 8]})[0]
+                              for i in range(0, len(images), 8)])
+    return outputs.astype(np.float32), f"onnx {onnx.__version__} reference evaluator"
+
+
+def convert_bf16(onnx_path: str, output: str, *, data: str | None = None, samples: int = DEFAULT_SAMPLES,
+                 engine: str = "auto", min_agreement: float = MIN_AGREEMENT, max_rel_l2: float = MAX_REL_L2,
+                 seed: int = 0) -> PrecisionResult:
+    """Write a BF16 copy of the fp32 export `onnx_path` with fp32 I/O, after a parity check.
+
+    Parity is measured on `data`'s val split (labels gate top-1 agreement) or, without data, on seeded
+    standard-normal inputs, by running the bf16 file on `engine` (auto: OpenVINO if installed, else the
+    ONNX reference evaluator, capped at REFERENCE_MAX_SAMPLES). Raises VerificationFailed (nothing
+    written) when agreement < min_agreement or rel L2 > max_rel_l2.
+    """
+    import onnx
+
+    from densenet_deploy.compare import Thresholds, compare_outputs
+    from densenet_deploy.io import atomic_output, check_output_path
+    from densenet_deploy.metadata import check_plain_export, load_onnx, read_onnx_meta, write_onnx_meta
+
+    from calibration.quantize import run_onnx
+
+    start = time.perf_counter()
+    check_output_path(output)
+    if engine not in ENGINES:
+        raise DnxError(f"unknown bf16 check engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    _ml_dtypes()
+    model = load_onnx(onnx_path)
+    meta = read_onnx_meta(model)
+    if meta.precision != "fp32":
+        raise DnxError(f"{onnx_path} is already {meta.precision}; convert the fp32 export")
+    check_plain_export(model, meta, onnx_path, "convert")
+    converted = to_bf16_graph(model)
+    write_onnx_meta(converted, meta.replace(precision="bf16", extra={
+        **meta.extra, "bf16": {"opset": BF16_OPSET, "converter": "dnx to_bf16_graph (all layers bf16, fp32 I/O)"}}))
+
+    import importlib.util
+
+    resolved = engine if engine != "auto" else ("openvino" if importlib.util.find_spec("openvino") else "reference")
+    limit = min(samples, REFERENCE_MAX_SAMPLES) if resolved == "reference" else samples
+    if limit < samples:
+        log.warning("bf16 check on the ONNX reference evaluator: %d of %d samples (it is pure NumPy); "
+                    "with OpenVINO installed (pip install 'densenet-deploy[openvino]') all are checked",
+                    limit, samples)
+    if data:
+        from densenet_deploy.data import load_data_for
+
+        held = load_data_for(data, meta, split="val", limit=limit, seed=seed)
+        images, labels = held.images, held.labels
+    else:
+        rng = np.random.default_rng(seed)
+        images, labels = rng.standard_normal((limit,) + tuple(meta.input_size)).astype(np.float32), None
+    with tempfile.TemporaryDirectory(prefix="dnx-bf16-") as tmp:
+        path = os.path.join(tmp, "bf16.onnx")
+        onnx.save(converted, path)
+        checked, engine_name = run_bf16_graph(path, images, engine=resolved)
+        parity = compare_outputs(run_onnx(onnx_path, images), checked, labels=labels,
+                                 thresholds=Thresholds(atol=math.inf, min_agreement=min_agreement,
+                                                       max_rel_l2=max_rel_l2))
+        result = PrecisionResult(output=os.fspath(output), precision="bf16",
+                                 converter=f"dnx to_bf16_graph (opset {BF16_OPSET}), checked on {engine_name}",
+                                 kept_fp32=[], max_activation=None, parity=parity.as_dict(),
+                                 samples=parity.samples, data=data or "random-normal", seconds=0.0,
+                                 passed=parity.passed, failures=parity.failures)
+        result.seconds = round(time.perf_counter() - start, 3)
+        if not parity.passed:
+            raise VerificationFailed(f"bf16 model failed parity on {engine_name} ({'; '.join(parity.failures)}); "
+                                     f"{output} not written", result)
+        with atomic_output(output) as tmp_out:
+            onnx.save(converted, tmp_out)
+    result.seconds = round(time.perf_counter() - start, 3)
+    return result
+
+
+def _ml_dtypes():
+    from densenet_deploy.deps import require
+
+    # onnx stores bfloat16 as raw uint16; ml_dtypes (an onnx dependency) does the fp32 -> bf16 rounding.
+    return require("ml_dtypes", purpose="bf16 conversion")
