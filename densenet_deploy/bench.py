@@ -173,6 +173,7 @@ def bench(artifacts, batch="1", seconds: float | None = None, iters: int | None 
             options = {"threads": threads} if threads else {}
             runners.append(open_runner(target.artifact, target.backend, **options))
             load_rss.append(rss_mb() - before)
+        _check_batches(runners, batches)
         parity_inputs = _load_parity_data(runners, data, n_samples, seed) if data else None
         result = _measure(runners, load_rss, batches, seconds, iters, warmup, mode, passes, n_samples, seed,
                           progress, parity_inputs)
@@ -193,6 +194,22 @@ def bench(artifacts, batch="1", seconds: float | None = None, iters: int | None 
 
         result["report"] = write_bench_report(result, report)
     return result
+
+
+def _check_batches(runners, batches) -> None:
+    """Warn about each (artifact, batch) a fixed-batch artifact cannot run; DnxError when nothing can run."""
+    fixed = [r for r in runners if r.input.batch is not None]
+    runnable = [b for b in batches if any(r.input.batch in (None, b) for r in runners)]
+    if not runnable:
+        sizes = "; ".join(f"{os.path.basename(r.name)} has fixed batch {r.input.batch}" for r in fixed)
+        accepted = ",".join(str(b) for b in dict.fromkeys(r.input.batch for r in fixed))
+        raise DnxError(f"no requested batch size ({','.join(map(str, batches))}) can run: {sizes}; pass "
+                       f"--batch {accepted} or re-export with a dynamic batch (`dnx export` without --batch)")
+    for r in fixed:
+        other = [b for b in batches if b != r.input.batch]
+        if other:
+            log.warning("skipping %s at batch %s: it has fixed batch %d", os.path.basename(r.name),
+                        ",".join(map(str, other)), r.input.batch)
 
 
 def _split_for(data: str) -> str:

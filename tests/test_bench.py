@@ -164,3 +164,21 @@ def test_bench_unknown_backend_names_the_backend(tiny_onnx):
         BenchTarget.parse(f"{tiny_onnx}@openvin")
     out = CliRunner().invoke(cli, ["bench", tiny_onnx, "--data", "nosuchsource", "--iters", "1"])
     assert out.exit_code == 2 and "unknown data source" in out.output
+
+
+def test_bench_fixed_batch_model_skips_other_batches_or_refuses(tmp_path, caplog):
+    from exporters.onnx import export_onnx
+
+    fixed = tmp_path / "fixed4.onnx"
+    export_onnx("densenet_bc22_k8", str(fixed), batch=4, samples=4)
+    # No requested batch can run: a one-line error naming the fixed batch, not exit 0 with an empty table.
+    out = CliRunner().invoke(cli, ["bench", str(fixed), "--batch", "1,8", "--iters", "1", "--passes", "1"])
+    assert out.exit_code == 2, out.output
+    assert "fixed batch 4" in out.output and "--batch 4" in out.output
+    assert len(out.output.strip().splitlines()) == 1
+    # Some can: those run, the others are skipped with a warning naming the fixed batch.
+    with caplog.at_level("WARNING", logger="densenet_deploy.bench"):
+        result = bench([str(fixed)], batch="1,4", iters=1, warmup=0, passes=1, threads=1)
+    assert [r["batch"] for r in result["results"]] == [4]
+    assert result["skipped"] == [{"artifact": str(fixed), "batch": 1, "reason": "fixed batch 4"}]
+    assert any("fixed batch 4" in r.getMessage() and "batch 1" in r.getMessage() for r in caplog.records)
