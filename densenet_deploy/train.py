@@ -64,6 +64,9 @@ def train(options: TrainOptions, progress: bool = False) -> TrainResult:
 
     started = time.perf_counter()
     saved = _read_resume(options.resume) if options.resume else None
+    if saved and options.epochs is not None and options.epochs <= int(saved["epoch"]):
+        raise DnxError(f"{options.resume} already has {int(saved['epoch'])} epochs; --epochs is the total to "
+                       f"train to, so it must be larger than {int(saved['epoch'])} (got {options.epochs})")
     recipe = merge_resume(options, Recipe.from_dict(saved["extra"]["recipe"])) if saved else resolve(options)
     output = check_output_path(options.output or options.resume or "")
     threads_before = torch.get_num_threads()
@@ -105,8 +108,8 @@ def _run(recipe: Recipe, saved: dict | None, output: str, progress: bool, starte
         torch.set_rng_state(rng["torch"])
         generator.set_state(rng["generator"])
         history, start = list(saved.get("history") or []), int(saved["epoch"])
-        if start >= recipe.epochs:
-            log.warning("checkpoint already holds %d epochs (asked for %d); nothing to train",
+        if start >= recipe.epochs:  # only without --epochs (train() refuses a smaller one): a finished run
+            log.warning("checkpoint already holds %d epochs (its recipe's %d); nothing to train",
                         start, recipe.epochs)
     params = count_params(model)
     x_train = torch.from_numpy(data.train_images)
@@ -139,7 +142,7 @@ def _run(recipe: Recipe, saved: dict | None, output: str, progress: bool, starte
     if saved and start >= recipe.epochs and os.path.abspath(output) != saved["_path"]:
         _copy_checkpoint(saved, output)
     last = history[-1]["val_accuracy"] if history else None
-    return TrainResult(output=output, epochs=recipe.epochs, val_accuracy=last, history=history, model=recipe.model,
+    return TrainResult(output=output, epochs=max(recipe.epochs, start), val_accuracy=last, history=history, model=recipe.model,
                        params=params, mean=data.mean, std=data.std, input_size=data.input_size,
                        labels=data.label_names, recipe=recipe.as_dict(),
                        seconds=round(time.perf_counter() - started, 3))

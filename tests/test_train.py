@@ -62,6 +62,23 @@ def test_resume_refuses_a_changed_recipe_and_foreign_checkpoints(tmp_path):
     assert r.exit_code == 2 and "not a `dnx train` checkpoint" in r.output
 
 
+def test_resume_with_epochs_not_beyond_the_checkpoint_is_refused(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    assert invoke("train", "densenet_bc10_k4", *TINY, "--epochs", 2, "-o", ckpt).exit_code == 0
+    before = ckpt.read_bytes()
+    for n in (1, 2):
+        r = invoke("train", "--resume", ckpt, "--epochs", n)
+        assert r.exit_code == 2, r.output
+        assert "already has 2 epochs" in r.output and "must be larger than 2" in r.output
+        assert len(r.output.strip().splitlines()) == 1
+    assert ckpt.read_bytes() == before
+    # Without --epochs a finished run is a no-op whose report says what the checkpoint holds.
+    r = invoke("train", "--resume", ckpt, "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["epochs"] == 2 and [h["epoch"] for h in doc["history"]] == [1, 2]
+
+
 def test_checkpoint_loads_with_labels_and_normalisation(digits_checkpoint):
     """The preset reaches >= 97% on the held-out digits; load_model + load_data reproduce that figure."""
     import torch
