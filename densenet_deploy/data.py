@@ -90,6 +90,28 @@ def align_labels(data: Dataset, meta) -> Dataset:
     names are looked up in the model's labels (or read as class numbers when the model has none); when
     they cannot be matched, accuracy would be meaningless and the labels are dropped with a warning.
     """
+    return _check_label_range(_align_names(data, meta), meta.num_classes)
+
+
+def _check_label_range(data: Dataset, num_classes: int) -> Dataset:
+    """Labels the model cannot predict (e.g. 12 for 10 classes) make accuracy silently wrong: warn with
+    their count, or refuse when no label is in range (the data are not for this model)."""
+    if data.labels is None or len(data.labels) == 0:
+        return data
+    outside = int(((data.labels < 0) | (data.labels >= num_classes)).sum())
+    if outside == len(data.labels):
+        low, high = int(data.labels.min()), int(data.labels.max())
+        got = str(low) if low == high else f"{low} to {high}"
+        raise DataError(f"{data.source}: all {outside} labels are outside the model's {num_classes} classes "
+                        f"(0-{num_classes - 1}; got {got}); "
+                        "these data are not labelled for this model")
+    if outside:
+        log.warning("%s: %d of %d labels are outside the model's %d classes (0-%d); they count as wrong in "
+                    "accuracy", data.source, outside, len(data.labels), num_classes, num_classes - 1)
+    return data
+
+
+def _align_names(data: Dataset, meta) -> Dataset:
     names = data.label_names
     if data.labels is None or not names:
         return data
@@ -145,21 +167,32 @@ def normalize(images: np.ndarray, mean, std) -> np.ndarray:
 def preprocess_image(path_or_pil, input_size, mean, std) -> np.ndarray:
     """One image file or PIL image -> (C, H, W) float32: grayscale if C == 1 else RGB, bilinear resize,
     /255, (x - mean) / std. The same steps every dnx loader (and the C++ app) apply."""
-    from .deps import require
-
-    Image = require("PIL.Image", purpose="reading images")
     input_size = _check_input_size(input_size)
     if isinstance(path_or_pil, (str, os.PathLike)):
-        if not os.path.isfile(path_or_pil):
-            raise DataError(f"{os.fspath(path_or_pil)}: no such image file")
-        try:
-            with Image.open(path_or_pil) as image:
+        with open_image(path_or_pil) as image:
+            try:
                 unit = formats.pil_to_unit(image, input_size)
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise DataError(f"{os.fspath(path_or_pil)} is not a readable image ({exc})") from exc
+            except (OSError, ValueError) as exc:
+                raise DataError(f"{os.fspath(path_or_pil)} is not a readable image ({exc})") from exc
     else:
         unit = formats.pil_to_unit(path_or_pil, input_size)
     return normalize(unit[None], mean, std)[0]
+
+
+def open_image(path):
+    """The image file at `path`, opened and decoded with PIL (use it as a context manager); DataError when
+    it is missing or not a readable image, so a bad path is reported before any other work."""
+    from .deps import require
+
+    Image = require("PIL.Image", purpose="reading images")
+    if not os.path.isfile(path):
+        raise DataError(f"{os.fspath(path)}: no such image file")
+    try:
+        image = Image.open(path)
+        image.load()  # decode now: a truncated file fails here, not later
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{os.fspath(path)} is not a readable image ({exc})") from exc
+    return image
 
 
 def iter_batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:

@@ -52,12 +52,14 @@ def classify(url: str, model: str, images, topk: int = 5, artifact: str | None =
     http = require("tritonclient.http", extra="triton", purpose="talking to a Triton server")
     from tritonclient.utils import InferenceServerException
 
-    from .data import preprocess_image
+    from .data import open_image, preprocess_image
 
     images = list(images)
     if not images:
         raise DnxError("no image given")
     host = _host_port(url)
+    for path in images:  # local inputs first: a bad path is its own error, with no network attempt
+        open_image(path).close()
     client = http.InferenceServerClient(host, connection_timeout=timeout, network_timeout=timeout)
     try:
         try:

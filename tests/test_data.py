@@ -132,6 +132,22 @@ def test_npz_with_labels(tmp_path, keys):
     assert np.array_equal(full.labels, y) and np.array_equal(full.images, x)
 
 
+def test_npz_labels_outside_the_models_classes_warn_or_refuse(tmp_path, caplog):
+    from densenet_deploy.metadata import ArtifactMeta
+
+    meta = ArtifactMeta(model="m", num_classes=10, input_size=SIZE, mean=(0.0,), std=(1.0,))
+    x = np.random.default_rng(0).standard_normal((6, *SIZE)).astype(np.float32)
+    np.savez(tmp_path / "some.npz", images=x, labels=np.array([0, 1, 12, 3, -1, 9]))
+    with caplog.at_level(logging.WARNING, logger="densenet_deploy.data"):
+        ds = load_data_for(str(tmp_path / "some.npz"), meta)
+    assert ds.labels.tolist() == [0, 1, 12, 3, -1, 9]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "2 of 6 labels are outside the model's 10 classes" in warnings[0]
+    np.savez(tmp_path / "none.npz", images=x, labels=np.full(6, 12))
+    with pytest.raises(DataError, match="all 6 labels are outside the model's 10 classes"):
+        load_data_for(str(tmp_path / "none.npz"), meta)
+
+
 @pytest.mark.parametrize("array, match", [
     (np.zeros((2, 16, 16), np.float32), "rank 3"),
     (np.zeros((2, 3, 16, 16), np.float32), "3 channels, the model expects 1"),

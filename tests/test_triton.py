@@ -328,7 +328,32 @@ def test_client_metadata_from_repository_and_unreachable_server(labelled_onnx, t
     assert [t["label"] for t in top] == ["class_9", "class_8", "class_7"]
     assert sum(t["probability"] for t in top_k(np.zeros(10), meta, 10)) == pytest.approx(1.0)
 
-    (tmp_path / "x.png").write_bytes(b"")
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
     port = free_port()  # nothing listens there
     one_line_error(dnx("triton-client", f"http://127.0.0.1:{port}", "m", tmp_path / "x.png", "--timeout", 5),
                    match="cannot reach Triton")
+
+
+@pytest.mark.parametrize("name, content, match", [("missing.png", None, "missing.png: no such image file"),
+                                                   ("empty.png", b"", "empty.png is not a readable image"),
+                                                   ("text.png", b"not a png", "text.png is not a readable image")])
+def test_client_checks_local_images_before_contacting_the_server(tmp_path, name, content, match):
+    pytest.importorskip("tritonclient.http", reason="tritonclient[http] (extra 'triton') is not installed")
+    import socket
+
+    from PIL import Image
+
+    good = tmp_path / "good.png"
+    Image.new("RGB", (8, 8)).save(good)
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    with socket.socket() as server:  # a listener that records whether the client tried to connect
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        server.setblocking(False)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        one_line_error(dnx("triton-client", url, "m", good, tmp_path / name, "--timeout", 1), match=match)
+        with pytest.raises(BlockingIOError):
+            server.accept()  # nobody connected
