@@ -9,8 +9,10 @@ falsy when any check failed (the CLI then exits 1).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -118,8 +120,33 @@ def run_demo(workdir: str = DEFAULT_WORKDIR, *, checkpoint: str | None = None, e
     if checkpoint is not None and epochs is not None:
         raise DnxError("--epochs trains a new model; with --checkpoint nothing is trained, drop one of them")
     given = _checkpoint_info(checkpoint) if checkpoint is not None else None
+    use_openvino, use_tensorrt = _backends(openvino, tensorrt)  # before WORKDIR exists: a refusal leaves nothing
+    with _removed_on_failure(workdir) as workdir:
+        return _run_stages(workdir, given, checkpoint, epochs, bench_seconds, calib_samples, verify_samples,
+                           use_openvino, use_tensorrt, threads, progress, say, started)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(workdir: str):
+    """Create WORKDIR (check_workdir) and yield it; if the demo then fails, remove the directories it
+    created (the topmost one that did not exist), never one the user had before."""
+    created, probe = None, os.path.abspath(workdir)
+    while not os.path.lexists(probe):
+        created, parent = probe, os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
     workdir = check_workdir(workdir)
-    use_openvino, use_tensorrt = _backends(openvino, tensorrt)
+    try:
+        yield workdir
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _run_stages(workdir, given, checkpoint, epochs, bench_seconds, calib_samples, verify_samples, use_openvino,
+                use_tensorrt, threads, progress, say, started) -> DemoResult:
     path = lambda name: os.path.join(workdir, name)  # noqa: E731
 
     stages: list[Stage] = []

@@ -129,6 +129,31 @@ def test_insisting_on_a_missing_backend_exits_2(tmp_path):
         pass
     else:
         pytest.skip("TensorRT and a GPU are usable here")
-    r = invoke("demo", "--workdir", tmp_path / "w", "--tensorrt")
+    r = invoke("demo", "--workdir", tmp_path / "w" / "sub", "--tensorrt")
     assert r.exit_code == 2 and r.stderr.startswith("error: ") and "TensorRT" in r.stderr
-    assert not (tmp_path / "w" / "model.pt").exists()  # refused before training
+    assert not (tmp_path / "w").exists()  # refused before training, and before creating the work directory
+    (tmp_path / "mine").mkdir()
+    r = invoke("demo", "--workdir", tmp_path / "mine", "--tensorrt")
+    assert r.exit_code == 2 and os.listdir(tmp_path / "mine") == []  # the user's own directory stays
+
+
+def test_a_failed_demo_removes_the_work_directory_it_created(tmp_path):
+    from densenet_deploy.demo import run_demo
+    from densenet_deploy.errors import DnxError
+    from densenet_deploy.models import build_model
+    from densenet_deploy.models.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "untrained.pt"
+    save_checkpoint(ckpt, build_model("densenet_bc10_k4", num_classes=10, in_channels=1), mean=[0.3], std=[0.3],
+                    input_size=[1, 16, 16], labels=[str(i) for i in range(10)])
+
+    def stop(line):  # the caller gives up at the first stage
+        raise DnxError("stopped by the caller")
+
+    for workdir, kept in ((tmp_path / "new" / "w", False), (tmp_path / "existing", True)):
+        if kept:
+            workdir.mkdir()
+        with pytest.raises(DnxError, match="stopped by the caller"):
+            run_demo(str(workdir), checkpoint=str(ckpt), openvino=False, tensorrt=False, notify=stop)
+        assert workdir.exists() is kept
+    assert not (tmp_path / "new").exists()
