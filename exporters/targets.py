@@ -201,6 +201,15 @@ def build_deployment(onnx_path: str, output: str, options: BuildOptions | None =
     if precision == "int8" and convert and not options.calib_data:
         raise DnxError("--int8 needs calibration data: --calib-data SRC (an image directory, .npy/.npz, "
                        "digits, cifar10:DIR, ...; `random` only for smoke tests)")
+    recipe = options.extra.get("recipe")
+    calibrates = convert and precision == "int8" and (target.name != "openvino" or recipe == "qdq")
+    if options.method and not calibrates:
+        raise DnxError("--method is the calibration method of --int8" + (" --recipe qdq" if target.name == "openvino"
+                                                                         else "") + "; drop it here")
+    if options.samples and not (convert and precision in ("int8", "fp16", "bf16")):
+        raise DnxError("--samples is the sample count of the precision step (--int8, --fp16, --bf16); drop it here")
+    if recipe and not (convert and precision == "int8"):
+        raise DnxError("--recipe picks how --int8 quantizes an fp32 model; drop it here")
     uses_data = precision in ("int8", "fp16") or (precision == "bf16" and target.convert_precision)
     if options.calib_data and not (convert and uses_data):
         raise DnxError("--calib-data is only used with --int8 (calibration), --fp16 (which layers stay fp32) "

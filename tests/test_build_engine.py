@@ -111,6 +111,8 @@ def test_tensorrt_target_without_tensorrt_or_gpu_fails_before_any_work(tiny_onnx
     (["--bf16", "--fp16"], "choose one precision, not --fp16 and --bf16"),
     (["--int8"], "--int8 needs calibration data"),
     (["--bf16"], "target onnxruntime does not build bf16"),
+    (["--samples", "8"], "--samples is the sample count of the precision step"),
+    (["--fp16", "--method", "minmax"], "--method is the calibration method of --int8; drop it"),
 ])
 def test_bad_option_combinations_exit_2_without_files(tiny_onnx, tmp_path, args, message):
     out = tmp_path / "x.ort.onnx"
@@ -191,3 +193,15 @@ def test_build_engine_python_api_matches_the_cli(tiny_onnx, tmp_path):
     assert set(result) >= {"output", "target", "precision", "seconds", "sidecar"}
     with pytest.raises(DnxError, match="unknown target 'onnxruntim'.*did you mean 'onnxruntime'"):
         build_deployment(tiny_onnx, str(tmp_path / "y.onnx"), BuildOptions(target="onnxruntim"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bf16", "--recipe", "qdq"], "--recipe picks how --int8 quantizes"),
+    (["--int8", "--calib-data", "digits", "--method", "entropy"], "--method is the calibration method of --int8 "
+                                                                  "--recipe qdq"),
+])
+def test_openvino_options_that_the_chosen_precision_ignores_are_refused(tiny_onnx, tmp_path, args, message):
+    out = tmp_path / "x.xml"
+    result = dnx("build-engine", tiny_onnx, "--target", "openvino", *args, "-o", out)
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert os.listdir(tmp_path) == []

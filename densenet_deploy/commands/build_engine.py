@@ -57,15 +57,16 @@ def command(onnx_path, output, target, fp16, bf16, int8, calib_data, method, sam
     # Only options given on the command line count: a default is not the user asking for anything.
     ctx = click.get_current_context()
     defaulted = (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)
-    check_target_options(target, [p.name for p in ctx.command.params
-                                  if ctx.get_parameter_source(p.name) not in defaulted])
+    given = [p.name for p in ctx.command.params if ctx.get_parameter_source(p.name) not in defaulted]
+    check_target_options(target, given)
 
     engine = EngineOptions(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_gb=workspace_gb,
                            opt_level=opt_level, timing_cache=timing_cache,
                            hardware_compatibility=hardware_compatibility, version_compatible=version_compatible)
     options = BuildOptions(target=target, precision=precision, calib_data=calib_data, method=method,
                            samples=samples, engine=engine, optimization=optimization, threads=threads,
-                           extra={"recipe": recipe, "verify_data": verify_data} if target == "openvino" else {})
+                           extra={"recipe": recipe if "recipe" in given else None,  # None: nncf
+                                  "verify_data": verify_data} if target == "openvino" else {})
     result = build_deployment(onnx_path, output, options)
     text = (f"wrote {result['output']} ({result['target']}, {result['precision']}) in {result['seconds']:.1f} s"
             + (f"\nsidecar {result['sidecar']}" if result.get("sidecar") else ""))
