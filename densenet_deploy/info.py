@@ -8,11 +8,11 @@ from .paper import params_match_rounding, paper_entry
 def describe(model: str, weights: str | None = None, input_size: int | None = None,
              num_classes: int | None = None) -> dict:
     """Dispatch on what MODEL is: an exported artifact (counted from its graph) or a zoo name/checkpoint."""
-    if model.endswith(".onnx"):
+    if model.endswith(".onnx") and not _is_ort_deployment(model):
         from .onnx_info import describe_onnx
 
         return describe_onnx(model)
-    if model.lower().endswith((".xml", ".plan", ".engine")):
+    if model.lower().endswith((".xml", ".plan", ".engine", ".onnx")):
         return describe_built_artifact(model)
     return describe_zoo_model(model, weights=weights, input_size=input_size, num_classes=num_classes)
 
@@ -39,9 +39,25 @@ def describe_zoo_model(model: str, weights: str | None = None, input_size: int |
     return result
 
 
+def _is_ort_deployment(path: str) -> bool:
+    """A `build-engine --target onnxruntime` output: its graph holds fused and NCHWc-reordered ops whose
+    weights and shapes no longer count as the model's, so it is described like the other built artifacts."""
+    import json
+    import os
+
+    from .metadata import sidecar_path
+
+    try:
+        with open(sidecar_path(path)) as f:
+            return "onnxruntime" in json.load(f)
+    except (OSError, ValueError):
+        return False
+
+
 def describe_built_artifact(path: str) -> dict:
-    """An OpenVINO IR or TensorRT plan, described from its sidecar; params and MACs are those of the
-    PyTorch model its metadata names (these formats cannot be counted without their runtime)."""
+    """An OpenVINO IR, TensorRT plan or ONNX Runtime deployment, described from its sidecar; params and
+    MACs are those of the PyTorch model its metadata names (these formats cannot be counted as the model
+    without their runtime: fused, reordered or compiled weights)."""
     from .counting import count_macs, count_params
     from .errors import ArtifactError
     from .metadata import read_artifact_meta
@@ -56,6 +72,7 @@ def describe_built_artifact(path: str) -> dict:
         "model": meta.model, "source": path, "precision": meta.precision, "params": params, "macs": macs,
         "input_size": list(meta.input_size), "num_classes": meta.num_classes, "labels": meta.labels,
         "target": next((k for k in ("tensorrt", "openvino", "onnxruntime") if k in doc), None),
+        "counted_from": "the PyTorch model its metadata describes",
         "paper": paper_figures(meta.model, params, macs,
                                default_classes=meta.num_classes == _default_classes(meta.model)),
     }

@@ -205,3 +205,14 @@ def test_openvino_options_that_the_chosen_precision_ignores_are_refused(tiny_onn
     result = dnx("build-engine", tiny_onnx, "--target", "openvino", *args, "-o", out)
     assert result.exit_code == 2 and message in result.stderr, result.output
     assert os.listdir(tmp_path) == []
+
+
+def test_info_on_an_onnxruntime_deployment_counts_the_model_not_its_fused_graph(ort_fp32, tiny_onnx):
+    """The ORT graph's fused/NCHWc weights are not the model's parameters: info counts the described model."""
+    out, _ = ort_fp32
+    deployed = json.loads(dnx("info", out, "--json").stdout)
+    source = json.loads(dnx("info", tiny_onnx, "--json").stdout)
+    assert deployed["target"] == "onnxruntime" and deployed["counted_from"]
+    assert (deployed["params"], deployed["macs"]) == (source["params"], source["macs"]) != (0, 0)
+    text = dnx("info", out).stdout
+    assert "target      onnxruntime" in text and "DIFFER" not in text

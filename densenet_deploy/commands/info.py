@@ -14,7 +14,8 @@ from ..cli import emit, json_option
 def command(model, weights, input_size, num_classes, as_json):
     """Show params, MACs and the paper's reported figures for MODEL.
 
-    MODEL is a zoo name (see `dnx models`), a dnx checkpoint, or an exported artifact (.onnx).
+    MODEL is a zoo name (see `dnx models`), a dnx checkpoint, an exported .onnx (counted from its graph)
+    or a built artifact (.plan, .xml, .ort.onnx: counted from the model its sidecar describes).
     """
     from ..info import describe
 
@@ -24,12 +25,14 @@ def command(model, weights, input_size, num_classes, as_json):
 
 def format_info(r: dict) -> str:
     lines = [f"model       {r['model']}"]
-    for key in ("source", "precision", "opset"):
+    for key in ("source", "target", "precision", "opset"):
         if r.get(key):
             lines.append(f"{key:<12}{r[key]}")
     lines.append(f"input       {'x'.join(map(str, r['input_size']))}")
     lines.append(f"params      {r['params']:,}")
     lines.append(f"MACs        {r['macs'] / 1e9:.3f} G (multiply-accumulates; the paper's 'FLOPs')")
+    if r.get("counted_from"):  # a built artifact: its weights are fused or compiled, the model is counted
+        lines.append(f"counted     from {r['counted_from']}")
     if r.get("torch_params") is not None:  # an ONNX artifact: its graph counts beside PyTorch's
         verdict = "match" if r.get("counts_match") else "DIFFER"
         lines.append(f"PyTorch     {r['torch_params']:,} params, {r['torch_macs'] / 1e9:.3f} G MACs ({verdict})")
