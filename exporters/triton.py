@@ -284,6 +284,12 @@ def _resolve_options(config_path, versions, given: dict) -> dict:
 def _prepare_model(repo, model, versions, *, max_batch, backend, instances, kind, preferred_batch,
                    max_queue_delay_us, multi) -> dict:
     info = versions[0][1]
+    for _, vinfo in versions:
+        if vinfo.format == "onnx" and vinfo.meta.precision == "bf16":
+            # ONNX Runtime (Triton's onnxruntime backend, and dnx's runner in the python backend) has no
+            # bf16 Conv kernels: such a model would fail at load time on the server.
+            raise DnxError(f"{vinfo.path} is a bf16 graph, which ONNX Runtime cannot run; serve the TensorRT "
+                           f"plan built from it (`dnx build-engine {os.path.basename(vinfo.path)} -o model.plan`)")
     model_dir = os.path.join(repo, model)
     config_path = os.path.join(model_dir, "config.pbtxt")
     opts = _resolve_options(config_path, versions, {

@@ -126,3 +126,14 @@ def test_onnxruntime_cannot_run_bf16_and_says_so(digits_bf16):
 
     with pytest.raises(ArtifactError, match="ONNX Runtime cannot load"):
         open_runner(digits_bf16[0], backend="onnxruntime")
+
+
+def test_triton_refuses_a_bf16_onnx_model(digits_bf16, tmp_path):
+    """Triton would load it with ONNX Runtime, which has no bf16 Conv: refused before anything is written."""
+    from densenet_deploy.errors import DnxError
+    from exporters.triton import write_repository
+
+    repo = tmp_path / "repo"
+    with pytest.raises(DnxError, match="bf16 graph, which ONNX Runtime cannot run"):
+        write_repository([digits_bf16[0]], str(repo))
+    assert not repo.exists() or not any(repo.iterdir())
