@@ -90,7 +90,8 @@ def align_labels(data: Dataset, meta) -> Dataset:
     names are looked up in the model's labels (or read as class numbers when the model has none); when
     they cannot be matched, accuracy would be meaningless and the labels are dropped with a warning.
     """
-    return _check_label_range(_align_names(data, meta), meta.num_classes)
+    aligned, checked = _align_names(data, meta)
+    return aligned if checked else _check_label_range(aligned, meta.num_classes)
 
 
 def _check_label_range(data: Dataset, num_classes: int) -> Dataset:
@@ -111,26 +112,39 @@ def _check_label_range(data: Dataset, num_classes: int) -> Dataset:
     return data
 
 
-def _align_names(data: Dataset, meta) -> Dataset:
+def _align_names(data: Dataset, meta) -> tuple[Dataset, bool]:
+    """(data with labels as the model's class indices, whether their range was checked here)."""
     names = data.label_names
     if data.labels is None or not names:
-        return data
+        return data, False
     model_labels = list(meta.labels) if getattr(meta, "labels", None) else None
     if model_labels == list(names):
-        return data
+        return data, False
     if model_labels is not None and all(n in model_labels for n in names):
         index = [model_labels.index(n) for n in names]
     elif model_labels is None and all(n.isdigit() and int(n) < meta.num_classes for n in names):
         index = [int(n) for n in names]
     elif model_labels is None and len(names) == meta.num_classes:
-        return data  # one folder per class, sorted: the usual ImageFolder numbering
+        return data, False  # one folder per class, sorted: the usual ImageFolder numbering
     else:
         unknown = [n for n in names if not model_labels or n not in model_labels][:3]
         log.warning("%s: class names %s do not match the model's %s; reporting no accuracy",
                     data.source, unknown, "labels" if model_labels else f"{meta.num_classes} classes")
-        return dataclasses.replace(data, labels=None, label_names=None)
-    labels = np.asarray(index, dtype=np.int64)[data.labels]
-    return dataclasses.replace(data, labels=labels, label_names=model_labels or [str(i) for i in range(meta.num_classes)])
+        return dataclasses.replace(data, labels=None, label_names=None), True
+    # Labels index the source's own names; one without a name (e.g. 2 with names ['0', '1'], or -1,
+    # which NumPy would read from the end) cannot be mapped and counts as wrong (-1).
+    raw = np.asarray(data.labels, dtype=np.int64)
+    named = (raw >= 0) & (raw < len(names))
+    if not named.any():
+        raise DataError(f"{data.source}: none of its {len(raw)} labels indexes its {len(names)} label names "
+                        f"(got {int(raw.min())} to {int(raw.max())}); these labels do not fit their names")
+    if not named.all():
+        log.warning("%s: %d of %d labels have no entry in its %d label names; they count as wrong in accuracy",
+                    data.source, int((~named).sum()), len(raw), len(names))
+    labels = np.full(len(raw), -1, dtype=np.int64)
+    labels[named] = np.asarray(index, dtype=np.int64)[raw[named]]
+    return dataclasses.replace(data, labels=labels,
+                               label_names=model_labels or [str(i) for i in range(meta.num_classes)]), True
 
 
 def load_raw(src: str, input_size, *, split: str = "all", limit: int | None = None, seed: int = 0,

@@ -148,6 +148,24 @@ def test_npz_labels_outside_the_models_classes_warn_or_refuse(tmp_path, caplog):
         load_data_for(str(tmp_path / "none.npz"), meta)
 
 
+def test_npz_labels_without_a_label_name_count_as_wrong_or_refuse(tmp_path, caplog):
+    """Labels index the file's own label_names: 2 (past the end) or -1 (NumPy would read the last name)
+    cannot be mapped to the model's classes."""
+    from densenet_deploy.metadata import ArtifactMeta
+
+    meta = ArtifactMeta(model="m", num_classes=10, input_size=SIZE, mean=(0.0,), std=(1.0,))
+    x = np.random.default_rng(0).standard_normal((6, *SIZE)).astype(np.float32)
+    np.savez(tmp_path / "some.npz", images=x, labels=np.array([0, 1, 2, 1, -1, 0]), label_names=np.array(["3", "7"]))
+    with caplog.at_level(logging.WARNING, logger="densenet_deploy.data"):
+        ds = load_data_for(str(tmp_path / "some.npz"), meta)
+    assert ds.labels.tolist() == [3, 7, -1, 7, -1, 3]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "2 of 6 labels have no entry in its 2 label names" in warnings[0]
+    np.savez(tmp_path / "none.npz", images=x, labels=np.full(6, 5), label_names=np.array(["3", "7"]))
+    with pytest.raises(DataError, match="none of its 6 labels indexes its 2 label names"):
+        load_data_for(str(tmp_path / "none.npz"), meta)
+
+
 @pytest.mark.parametrize("array, match", [
     (np.zeros((2, 16, 16), np.float32), "rank 3"),
     (np.zeros((2, 3, 16, 16), np.float32), "3 channels, the model expects 1"),
