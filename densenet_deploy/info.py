@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 from .paper import params_match_rounding, paper_entry
 
 
 def describe(model: str, weights: str | None = None, input_size: int | None = None,
              num_classes: int | None = None) -> dict:
     """Dispatch on what MODEL is: an exported artifact (counted from its graph) or a zoo name/checkpoint."""
-    if model.endswith(".onnx") and not _is_ort_deployment(model):
+    if model.lower().endswith(".onnx") and not _is_ort_deployment(model):
         from .onnx_info import describe_onnx
 
         return describe_onnx(model)
@@ -41,17 +43,16 @@ def describe_zoo_model(model: str, weights: str | None = None, input_size: int |
 
 def _is_ort_deployment(path: str) -> bool:
     """A `build-engine --target onnxruntime` output: its graph holds fused and NCHWc-reordered ops whose
-    weights and shapes no longer count as the model's, so it is described like the other built artifacts."""
-    import json
-    import os
+    weights and shapes no longer count as the model's, so it is described like the other built artifacts.
+    Known by its sidecar, or without one by its com.microsoft ops (what check_plain_export refuses)."""
+    from .metadata import load_onnx, read_sidecar, sidecar_path
 
-    from .metadata import sidecar_path
-
-    try:
-        with open(sidecar_path(path)) as f:
-            return "onnxruntime" in json.load(f)
-    except (OSError, ValueError):
-        return False
+    if os.path.isfile(sidecar_path(path)):
+        _, doc = read_sidecar(path)  # a corrupt sidecar is an error here as everywhere else
+        if "onnxruntime" in doc:
+            return True
+    graph = load_onnx(path, load_weights=False).graph
+    return any(node.domain not in ("", "ai.onnx") for node in graph.node)
 
 
 def describe_built_artifact(path: str) -> dict:
@@ -71,7 +72,8 @@ def describe_built_artifact(path: str) -> dict:
     return {
         "model": meta.model, "source": path, "precision": meta.precision, "params": params, "macs": macs,
         "input_size": list(meta.input_size), "num_classes": meta.num_classes, "labels": meta.labels,
-        "target": next((k for k in ("tensorrt", "openvino", "onnxruntime") if k in doc), None),
+        "target": next((k for k in ("tensorrt", "openvino", "onnxruntime") if k in doc),
+                       "onnxruntime" if path.lower().endswith(".onnx") else None),
         "counted_from": "the PyTorch model its metadata describes",
         "paper": paper_figures(meta.model, params, macs,
                                default_classes=meta.num_classes == _default_classes(meta.model)),

@@ -216,3 +216,19 @@ def test_info_on_an_onnxruntime_deployment_counts_the_model_not_its_fused_graph(
     assert (deployed["params"], deployed["macs"]) == (source["params"], source["macs"]) != (0, 0)
     text = dnx("info", out).stdout
     assert "target      onnxruntime" in text and "DIFFER" not in text
+
+
+def test_info_knows_an_onnxruntime_deployment_without_its_sidecar(ort_fp32, tiny_onnx, tmp_path):
+    import shutil
+
+    out, _ = ort_fp32
+    bare = tmp_path / "bare.ORT.ONNX"  # no sidecar, upper-case extension: known by its com.microsoft ops
+    shutil.copy(out, bare)
+    described = json.loads(dnx("info", bare, "--json").stdout)
+    source = json.loads(dnx("info", tiny_onnx, "--json").stdout)
+    assert described["target"] == "onnxruntime" and described["params"] == source["params"]
+    broken = tmp_path / "broken.ort.onnx"
+    shutil.copy(out, broken)
+    (tmp_path / "broken.ort.onnx.json").write_text("{bad")
+    result = dnx("info", broken)
+    assert result.exit_code == 2 and "not a readable JSON sidecar" in result.stderr
