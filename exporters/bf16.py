@@ -36,9 +36,13 @@ log = logging.getLogger(__name__)
 BF16_OPSET = 22  # first opset whose Conv and pooling ops accept tensor(bfloat16)
 DEFAULT_SAMPLES = 64
 REFERENCE_MAX_SAMPLES = 16  # onnx.reference is pure NumPy: ~0.1 s per 32x32 image, minutes per 224x224 one
-# The gates `dnx verify` applies to bf16 artifacts (densenet_deploy/verify.py), so what is written passes it.
+# rel L2: the bound `dnx verify` applies to bf16 artifacts (densenet_deploy/verify.py), so what is written
+# passes it. With labelled data also the calibration gates: top-1 agreement and accuracy within 1 point.
+# Agreement is not gated on random inputs: a random-weight model's near-tied logits flip under bf16
+# rounding (measured down to 97 % on 64 random inputs) without the model being any worse.
 MAX_REL_L2 = 6e-2
-MIN_AGREEMENT = 0.95
+MIN_AGREEMENT = 0.98
+MAX_ACCURACY_DROP = 0.01
 ENGINES = ("auto", "openvino", "reference")
 
 
@@ -117,13 +121,14 @@ def run_bf16_graph(path: str, images: np.ndarray, engine: str = "auto", threads:
 
 def convert_bf16(onnx_path: str, output: str, *, data: str | None = None, samples: int = DEFAULT_SAMPLES,
                  engine: str = "auto", min_agreement: float = MIN_AGREEMENT, max_rel_l2: float = MAX_REL_L2,
-                 seed: int = 0) -> PrecisionResult:
+                 max_accuracy_drop: float = MAX_ACCURACY_DROP, seed: int = 0) -> PrecisionResult:
     """Write a BF16 copy of the fp32 export `onnx_path` with fp32 I/O, after a parity check.
 
     Parity is measured on `data`'s val split (labels gate top-1 agreement) or, without data, on seeded
     standard-normal inputs, by running the bf16 file on `engine` (auto: OpenVINO if installed, else the
     ONNX reference evaluator, capped at REFERENCE_MAX_SAMPLES). Raises VerificationFailed (nothing
-    written) when agreement < min_agreement or rel L2 > max_rel_l2.
+    written) when rel L2 > max_rel_l2 or, with labelled data, agreement < min_agreement or the accuracy
+    drops by more than max_accuracy_drop.
     """
     import onnx
 
@@ -135,6 +140,10 @@ def convert_bf16(onnx_path: str, output: str, *, data: str | None = None, sample
 
     start = time.perf_counter()
     check_output_path(output)
+    if os.path.abspath(output) == os.path.abspath(onnx_path):
+        raise DnxError(f"output {output} would overwrite the fp32 model; choose another output")
+    if samples < 1:
+        raise DnxError(f"samples must be >= 1, got {samples}")
     if engine not in ENGINES:
         raise DnxError(f"unknown bf16 check engine {engine!r}; choose one of {', '.join(ENGINES)}")
     _ml_dtypes()
@@ -144,8 +153,9 @@ def convert_bf16(onnx_path: str, output: str, *, data: str | None = None, sample
         raise DnxError(f"{onnx_path} is already {meta.precision}; convert the fp32 export")
     check_plain_export(model, meta, onnx_path, "convert")
     converted = to_bf16_graph(model)
+    opset = next(o.version for o in converted.opset_import if o.domain in ("", "ai.onnx"))
     write_onnx_meta(converted, meta.replace(precision="bf16", extra={
-        **meta.extra, "bf16": {"opset": BF16_OPSET, "converter": "dnx to_bf16_graph (all layers bf16, fp32 I/O)"}}))
+        **meta.extra, "bf16": {"opset": opset, "converter": "dnx to_bf16_graph (all layers bf16, fp32 I/O)"}}))
 
     import importlib.util
 
@@ -168,10 +178,14 @@ def convert_bf16(onnx_path: str, output: str, *, data: str | None = None, sample
         onnx.save(converted, path)
         checked, engine_name = run_bf16_graph(path, images, engine=resolved)
         parity = compare_outputs(run_onnx(onnx_path, images), checked, labels=labels,
-                                 thresholds=Thresholds(atol=math.inf, min_agreement=min_agreement,
-                                                       max_rel_l2=max_rel_l2))
+                                 thresholds=Thresholds(atol=math.inf, max_rel_l2=max_rel_l2,
+                                                       min_agreement=min_agreement if labels is not None else 0.0))
+        if parity.accuracy and parity.accuracy["ref"] - parity.accuracy["cand"] > max_accuracy_drop:
+            parity.failures.append(f"accuracy {parity.accuracy['cand']:.2%} vs {parity.accuracy['ref']:.2%} "
+                                   f"drops more than {max_accuracy_drop * 100:.1f} points")
+            parity.passed = False
         result = PrecisionResult(output=os.fspath(output), precision="bf16",
-                                 converter=f"dnx to_bf16_graph (opset {BF16_OPSET}), checked on {engine_name}",
+                                 converter=f"dnx to_bf16_graph (opset {opset}), checked on {engine_name}",
                                  kept_fp32=[], max_activation=None, parity=parity.as_dict(),
                                  samples=parity.samples, data=data or "random-normal", seconds=0.0,
                                  passed=parity.passed, failures=parity.failures)

@@ -132,6 +132,8 @@ def convert_fp16(onnx_path: str, output: str, *, precision: str = "fp16", data: 
         raise DnxError(f"convert_fp16 makes fp16 graphs, not {precision!r}; bf16 graphs come from "
                        "exporters.bf16.convert_bf16 (`dnx build-engine --bf16`)")
     check_output_path(output)
+    if os.path.abspath(output) == os.path.abspath(onnx_path):
+        raise DnxError(f"output {output} would overwrite the fp32 model; choose another output")
     float16 = require("onnxconverter_common.float16", purpose="FP16 conversion")
     model = load_onnx(onnx_path)
     meta = read_onnx_meta(model)

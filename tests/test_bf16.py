@@ -137,3 +137,32 @@ def test_triton_refuses_a_bf16_onnx_model(digits_bf16, tmp_path):
     with pytest.raises(DnxError, match="bf16 graph, which ONNX Runtime cannot run"):
         write_repository([digits_bf16[0]], str(repo))
     assert not repo.exists() or not any(repo.iterdir())
+
+
+def test_bad_arguments_are_one_line_errors(tiny_onnx, tmp_path):
+    import shutil
+
+    from densenet_deploy.errors import DnxError
+    from exporters.bf16 import convert_bf16
+    from exporters.fp16 import convert_fp16
+
+    own = tmp_path / "own.onnx"
+    shutil.copy(tiny_onnx, own)
+    before = own.read_bytes()
+    for convert in (convert_bf16, convert_fp16):
+        with pytest.raises(DnxError, match="would overwrite the fp32 model"):
+            convert(str(own), str(own))
+    assert own.read_bytes() == before
+    with pytest.raises(DnxError, match="samples must be >= 1"):
+        convert_bf16(tiny_onnx, str(tmp_path / "x.onnx"), samples=0)
+
+
+def test_labelled_data_gates_agreement_and_accuracy(digits_onnx, tmp_path):
+    """On real digits the calibration gates apply: an impossible agreement bound fails the check."""
+    from densenet_deploy.errors import VerificationFailed
+    from exporters.bf16 import convert_bf16
+
+    out = tmp_path / "d.bf16.onnx"
+    with pytest.raises(VerificationFailed, match="agreement"):
+        convert_bf16(digits_onnx, str(out), data="digits", samples=16, engine="reference", min_agreement=1.01)
+    assert not out.exists()
