@@ -37,6 +37,7 @@ class TrainResult:
     labels: list[str] | None = None
     recipe: dict = field(default_factory=dict)
     seconds: float = 0.0
+    trained_now: int = 0  # epochs this call trained (0: a finished checkpoint resumed, nothing to do)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -73,7 +74,11 @@ def train(options: TrainOptions, progress: bool = False) -> TrainResult:
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     # CPU kernels split work by thread count, so the last bits of a result depend on it: a resumed run
     # uses the thread count it was trained with unless told otherwise.
-    threads = options.threads or (saved["extra"].get("threads") if saved else None)
+    saved_threads = saved["extra"].get("threads") if saved else None
+    threads = options.threads or saved_threads
+    if saved and options.threads and saved_threads and int(options.threads) != int(saved_threads):
+        log.warning("resuming with --threads %d, the checkpoint trained with %d: the run stays correct but is "
+                    "no longer bit-exact with an uninterrupted one", options.threads, saved_threads)
     if threads:
         torch.set_num_threads(int(threads))
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -142,10 +147,10 @@ def _run(recipe: Recipe, saved: dict | None, output: str, progress: bool, starte
     if saved and start >= recipe.epochs and os.path.abspath(output) != saved["_path"]:
         _copy_checkpoint(saved, output)
     last = history[-1]["val_accuracy"] if history else None
-    return TrainResult(output=output, epochs=max(recipe.epochs, start), val_accuracy=last, history=history, model=recipe.model,
-                       params=params, mean=data.mean, std=data.std, input_size=data.input_size,
+    return TrainResult(output=output, epochs=max(recipe.epochs, start), val_accuracy=last, history=history,
+                       model=recipe.model, params=params, mean=data.mean, std=data.std, input_size=data.input_size,
                        labels=data.label_names, recipe=recipe.as_dict(),
-                       seconds=round(time.perf_counter() - started, 3))
+                       seconds=round(time.perf_counter() - started, 3), trained_now=max(recipe.epochs - start, 0))
 
 
 def _train_epoch(model, optimizer, x, y, recipe: Recipe, generator, bar):

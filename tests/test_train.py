@@ -76,7 +76,22 @@ def test_resume_with_epochs_not_beyond_the_checkpoint_is_refused(tmp_path):
     r = invoke("train", "--resume", ckpt, "--json")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
-    assert doc["epochs"] == 2 and [h["epoch"] for h in doc["history"]] == [1, 2]
+    assert doc["epochs"] == 2 and [h["epoch"] for h in doc["history"]] == [1, 2] and doc["trained_now"] == 0
+    text = invoke("train", "--resume", ckpt).stdout
+    assert "nothing to train: the checkpoint already holds 2 epochs" in text and "wrote" not in text
+    assert ckpt.read_bytes() == before
+
+
+def test_resume_with_other_threads_warns_that_it_is_not_bit_exact(tmp_path, caplog):
+    import logging
+
+    ckpt = tmp_path / "c.pt"
+    assert invoke("train", "densenet_bc10_k4", *TINY, "--epochs", 1, "-o", ckpt).exit_code == 0
+    with caplog.at_level(logging.WARNING, logger="densenet_deploy.train"):
+        result = train(TrainOptions(model="", dataset="", output="", resume=str(ckpt), epochs=2, threads=2))
+    assert result.trained_now == 1
+    assert any("no longer bit-exact" in r.getMessage() and "trained with 1" in r.getMessage()
+               for r in caplog.records)
 
 
 def test_checkpoint_loads_with_labels_and_normalisation(digits_checkpoint):

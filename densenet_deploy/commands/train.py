@@ -68,7 +68,8 @@ def command(model, dataset, data_dir, output, epochs, batch_size, lr, milestones
     doc = {"output": result.output, "epochs": result.epochs, "val_accuracy": result.val_accuracy,
            "history": result.history, "model": result.model, "params": result.params,
            "input_size": list(result.input_size), "mean": list(result.mean), "std": list(result.std),
-           "labels": result.labels, "recipe": result.recipe, "seconds": result.seconds}
+           "labels": result.labels, "recipe": result.recipe, "seconds": result.seconds,
+           "trained_now": result.trained_now}
     emit(doc, as_json, format_result(result))
 
 
@@ -79,6 +80,10 @@ def format_result(r) -> str:
         lines.append(f"{h['epoch']:>5} {h['train_loss']:>8.4f} {h['train_accuracy'] * 100:>8.2f}% {val:>8} "
                      f"{h['lr']:>8.4g} {h['seconds']:>7.1f}")
     val = "n/a" if r.val_accuracy is None else f"{r.val_accuracy * 100:.2f}%"
-    lines.append(f"{r.model} ({r.params:,} params) trained {r.epochs} epochs: val accuracy {val}; "
-                 f"wrote {r.output}")
+    if r.trained_now:
+        lines.append(f"{r.model} ({r.params:,} params) trained {r.epochs} epochs: val accuracy {val}; "
+                     f"wrote {r.output}")
+    else:  # a finished checkpoint resumed: nothing trained (at most copied to -o)
+        lines.append(f"nothing to train: the checkpoint already holds {r.epochs} epochs (val accuracy {val}); "
+                     f"{r.output} holds it")
     return "\n".join(lines)
