@@ -109,3 +109,12 @@ def test_ort_deployment_for_another_cpu_is_refused():
     check_ort_deployment({**built, "optimization": "extended"}, {"avx2": True, "avx512": False})
     with pytest.raises(ArtifactError, match="AVX-512 .* but this CPU has AVX2; rebuild"):
         check_ort_deployment(built, {"avx2": True, "avx512": False})
+
+
+def test_openvino_runner_refuses_a_checkpoint_with_a_pointer(digits_checkpoint):
+    pytest.importorskip("openvino", reason="the openvino extra")
+    from densenet_deploy.errors import DnxError
+    from densenet_deploy.runners import open_runner
+
+    with pytest.raises(DnxError, match="takes an .onnx model or OpenVINO IR"):
+        open_runner(digits_checkpoint, backend="openvino")

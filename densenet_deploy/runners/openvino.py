@@ -67,6 +67,9 @@ class OpenVinoRunner(Runner):
             raise DnxError(f"unknown OpenVINO performance hint {hint!r}; choose one of {', '.join(HINTS)}")
         if threads is not None and int(threads) < 1:
             raise DnxError(f"threads must be >= 1, got {threads}")
+        if not os.fspath(path).lower().endswith((".onnx", ".xml")):
+            raise DnxError(f"{os.fspath(path)}: the OpenVINO runner takes an .onnx model or OpenVINO IR (.xml); "
+                           "export a checkpoint first (`dnx export`)")
         ov = _openvino()
         self.name = os.fspath(path)
         self.hint = hint
