@@ -6,6 +6,8 @@ class labels), ``REPO/NAME/dnx.json`` (the dnx metadata: preprocessing for clien
 ``model.xml``/``model.bin`` (backend openvino), or, with ``backend="python"``, ``model.py`` plus the artifact,
 run by a dnx Runner inside Triton's python backend. The config is a ``model_config_pb2.ModelConfig`` message
 printed with protobuf ``text_format``, so every field name and enum value is checked by the schema.
+OpenVINO IRs get the openvino backend's ``parameters`` (performance hint, and HINT_BF16 for bf16 builds;
+see the comment above ``OPENVINO_PINNED`` for what that backend can and cannot set).
 """
 
 from __future__ import annotations
@@ -198,6 +200,8 @@ def write_repository(artifacts, repo, name: str | None = None, max_batch: int | 
                                preferred_batch=None if preferred_batch is None else tuple(preferred_batch),
                                max_queue_delay_us=max_queue_delay_us, multi=as_ == "versions" and len(infos) > 1)
                 for model_name, versions in plans]
+    for p in prepared:  # only once nothing was refused: a refusal prints its one error line and nothing else
+        _warn_parameters(p["versions"][0][1], backend)
     os.makedirs(repo, exist_ok=True)
     written = [_write_model(repo, p) for p in prepared]
     first = written[0]
@@ -284,19 +288,20 @@ def _resolve_options(config_path, versions, given: dict) -> dict:
 def _prepare_model(repo, model, versions, *, max_batch, backend, instances, kind, preferred_batch,
                    max_queue_delay_us, multi) -> dict:
     info = versions[0][1]
-    for _, vinfo in versions:
-        if vinfo.format == "onnx" and vinfo.meta.precision == "bf16":
-            # ONNX Runtime (Triton's onnxruntime backend, and dnx's runner in the python backend) has no
-            # bf16 Conv kernels: such a model would fail at load time on the server.
-            raise DnxError(f"{vinfo.path} is a bf16 graph, which ONNX Runtime cannot run; serve the TensorRT "
-                           f"plan built from it (`dnx build-engine {os.path.basename(vinfo.path)} -o model.plan`)")
+    if backend is None:
+        for _, vinfo in versions:
+            if vinfo.format == "onnx" and vinfo.meta.precision == "bf16":
+                # Triton's onnxruntime backend has no bf16 Conv kernels: such a model would fail at load time.
+                raise DnxError(f"{vinfo.path} is a bf16 graph, which ONNX Runtime (Triton's onnxruntime_onnx "
+                               "platform) cannot run; write it with --backend python (dnx runs it on OpenVINO) or "
+                               f"serve the TensorRT plan built from it (`dnx build-engine "
+                               f"{os.path.basename(vinfo.path)} -o model.plan`)")
     model_dir = os.path.join(repo, model)
     config_path = os.path.join(model_dir, "config.pbtxt")
     opts = _resolve_options(config_path, versions, {
         "max_batch": max_batch, "instances": instances, "kind": kind, "preferred_batch": preferred_batch,
         "max_queue_delay_us": max_queue_delay_us})
     batch = min(resolve_max_batch(i, opts["max_batch"]) for _, i in versions)
-    meta = info.meta
     # Versions of one model share one labels file: the first version's labels that exist.
     labels = next((list(i.meta.labels) for _, i in versions if i.meta.labels), None)
     if labels and len(labels) != info.num_classes:
@@ -305,10 +310,13 @@ def _prepare_model(repo, model, versions, *, max_batch, backend, instances, kind
     existing = _existing_versions(model_dir)
     new_numbers = [v for v, _ in versions]
     served = sorted(set(existing) | set(new_numbers))
-    parameters = None
-    if backend == "python":
-        parameters = {"dnx.artifact": MODEL_FILES[info.format], "dnx.backend": RUNNER_BACKENDS[info.format],
-                      "dnx.metadata": json.dumps(meta.to_props(), sort_keys=True)}
+    # Versions share one config, so the parameters that decide how each version runs must agree.
+    for _, vinfo in versions[1:]:
+        if _pinned(_parameters(vinfo, backend, 1)) != _pinned(_parameters(info, backend, 1)):
+            raise DnxError(f"{vinfo.path} cannot be another version of {info.path}: they need different "
+                           f"{backend or info.format} backend parameters ({_describe(vinfo, backend)} vs "
+                           f"{_describe(info, backend)}); use --as models")
+    parameters = _parameters(info, backend, opts["instances"])
     config = build_config(model, info, max_batch=batch, backend=backend, instances=opts["instances"],
                           kind=opts["kind"], preferred_batch=opts["preferred_batch"],
                           max_queue_delay_us=opts["max_queue_delay_us"], labels_file="labels.txt" if labels else None,
@@ -317,6 +325,69 @@ def _prepare_model(repo, model, versions, *, max_batch, backend, instances, kind
         _check_compatible(config_path, read_config(config_path), config)
     return {"model": model, "versions": versions, "config": config, "labels": labels, "batch": batch,
             "backend": backend, "model_dir": model_dir, "config_path": config_path}
+
+
+# --- parameters -------------------------------------------------------------------------------------
+# Triton's openvino backend reads only these keys from config.pbtxt `parameters` and passes them to
+# OpenVINO (github.com/triton-inference-server/openvino_backend, README "Parameters" and
+# src/openvino.cc ModelState::ParseParameters/ParseParameterHelper): PERFORMANCE_HINT
+# (LATENCY | THROUGHPUT | CUMULATIVE_THROUGHPUT), NUM_STREAMS (AUTO | NUMA | n), INFERENCE_NUM_THREADS,
+# COMPILATION_NUM_THREADS and HINT_BF16, whose only accepted value is YES (it sets
+# ov::hint::inference_precision(bf16); any other value is an error). There is no key that sets f32 (or
+# f16): an fp32 IR runs at OpenVINO's default precision, which is bf16 on CPUs with AMX/AVX512_BF16.
+# Models, not instances, own the compiled model in that backend; each instance adds one infer request,
+# so several instances need as many streams to run at once (the README's throughput example pairs
+# `count: N` with NUM_STREAMS N), and one instance gets the one-stream LATENCY hint.
+OPENVINO_PINNED = ("HINT_BF16",)
+PYTHON_PINNED = ("dnx.artifact", "dnx.backend")
+
+
+def runner_backend(info: ArtifactInfo) -> str:
+    """The dnx runner backend that runs `info` in the python backend (as open_runner would pick it).
+
+    A bf16 ONNX graph goes to OpenVINO: ONNX Runtime has no bf16 Conv kernels, OpenVINO runs bf16 on the CPU.
+    """
+    if info.format == "onnx" and info.meta.precision == "bf16":
+        return "openvino"
+    return RUNNER_BACKENDS[info.format]
+
+
+def _parameters(info: ArtifactInfo, backend: str | None, instances: int) -> dict | None:
+    if backend == "python":
+        return {"dnx.artifact": MODEL_FILES[info.format], "dnx.backend": runner_backend(info),
+                "dnx.metadata": json.dumps(info.meta.to_props(), sort_keys=True)}
+    if info.format != "openvino":
+        return None
+    params = {"PERFORMANCE_HINT": "LATENCY"} if instances <= 1 else \
+        {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": str(instances)}
+    if info.inference_precision == "bf16":
+        params["HINT_BF16"] = "YES"
+    return params
+
+
+def _pinned(parameters: dict | None) -> dict:
+    """The parameters every version of one model must agree on (they decide how each version runs)."""
+    return {k: v for k, v in (parameters or {}).items() if k in OPENVINO_PINNED + PYTHON_PINNED}
+
+
+def _describe(info: ArtifactInfo, backend: str | None) -> str:
+    if backend == "python":
+        return f"{os.path.basename(info.path)} on the {runner_backend(info)} runner"
+    return f"{os.path.basename(info.path)} at inference precision {info.inference_precision or 'default'}"
+
+
+def _warn_parameters(info: ArtifactInfo, backend: str | None) -> None:
+    if backend == "python" and runner_backend(info) != RUNNER_BACKENDS[info.format]:
+        import importlib.util
+
+        if importlib.util.find_spec("openvino") is None:
+            log.warning("%s is a bf16 graph: the python backend runs it with dnx's OpenVINO runner, so Triton's "
+                        "Python environment needs pip install 'densenet-deploy[openvino]'", info.path)
+    elif backend is None and info.format == "openvino" and info.inference_precision not in (None, "bf16"):
+        log.warning("%s was built to run at inference precision %s, but Triton's openvino backend cannot ask "
+                    "OpenVINO for it (its only precision parameter is HINT_BF16): on CPUs with AMX or "
+                    "AVX512_BF16 OpenVINO runs it in bf16; write it with --backend python to keep %s",
+                    info.path, info.inference_precision, info.inference_precision)
 
 
 def _write_model(repo, prepared: dict) -> dict:
@@ -360,6 +431,19 @@ def _check_compatible(path, old, new) -> None:
     if signature(old) != signature(new):
         raise DnxError(f"{path} describes a model with another platform or input/output signature; give the new "
                        "artifact another --name (other models and versions were left as they were)")
+    # The existing versions run with the config's parameters too: a new version must not change how they run.
+    pinned_old = _pinned({k: v.string_value for k, v in old.parameters.items()})
+    pinned_new = _pinned({k: v.string_value for k, v in new.parameters.items()})
+    if pinned_old != pinned_new:
+        def shown(params, key):
+            return repr(params[key]) if key in params else "(unset)"
+
+        changed = ", ".join(f"{k} {shown(pinned_old, k)} -> {shown(pinned_new, k)}"
+                            for k in sorted(set(pinned_old) | set(pinned_new))
+                            if pinned_old.get(k) != pinned_new.get(k))
+        raise DnxError(f"{path}: the new version needs other backend parameters than the model's existing "
+                       f"versions ({changed}); give the new artifact another --name (other models and versions "
+                       "were left as they were)")
 
 
 def _move_into_place(staging: str, model_dir: str, versions: list[str]) -> None:

@@ -28,6 +28,9 @@ class ArtifactInfo:
     num_classes: int
     batch: int | None  # None: dynamic batch axis; else the fixed batch
     profile_max: int | None = None  # plan: the optimisation profile's max batch
+    # OpenVINO IR: the float precision OpenVINO should infer in ("f32", "bf16", "f16"; None: OpenVINO's own
+    # choice), from the sidecar's openvino.inference_precision, else what the dnx runner would use.
+    inference_precision: str | None = None
     files: list[tuple[str, str]] = field(default_factory=list)  # (source path, name in the version dir)
 
 
@@ -111,7 +114,7 @@ def _inspect_ir(path: str) -> ArtifactInfo:
 
     from densenet_deploy.metadata import read_sidecar, sidecar_path
 
-    meta, _ = read_sidecar(path)
+    meta, doc = read_sidecar(path)
     weights = os.path.splitext(path)[0] + ".bin"
     if not os.path.isfile(weights):
         raise ArtifactError(f"{path}: its weights file {weights} is missing")
@@ -135,4 +138,18 @@ def _inspect_ir(path: str) -> ArtifactInfo:
         raise ArtifactError(f"{path}: unsupported I/O element types for a Triton config")
     return ArtifactInfo(path, "openvino", meta, meta.input_name, meta.output_name, in_type, out_type,
                         tuple(meta.input_size), meta.num_classes, batch,
+                        inference_precision=_ir_inference_precision(path, meta, doc),
                         files=[(path, "model.xml"), (weights, "model.bin"), (sidecar_path(path), "model.xml.json")])
+
+
+def _ir_inference_precision(path: str, meta, doc: dict) -> str | None:
+    """The inference precision the IR was built and verified for, as the dnx OpenVINO runner picks it."""
+    from densenet_deploy.metadata import sidecar_path
+    from densenet_deploy.runners.openvino import INFERENCE_PRECISIONS, default_inference_precision
+
+    recorded = (doc.get("openvino") or {}).get("inference_precision") or default_inference_precision(meta.precision)
+    if recorded not in INFERENCE_PRECISIONS:
+        raise ArtifactError(f"{sidecar_path(path)}: unknown openvino.inference_precision {recorded!r}; "
+                            "rebuild the IR with `dnx build-engine --target openvino`")
+    return INFERENCE_PRECISIONS[recorded]
+

@@ -134,7 +134,7 @@ def test_triton_refuses_a_bf16_onnx_model(digits_bf16, tmp_path):
     from exporters.triton import write_repository
 
     repo = tmp_path / "repo"
-    with pytest.raises(DnxError, match="bf16 graph, which ONNX Runtime cannot run"):
+    with pytest.raises(DnxError, match="bf16 graph, which ONNX Runtime"):
         write_repository([digits_bf16[0]], str(repo))
     assert not repo.exists() or not any(repo.iterdir())
 

@@ -131,6 +131,35 @@ def test_serve_batches_concurrent_clients_and_matches_the_runner(digits_onnx, di
     assert stats["execution_count"] < CLIENTS * REQUESTS_PER_CLIENT
 
 
+def test_serve_bf16_onnx_on_the_openvino_runner(tiny_onnx, tmp_path):
+    """`dnx serve` of a bf16 graph used to be refused (ONNX Runtime cannot run it); dnx's runner runs it on
+    OpenVINO, so the python backend does too, and the server answers exactly as that runner does."""
+    pytest.importorskip("openvino", reason="openvino (extra 'openvino') runs bf16 ONNX graphs on the CPU")
+    import tritonclient.http as http
+
+    from densenet_deploy.runners import open_runner
+    from exporters.bf16 import convert_bf16
+    from exporters.triton_serve import serve_artifact
+
+    bf16 = str(tmp_path / "tiny.bf16.onnx")
+    convert_bf16(tiny_onnx, bf16)
+    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    with open_runner(bf16) as runner:
+        assert runner.backend == "openvino"
+        expected = runner.run(x)
+    with serve_artifact(bf16, http_port=0, grpc_port=0, startup_timeout=90) as (server, model):
+        client = http.InferenceServerClient(server.url, network_timeout=30)
+        try:
+            config = client.get_model_config(model["model"])
+            assert config["parameters"]["dnx.backend"]["string_value"] == "openvino"
+            tensor = http.InferInput("input", list(x.shape), "FP32")
+            tensor.set_data_from_numpy(x)
+            got = client.infer(model["model"], [tensor]).as_numpy("logits")
+        finally:
+            client.close()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_dnx_serve_cli_starts_answers_and_stops_on_sigterm(digits_onnx):
     import tritonclient.http as http
 

@@ -283,6 +283,113 @@ def test_openvino_ir_repository(tiny_onnx, tmp_path):
     one_line_error(dnx("triton", xml, "--repo", tmp_path / "r2", "--kind", "gpu"), match="CPU")
 
 
+# Every key Triton's openvino backend reads from `parameters` (openvino_backend src/openvino.cc
+# ModelState::ParseParameters): anything else is ignored by it, so a misspelt key would silently do nothing.
+OPENVINO_BACKEND_KEYS = {"PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "COMPILATION_NUM_THREADS",
+                         "HINT_BF16", "SKIP_OV_DYNAMIC_BATCHSIZE", "ENABLE_BATCH_PADDING", "RESHAPE_IO_LAYERS",
+                         "CPU_EXTENSION_PATH"}
+
+
+@pytest.fixture(scope="module")
+def built_irs(tiny_onnx, tmp_path_factory):
+    """tiny_onnx built by `dnx build-engine --target openvino` as fp32 and as bf16 IR (sidecars included)."""
+    pytest.importorskip("openvino", reason="openvino (extra 'openvino') is not installed")
+    out = tmp_path_factory.mktemp("irs")
+    irs = {}
+    for precision, flags in (("fp32", []), ("bf16", ["--bf16"])):
+        xml = str(out / f"tiny.{precision}.xml")
+        result = dnx("build-engine", tiny_onnx, "--target", "openvino", *flags, "-o", xml)
+        assert result.exit_code == 0, result.output
+        irs[precision] = xml
+    return irs
+
+
+def params_of(path) -> dict:
+    return {k: v.string_value for k, v in parse(path).parameters.items()}
+
+
+def test_openvino_config_keeps_the_irs_inference_precision(built_irs, tmp_path, caplog):
+    repo = tmp_path / "repo"
+    # bf16 build (sidecar openvino.inference_precision "bf16"): the backend's HINT_BF16 asks OpenVINO for bf16.
+    assert dnx("triton", built_irs["bf16"], "--repo", repo, "--name", "bf").exit_code == 0
+    assert params_of(repo / "bf" / "config.pbtxt") == {"HINT_BF16": "YES", "PERFORMANCE_HINT": "LATENCY"}
+
+    # fp32 build ("f32"): the backend has no key that forces f32, so none is written, and the user is told
+    # (on AMX CPUs OpenVINO would run it in bf16) and pointed to the python backend, which keeps f32.
+    with caplog.at_level("WARNING", logger="exporters.triton"):
+        assert dnx("triton", built_irs["fp32"], "--repo", repo, "--name", "fp").exit_code == 0
+    params = params_of(repo / "fp" / "config.pbtxt")
+    assert params == {"PERFORMANCE_HINT": "LATENCY"}
+    assert any("cannot ask OpenVINO" in r.getMessage() and "--backend python" in r.getMessage()
+               for r in caplog.records)
+    py = dnx("triton", built_irs["fp32"], "--repo", repo, "--name", "fp_py", "--backend", "python")
+    assert py.exit_code == 0, py.output
+    assert params_of(repo / "fp_py" / "config.pbtxt")["dnx.backend"] == "openvino"
+    with open_runner_for(repo / "fp_py" / "1" / "model.xml") as runner:  # what model.py opens: f32 from the sidecar
+        assert runner.inference_precision == "f32"
+
+    # Several instances share the backend's one compiled model: one stream each, as the backend's README pairs them.
+    assert dnx("triton", built_irs["bf16"], "--repo", repo, "--name", "many", "--instances", 3).exit_code == 0
+    assert params_of(repo / "many" / "config.pbtxt") == {"HINT_BF16": "YES", "PERFORMANCE_HINT": "THROUGHPUT",
+                                                         "NUM_STREAMS": "3"}
+    for name in ("bf", "fp", "many"):
+        assert set(params_of(repo / name / "config.pbtxt")) <= OPENVINO_BACKEND_KEYS
+
+    # One config serves every version: an fp32 and a bf16 IR cannot share it, in one call or by an update.
+    before = tree(repo)
+    one_line_error(dnx("triton", built_irs["fp32"], built_irs["bf16"], "--repo", repo, "--name", "mix"),
+                   match="--as models")
+    one_line_error(dnx("triton", built_irs["fp32"], "--repo", repo, "--name", "bf"), match="HINT_BF16")
+    assert tree(repo) == before
+    # The same precision again is a plain new version; its config keeps the hint.
+    assert dnx("triton", built_irs["bf16"], "--repo", repo, "--name", "bf").exit_code == 0
+    assert params_of(repo / "bf" / "config.pbtxt")["HINT_BF16"] == "YES"
+
+
+def open_runner_for(path):
+    from densenet_deploy.runners import open_runner
+
+    return open_runner(str(path))
+
+
+@pytest.fixture(scope="module")
+def bf16_onnx(tiny_onnx, tmp_path_factory):
+    pytest.importorskip("openvino", reason="openvino (extra 'openvino') runs bf16 ONNX graphs on the CPU")
+    from exporters.bf16 import convert_bf16
+
+    path = str(tmp_path_factory.mktemp("bf16") / "tiny.bf16.onnx")
+    convert_bf16(tiny_onnx, path)
+    return path
+
+
+def test_bf16_onnx_runs_on_the_openvino_runner_in_the_python_backend(bf16_onnx, tiny_onnx, tmp_path):
+    from densenet_deploy.runners import open_runner
+
+    repo = tmp_path / "repo"
+    # Triton's onnxruntime platform cannot run it: refused, pointing at the python backend.
+    one_line_error(dnx("triton", bf16_onnx, "--repo", repo), match="--backend python")
+    assert not repo.exists()
+
+    result = dnx("triton", bf16_onnx, "--repo", repo, "--name", "bf", "--backend", "python")
+    assert result.exit_code == 0, result.output
+    params = params_of(repo / "bf" / "config.pbtxt")
+    assert params["dnx.artifact"] == "model.onnx" and params["dnx.backend"] == "openvino"
+    # What model.py does with those parameters: the copied graph on the named runner, as dnx runs the source.
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with open_runner(str(repo / "bf" / "1" / "model.onnx"), backend=params["dnx.backend"]) as served, \
+            open_runner(bf16_onnx) as source:
+        assert served.backend == source.backend == "openvino" and served.inference_precision == "bf16"
+        np.testing.assert_array_equal(served.run(x), source.run(x))
+
+    # The runner backend is one config parameter for every version: an fp32 graph (ONNX Runtime) cannot join.
+    before = tree(repo)
+    one_line_error(dnx("triton", tiny_onnx, "--repo", repo, "--name", "bf", "--backend", "python"),
+                   match="dnx.backend")
+    one_line_error(dnx("triton", bf16_onnx, tiny_onnx, "--repo", repo, "--name", "mixed", "--backend", "python"),
+                   match="--as models")
+    assert tree(repo) == before
+
+
 @pytest.mark.parametrize("args, match", [
     (["model.txt"], "unknown artifact type"),
     (["@tiny", "--name", "bad/name"], "not usable"),
@@ -338,7 +445,10 @@ def test_client_metadata_from_repository_and_unreachable_server(labelled_onnx, t
 
 @pytest.mark.parametrize("name, content, match", [("missing.png", None, "missing.png: no such image file"),
                                                    ("empty.png", b"", "empty.png is not a readable image"),
-                                                   ("text.png", b"not a png", "text.png is not a readable image")])
+                                                   ("text.png", b"not a png", "text.png is not a readable image"),
+                                                   ("pictures", "dir", "pictures is a directory, not an image"),
+                                                   ("--artifact", "missing.onnx",
+                                                    "--artifact {tmp}/missing.onnx: no such file or directory")])
 def test_client_checks_local_images_before_contacting_the_server(tmp_path, name, content, match):
     pytest.importorskip("tritonclient.http", reason="tritonclient[http] (extra 'triton') is not installed")
     import socket
@@ -347,13 +457,19 @@ def test_client_checks_local_images_before_contacting_the_server(tmp_path, name,
 
     good = tmp_path / "good.png"
     Image.new("RGB", (8, 8)).save(good)
-    if content is not None:
-        (tmp_path / name).write_bytes(content)
+    if name == "--artifact":  # a good image, but local metadata that is not there
+        args = [good, "--artifact", tmp_path / content]
+    else:
+        if content == "dir":
+            (tmp_path / name).mkdir()
+        elif content is not None:
+            (tmp_path / name).write_bytes(content)
+        args = [good, tmp_path / name]
     with socket.socket() as server:  # a listener that records whether the client tried to connect
         server.bind(("127.0.0.1", 0))
         server.listen(1)
         server.setblocking(False)
         url = f"http://127.0.0.1:{server.getsockname()[1]}"
-        one_line_error(dnx("triton-client", url, "m", good, tmp_path / name, "--timeout", 1), match=match)
+        one_line_error(dnx("triton-client", url, "m", *args, "--timeout", 1), match=match.format(tmp=tmp_path))
         with pytest.raises(BlockingIOError):
             server.accept()  # nobody connected
