@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from .deps import require
-from .errors import DnxError
+from .errors import ArtifactError, DataError, DnxError
 from .metadata import ArtifactMeta
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,8 @@ def load_client_meta(artifact: str | None = None, config: dict | None = None) ->
     from .metadata import read_artifact_meta
 
     if artifact:
+        if not os.path.exists(artifact):
+            raise ArtifactError(f"--artifact {artifact}: no such file or directory")
         path = os.path.join(artifact, "dnx.json") if os.path.isdir(artifact) else artifact
         return read_artifact_meta(path)[0]
     raw = ((config or {}).get("parameters") or {}).get("dnx.metadata", {}).get("string_value")
@@ -58,8 +60,12 @@ def classify(url: str, model: str, images, topk: int = 5, artifact: str | None =
     if not images:
         raise DnxError("no image given")
     host = _host_port(url)
-    for path in images:  # local inputs first: a bad path is its own error, with no network attempt
+    # Local inputs first: a bad image path or --artifact is its own error, with no network attempt.
+    for path in images:
+        if os.path.isdir(path):
+            raise DataError(f"{os.fspath(path)} is a directory, not an image file; give the image files in it")
         open_image(path).close()
+    local_meta = load_client_meta(artifact) if artifact else None
     client = http.InferenceServerClient(host, connection_timeout=timeout, network_timeout=timeout)
     try:
         try:
@@ -68,7 +74,7 @@ def classify(url: str, model: str, images, topk: int = 5, artifact: str | None =
             raise DnxError(f"Triton at {host}: cannot get model {model!r}: {exc.message() or exc}") from exc
         except Exception as exc:  # connection refused, DNS, timeouts: tritonclient passes them through
             raise DnxError(f"cannot reach Triton at {host} ({type(exc).__name__}: {exc})") from exc
-        meta = load_client_meta(artifact, config)
+        meta = local_meta or load_client_meta(None, config)
         spec_in, spec_out = config["input"][0], config["output"][0]
         dtype = _NUMPY.get(spec_in.get("data_type"), np.float32)
         batch = np.stack([preprocess_image(p, meta.input_size, meta.mean, meta.std) for p in images]).astype(dtype)
