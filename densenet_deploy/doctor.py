@@ -1,4 +1,5 @@
-"""Which backends and devices are usable here: versions, ONNX Runtime providers, CUDA GPUs, CPU features."""
+"""Which backends and devices are usable here: versions, ONNX Runtime providers, CUDA GPUs, CPU features, and
+NNCF (the OpenVINO INT8 quantizer; a tool, not a backend, so it is never in `usable`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,22 @@ def _version(module: str) -> dict:
     except Exception as exc:  # ImportError, or a broken install raising anything at import
         return {"available": False, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
     return {"available": True, "version": getattr(mod, "__version__", "unknown")}
+
+
+NNCF_INSTALL = "pip install 'densenet-deploy[openvino]'"
+NNCF_PURPOSE = "needed by `dnx build-engine --target openvino --int8` (the default nncf recipe)"
+
+
+def optional_package(module: str, install: str, purpose: str) -> dict:
+    """_version(module), with how to install it and what needs it when it is missing."""
+    info = _version(module)
+    if not info["available"]:
+        import importlib.util
+
+        missing = importlib.util.find_spec(module) is None  # else installed but broken: keep its error
+        info["reason"] = (f"not installed ({install}); {purpose}" if missing
+                          else f"{info['reason']} (reinstall: {install}); {purpose}")
+    return info
 
 
 def cpu_info(cpuinfo_path: str = "/proc/cpuinfo") -> dict:
@@ -64,7 +81,8 @@ def diagnose() -> dict:
     from .runners.tensorrt import tensorrt_version
 
     backends = {"torch": _version("torch"), "onnx": _version("onnx"), "onnxruntime": _version("onnxruntime"),
-                "tensorrt": None, "cuda": None, "openvino": _version("openvino")}
+                "tensorrt": None, "cuda": None, "openvino": _version("openvino"),
+                "nncf": optional_package("nncf", NNCF_INSTALL, NNCF_PURPOSE)}
     if backends["onnxruntime"]["available"]:
         import onnxruntime as ort
 

@@ -42,3 +42,29 @@ def test_cpu_features_come_from_cpuinfo_flags(tmp_path):
     info.write_text("flags\t\t: fpu sse avx2 avx_vnni\n")
     cpu = cpu_info(str(info))
     assert cpu["avx2"] and cpu["vnni"] and not cpu["avx512"] and not cpu["amx"]
+
+
+def test_doctor_reports_nncf_next_to_openvino():
+    """NNCF runs the default `--target openvino --int8` recipe: doctor says whether it is there."""
+    from importlib import metadata
+
+    from densenet_deploy.doctor import optional_package
+
+    result = CliRunner().invoke(cli, ["doctor", "--json"], catch_exceptions=False)
+    backends = json.loads(result.stdout)["backends"]
+    names = list(backends)
+    assert names.index("nncf") == names.index("openvino") + 1
+    nncf = backends["nncf"]
+    try:
+        version = metadata.version("nncf")
+    except metadata.PackageNotFoundError:
+        assert not nncf["available"] and "pip install 'densenet-deploy[openvino]'" in nncf["reason"]
+    else:
+        assert nncf["available"] and nncf["version"] == version
+    assert "nncf" not in json.loads(result.stdout)["usable"]  # a quantizer, not a backend
+    text = CliRunner().invoke(cli, ["doctor"], catch_exceptions=False).stdout.splitlines()
+    assert [line.split()[0] for line in text].index("nncf") == [line.split()[0] for line in text].index("openvino") + 1
+    # A package that is not installed is reported with the pip extra that installs it.
+    missing = optional_package("dnx_not_a_module", "pip install 'densenet-deploy[openvino]'", "needed by --int8")
+    assert missing == {"available": False,
+                       "reason": "not installed (pip install 'densenet-deploy[openvino]'); needed by --int8"}
