@@ -20,7 +20,8 @@ the machine drifted during the run).
 Throughput mode (`mode="throughput"`): a runner that has a `throughput(batch, seconds=..., warmup=...)`
 method returning at least {"images_per_s": float} (the OpenVINO runner does: an AsyncInferQueue keeping
 every stream busy) is measured through it; other runners fall back to the synchronous loop and their
-row says `"mode": "latency"`. A runner adds throughput support by implementing that one method.
+row says `"mode": "latency"`. A runner adds throughput support by implementing that one method. The
+queue runs for a time budget, so throughput mode takes `seconds`, never `iters` (refused).
 """
 
 from __future__ import annotations
@@ -146,6 +147,11 @@ def bench(artifacts, batch="1", seconds: float | None = None, iters: int | None 
         raise DnxError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if seconds is not None and iters is not None:
         raise DnxError("give either --seconds or --iters, not both")
+    if mode == "throughput" and iters is not None:
+        # The asynchronous queue runs for a time budget, not a count of runs: refuse instead of silently
+        # swapping --iters for some number of seconds.
+        raise DnxError("--mode throughput measures for a time budget (an asynchronous queue keeps every stream "
+                       "busy), not a number of runs; give --seconds instead of --iters")
     if seconds is None and iters is None:
         seconds = DEFAULT_SECONDS
     if (seconds is not None and seconds <= 0) or (iters is not None and iters < 1) or warmup < 0 or passes < 1:
@@ -296,8 +302,7 @@ def _measure(runners, load_rss, batches, seconds, iters, warmup, mode, passes, p
                     bar.set_postfix_str(f"b={b} pass {p + 1}/{n_passes} {os.path.basename(runner.name)}")
                     x = np.ascontiguousarray(pool(tuple(runner.input.shape))[:b])
                     if mode == "throughput" and callable(getattr(runner, "throughput", None)):
-                        t_budget = budget if iters is None else 0.5  # async throughput needs a time budget
-                        sample = runner.throughput(x, seconds=t_budget, warmup=0.0 if p else min(1.0, t_budget))
+                        sample = runner.throughput(x, seconds=budget, warmup=0.0 if p else min(1.0, budget))
                         throughput[i].append(float(sample["images_per_s"]))
                     else:
                         t = timed_loop(runner, x, iters=budget if iters is not None else None,

@@ -32,6 +32,25 @@ def parity_data_text(settings: dict) -> str:
     return f"{n} samples of {data}" + (f" ({split} split)" if split and split != "all" else "")
 
 
+def _random_parity(settings: dict) -> bool:
+    return settings.get("parity_data", "random") == "random"
+
+
+def timing_text(result: dict, markdown: bool = False) -> str:
+    """What the speed columns mean, for the mode the rows were measured in."""
+    rows = result.get("results", [])
+    code = (lambda t: f"`{t}`") if markdown else (lambda t: t)
+    latency = f"wall time per {code('run()')} incl. {code('synchronize()')}; iqr = p75-p25 ms; img/s = batch / p50"
+    if not any(r.get("mode") == "throughput" for r in rows):
+        return f"Latency: {latency}."
+    text = ("Throughput mode: img/s = images completed per second by an asynchronous queue that keeps every "
+            "stream busy (median over the passes; no per-run latency).")
+    if any(r.get("mode") == "latency" for r in rows):
+        text += (" Rows with latency columns come from runners without throughput support, timed "
+                 f"synchronously instead ({latency}).")
+    return text
+
+
 def format_table(result: dict) -> str:
     """The terminal table: speed and parity side by side."""
     with_acc = any(r.get("accuracy") is not None for r in result["results"])
@@ -61,10 +80,10 @@ def format_table(result: dict) -> str:
     for s in result.get("skipped", []):
         lines.append(f"skipped {s['artifact']} at batch {s['batch']}: {s['reason']}")
     env = result.get("env", {})
-    lines.append(f"latency: wall time per run() incl. synchronize; iqr = p75-p25 ms; img/s = batch / p50. "
-                 f"Parity vs the first artifact of the same model (rel L2, min centered cosine, top-1 agreement) "
-                 f"on {parity_data_text(result.get('settings', {}))}; with random weights top-1 agreement "
-                 f"proves little.")
+    settings = result.get("settings", {})
+    lines.append(f"{timing_text(result)} Parity vs the first artifact of the same model (rel L2, min centered "
+                 f"cosine, top-1 agreement) on {parity_data_text(settings)}"
+                 + ("; on random inputs top-1 agreement proves little." if _random_parity(settings) else "."))
     lines += [f"note: {n}" for n in result.get("notes", [])]
     if env:
         lines.append(f"cpu: {env.get('cpu')} ({env.get('cores')} cores, load {env.get('loadavg')})")
@@ -140,12 +159,14 @@ def write_bench_report(result: dict, directory: str) -> dict:
                   "pass spread %", "img/s", "peak RSS MB", *(["accuracy %"] if with_acc else []),
                   "parity: rel L2 / centered cos / top-1 agree"], rows),
         "",
-        "Latency is the wall time of one `run()` including `synchronize()`. img/s = batch / median latency. "
+        timing_text(result, markdown=True) + " "
         "Pass spread = range of the per-pass medians relative to the overall median (machine drift). "
         "Peak RSS is the bench process's resident memory while this artifact ran (every opened artifact "
         "stays loaded, so it includes the others). Parity compares logits with the first artifact of the same "
-        "model on the same inputs; with random weights top-1 agreement proves little, rel L2 and centered "
-        "cosine do. POOR: centered cosine < 0.95 or rel L2 > 0.25 (with real data also top-1 agreement < 90 %).",
+        "model on the same inputs"
+        + ("; on random inputs top-1 agreement proves little, rel L2 and centered cosine do. "
+           if _random_parity(settings) else ". ")
+        + "POOR: centered cosine < 0.95 or rel L2 > 0.25 (with real data also top-1 agreement < 90 %).",
     ]
     text += ["", *(f"**Note:** {n}" for n in result.get("notes", []))] if result.get("notes") else []
     if result.get("skipped"):

@@ -182,3 +182,47 @@ def test_bench_fixed_batch_model_skips_other_batches_or_refuses(tmp_path, caplog
     assert [r["batch"] for r in result["results"]] == [4]
     assert result["skipped"] == [{"artifact": str(fixed), "batch": 1, "reason": "fixed batch 4"}]
     assert any("fixed batch 4" in r.getMessage() and "batch 1" in r.getMessage() for r in caplog.records)
+
+
+def test_bench_throughput_mode_refuses_iters_and_says_what_it_measured(tiny_onnx, tmp_path):
+    from densenet_deploy.bench import format_table
+
+    # --iters used to be swapped silently for a 0.5 s budget: now it is one line on stderr, before any work.
+    out = CliRunner().invoke(cli, ["bench", tiny_onnx, "--mode", "throughput", "--iters", "3", "--report",
+                                   str(tmp_path / "report")])
+    assert out.exit_code == 2, out.output
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--seconds" in lines[0] and "--iters" in lines[0]
+    assert not (tmp_path / "report").exists()
+    with pytest.raises(DnxError, match="time budget"):
+        bench([tiny_onnx], mode="throughput", iters=3)
+
+    pytest.importorskip("openvino", reason="openvino (extra 'openvino') is not installed")
+    # ONNX Runtime has no throughput() and falls back to timed runs; OpenVINO is measured through its queue.
+    result = bench([tiny_onnx, f"{tiny_onnx}@openvino"], batch="2", seconds=0.4, warmup=0, passes=1, threads=1,
+                   mode="throughput", report=str(tmp_path / "report"))
+    assert [r["mode"] for r in result["results"]] == ["latency", "throughput"]
+    (footer,) = [line for line in format_table(result).splitlines() if "mode:" in line or "wall time" in line]
+    assert footer.startswith("Throughput mode: img/s = images completed per second by an asynchronous queue")
+    assert "without throughput support" in footer and "wall time per run()" in footer
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "Throughput mode: img/s" in md
+    only_async = bench([f"{tiny_onnx}@openvino"], batch="2", seconds=0.2, warmup=0, passes=1, threads=1,
+                       mode="throughput")
+    assert "Throughput mode" in format_table(only_async) and "wall time" not in format_table(only_async)
+    latency = bench([tiny_onnx], batch="2", iters=1, warmup=0, passes=1, threads=1)
+    assert "Latency: wall time per run() incl. synchronize" in format_table(latency)
+    assert "Throughput mode" not in format_table(latency)
+
+
+def test_bench_footer_calls_agreement_weak_only_on_random_inputs(digits_onnx, tmp_path):
+    from densenet_deploy.bench import format_table
+
+    real = bench([digits_onnx, f"{digits_onnx}@onnxruntime"], batch="8", iters=1, warmup=0, passes=1, threads=1,
+                 data="digits", samples=16, report=str(tmp_path / "real"))
+    assert "proves little" not in format_table(real)
+    assert "proves little" not in (tmp_path / "real" / "report.md").read_text()
+    random = bench([digits_onnx, f"{digits_onnx}@onnxruntime"], batch="8", iters=1, warmup=0, passes=1, threads=1,
+                   report=str(tmp_path / "random"))
+    assert "on random inputs top-1 agreement proves little" in format_table(random)
+    assert "on random inputs top-1 agreement proves little" in (tmp_path / "random" / "report.md").read_text()
