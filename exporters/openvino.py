@@ -29,6 +29,7 @@ PRECISIONS = ("fp32", "bf16", "int8")
 RECIPES = ("nncf", "qdq")
 DEFAULT_SAMPLES = 300  # NNCF's default subset_size; calibration cost is linear in it
 VERIFY_SAMPLES = 256
+MIN_VERIFY_SAMPLES = 20  # fewer: the pre-write check's agreement and accuracy say little (a warning)
 
 
 @dataclass
@@ -92,6 +93,7 @@ def build_openvino(onnx_path, output_xml, *, precision: str | None = None, recip
     if not output_xml.lower().endswith(".xml"):
         raise DnxError(f"OpenVINO IR output must end in .xml (the weights go next to it as .bin), got {output_xml}")
     meta = read_onnx_meta(onnx_path)
+    _check_source_graph(onnx_path, meta)
     # Every input graph is inspected, whatever its metadata says: a Q/DQ model with asymmetric
     # activations must be refused before OpenVINO sees it (it crashes compile_model).
     if check_qdq_supported(onnx_path) and meta.precision != "int8":
@@ -158,7 +160,15 @@ def build_openvino(onnx_path, output_xml, *, precision: str | None = None, recip
 
         write_sidecar(tmp_xml, out_meta, **sidecar_doc)
 
-        parity = verify_ir(tmp_xml, reference_onnx, out_meta, data=verify_data or calib_data,
+        if quantize:
+            _warn_fewer_calibration_samples(steps["calibration"].get("samples"), samples, calib_data)
+        # --verify-data: the split `dnx verify` checks on (held-out only where the source defines one), but
+        # never the calibration images; without it, the held-out (val) split of the calibration data.
+        if verify_data:
+            split = "val" if quantize and verify_data == calib_data else held_out_split(verify_data)
+        else:
+            split = "val" if calib_data else "all"
+        parity = verify_ir(tmp_xml, reference_onnx, out_meta, data=verify_data or calib_data, split=split,
                            samples=verify_samples, thresholds=thresholds or VerifyThresholds.for_precision(precision),
                            threads=threads, seed=seed)
         sidecar_doc["verification"] = parity
@@ -169,6 +179,44 @@ def build_openvino(onnx_path, output_xml, *, precision: str | None = None, recip
             "recipe": steps.get("recipe"), "seconds": round(time.perf_counter() - start, 2),
             "calibration": steps.get("calibration"), "parity": parity,
             "fake_quantize_nodes": sidecar_doc["openvino"]["fake_quantize_nodes"]}
+
+
+def _check_source_graph(onnx_path: str, meta) -> None:
+    """Refuse, before any work, the graphs OpenVINO is not built from: a bf16 graph (exporters/bf16.py,
+    opset 22 bf16 Conv that ONNX Runtime, the reference of the check, cannot run) and an ONNX Runtime
+    deployment (com.microsoft fused/NCHWc ops OpenVINO cannot convert)."""
+    from densenet_deploy.errors import ArtifactError
+    from densenet_deploy.metadata import load_onnx
+
+    from .targets import deployment_reason
+
+    if meta.precision == "bf16":
+        raise DnxError(f"{onnx_path} is a bf16 graph (for TensorRT); the openvino target needs the fp32 export "
+                       "from `dnx export` and applies bf16 itself as the inference precision (--bf16)")
+    reason = deployment_reason(load_onnx(onnx_path, load_weights=False), onnx_path)
+    if reason:
+        raise ArtifactError(f"{onnx_path} is an ONNX Runtime deployment ({reason}), not a model to build from; "
+                            "build the OpenVINO IR from the plain `dnx export` output instead")
+
+
+def _warn_fewer_calibration_samples(got: int | None, asked: int | None, source: str) -> None:
+    if got is not None and asked is not None and got < asked:
+        log.warning("%s has only %d calibration sample%s in its train split, fewer than --samples %d; "
+                    "calibrating on %d", source, got, "" if got == 1 else "s", asked, got)
+
+
+def held_out_split(data: str | None) -> str:
+    """The split `dnx verify` checks on: "val" for sources that define a held-out split (digits, cifar10:,
+    cifar100:, svhn:, an image directory with train/ and val/), else "all" (.npy/.npz, a plain image
+    directory, random: their 80/20 split is only a fixed permutation, and 20 % of a small set is little)."""
+    from densenet_deploy.data import _split_folders
+    from densenet_deploy.verify import HELD_OUT_SOURCES
+
+    if not data:
+        return "all"
+    if data.split(":")[0] in HELD_OUT_SOURCES or _split_folders(os.path.expanduser(data)):
+        return "val"
+    return "all"
 
 
 def _default_hint(precision: str, recipe: str | None, nncf_options: NncfOptions) -> str:
@@ -194,8 +242,16 @@ def _calibrate_qdq(onnx_path, calib_data, output, samples, method) -> dict:
     """The calibration package's TensorRT-format (symmetric int8) Q/DQ model."""
     from calibration import calibrate
 
+    from densenet_deploy.errors import DataError
+
     kwargs = {k: v for k, v in (("method", method), ("samples", samples)) if v is not None}
-    info = calibrate(onnx_path, calib_data, output, **kwargs)
+    try:
+        info = calibrate(onnx_path, calib_data, output, **kwargs)
+    except DataError as exc:
+        if calib_data in str(exc):
+            raise
+        raise DataError(f"--calib-data {calib_data}: {exc}" + ("; too few images to hold any out for the check"
+                                                                if "no image" in str(exc) else "")) from exc
     return info if isinstance(info, dict) else getattr(info, "as_dict", lambda: {"result": str(info)})()
 
 
@@ -204,21 +260,40 @@ def _count_ops(model, op_type: str) -> int:
 
 
 def verify_ir(xml_path: str, reference_onnx: str, meta, *, data: str | None, samples: int,
-              thresholds: VerifyThresholds, threads: int | None = None, seed: int = 0) -> dict:
-    """Compare the IR (run by OpenVinoRunner in a child process) with ONNX Runtime on held-out data.
+              thresholds: VerifyThresholds, threads: int | None = None, seed: int = 0,
+              split: str | None = None) -> dict:
+    """Compare the IR (run by OpenVinoRunner in a child process) with ONNX Runtime on `samples` of `data`.
 
-    Held-out: the "val" split of the data source (calibration used "train"); without data, seeded random
-    inputs (parity only). Raises VerificationFailed (exit 1) when a gate fails; returns the parity dict.
+    `split`: which part of `data` (None: the one `dnx verify` uses, see held_out_split; the builder passes
+    "val" for its calibration data, whose "train" split calibrated); without data, seeded random inputs
+    (parity only). Raises VerificationFailed (exit 1) when a gate fails; returns the parity dict.
     """
     from densenet_deploy.compare import Thresholds, compare_outputs
     from densenet_deploy.data import load_data_for
+    from densenet_deploy.errors import DataError
     from densenet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
     from densenet_deploy.verify import run_all
 
     from .openvino_child import run_in_child
 
-    dataset = load_data_for(data or "random", meta, split="val", limit=samples, seed=seed)
+    data = data or "random"
+    split = split or held_out_split(data)
+    try:
+        dataset = load_data_for(data, meta, split=split, limit=samples, seed=seed)
+    except DataError as exc:
+        if data in str(exc):
+            raise
+        raise DataError(f"verification data {data} ({split} split): {exc}"
+                        + ("; too few images to hold any out: pass --verify-data SRC with more images"
+                           if split == "val" and "no image" in str(exc) else "")) from exc
+    if len(dataset) == 0:
+        raise DataError(f"verification data {data} ({split} split) gave no readable images to check the OpenVINO "
+                        "model on")
     images, labels = dataset.images, dataset.labels
+    if len(images) < min(MIN_VERIFY_SAMPLES, samples):
+        log.warning("verifying the OpenVINO model on only %d sample%s of %s: too few for the check to mean much; "
+                    "pass --verify-data SRC with more images", len(images), "" if len(images) == 1 else "s",
+                    data + (" (val split)" if split == "val" else ""))
     with OnnxRuntimeRunner(reference_onnx, providers="cpu", threads=threads) as ort_runner:
         ref = run_all(ort_runner, images, 32)  # pads to a fixed batch (an export with --batch N)
     cand = run_in_child(xml_path, images, threads=threads)
@@ -226,7 +301,7 @@ def verify_ir(xml_path: str, reference_onnx: str, meta, *, data: str | None, sam
                        min_agreement=thresholds.min_agreement if labels is not None else 0.0)
     parity = compare_outputs(ref, cand, labels=labels, thresholds=gates)
     result = parity.as_dict()
-    result["data"] = dataset.source
+    result["data"] = dataset.source + (" (val split)" if split == "val" else "")
     if parity.accuracy and parity.accuracy["ref"] - parity.accuracy["cand"] > thresholds.max_accuracy_drop:
         parity.failures.append(f"accuracy {parity.accuracy['cand'] * 100:.2f} % is more than "
                                f"{thresholds.max_accuracy_drop * 100:.1f} points below ONNX Runtime's "

@@ -46,6 +46,9 @@ class Target:
     convert_precision: bool = True  # False: build() receives the fp32 ONNX and applies the precision itself
     int8_activations: str = "int8"  # Q/DQ activation type of the int8 precision step (uint8: ORT-only, faster)
     summary: str = ""
+    # The file name the artifact must end in (None: any name but another target's suffix: a TensorRT plan
+    # named .onnx would be opened as an ONNX model by `dnx bench`/`dnx verify`).
+    output_suffix: str | None = None
     # The target-specific build options (named as in the CLI: `--min-batch` is "min_batch") this target
     # reads; setting one that only other targets read is refused (check_target_options).
     options: tuple[str, ...] = ()
@@ -126,11 +129,11 @@ TARGETS: dict[str, Target] = {
     # (measured on densenet_bc100_k12, batch 1, one run: u8 54 ms vs s8 82 ms; fp32 45 ms).
     "onnxruntime": Target("onnxruntime", ("fp32", "fp16", "int8"), _onnxruntime_preflight, _onnxruntime_build,
                           int8_activations="uint8", summary="ONNX Runtime-optimised ONNX + sidecar (CPU)",
-                          options=("optimization", "threads")),
+                          output_suffix=".onnx", options=("optimization", "threads")),
     # OpenVINO quantizes itself (nncf recipe) or via calibration (qdq recipe): it gets the fp32 ONNX.
     "openvino": Target("openvino", ("fp32", "bf16", "int8"), _openvino_preflight, _openvino_build,
                        convert_precision=False, summary="OpenVINO IR .xml/.bin + sidecar (CPU, fastest: bf16/int8)",
-                       options=("recipe", "verify_data", "threads")),
+                       output_suffix=".xml", options=("recipe", "verify_data", "threads")),
 }
 
 
@@ -168,18 +171,106 @@ def convert_precision(onnx_path: str, output: str, precision: str, options: Buil
                              activation_type=target.int8_activations if target else "int8", **kwargs)
     else:
         raise DnxError(f"no conversion to {precision!r}")
-    return info if isinstance(info, dict) else getattr(info, "as_dict", lambda: {"result": str(info)})()
+    info = info if isinstance(info, dict) else getattr(info, "as_dict", lambda: {"result": str(info)})()
+    got = info.get("samples")
+    if options.samples and isinstance(got, int) and got < options.samples:
+        log.warning("%s gave only %d sample%s for the %s step, fewer than --samples %d",
+                    options.calib_data or "the data", got, "" if got == 1 else "s", precision, options.samples)
+    return info
 
 
 # --- build-engine --------------------------------------------------------------------------------
+def check_output_name(target: Target, output: str) -> None:
+    """DnxError when `output` is named like another format: the file would be opened by the wrong backend."""
+    lower = os.fspath(output).lower()
+    if target.output_suffix:
+        if not lower.endswith(target.output_suffix):
+            what = {".onnx": "an ONNX model", ".xml": "an OpenVINO IR (.xml, its weights next to it as .bin)"}
+            example = {"onnxruntime": "model.ort.onnx", "openvino": "model.xml"}.get(target.name, "model")
+            raise DnxError(f"--target {target.name} writes {what.get(target.output_suffix, 'its artifact')}: "
+                           f"-o must end in {target.output_suffix} (e.g. {example}), got {output}")
+        return
+    kinds = {".onnx": "an ONNX model", ".xml": "an OpenVINO IR"}
+    for suffix in dict.fromkeys(t.output_suffix for t in TARGETS.values() if t.output_suffix):
+        if lower.endswith(suffix):
+            what = target.summary.split(" + ")[0] or "another format"
+            raise DnxError(f"-o {output} ends in {suffix}, but --target {target.name} writes a {what}, which "
+                           f"`dnx bench`/`dnx verify` would then open as {kinds.get(suffix, 'another format')}; "
+                           + ("name it model.plan (or .engine)" if target.name == "tensorrt" else "rename it"))
+
+
+def deployment_reason(model_proto, onnx_path: str) -> str | None:
+    """Why `onnx_path` is an ONNX Runtime deployment (`build-engine --target onnxruntime` output), or None.
+
+    Such a graph holds com.microsoft fused/NCHWc ops that neither OpenVINO nor TensorRT converts, and
+    re-optimising it would stack one deployment's CPU-specific layout on another's."""
+    import json
+
+    from densenet_deploy.metadata import sidecar_path
+
+    custom = sorted({n.domain for n in model_proto.graph.node if n.domain not in ("", "ai.onnx")})
+    if custom:
+        return f"it contains {', '.join(custom)} ops"
+    try:
+        with open(sidecar_path(onnx_path)) as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if isinstance(doc, dict) and doc.get("onnxruntime"):
+        return f"its sidecar {sidecar_path(onnx_path)} records an onnxruntime build"
+    return None
+
+
+def _unsupported_precision(target: Target, precision: str, meta, onnx_path: str) -> str:
+    message = f"target {target.name} does not build {precision} (it builds {', '.join(target.precisions)})"
+    if precision != "bf16":
+        return message
+    if meta.precision == "bf16":  # a bf16 input graph: only TensorRT runs it
+        return (f"{onnx_path} is a bf16 graph, which only TensorRT builds: make a plan from it with --target "
+                "tensorrt; for bf16 on the CPU, build the fp32 export (`dnx export`) with --target openvino --bf16")
+    return message + "; for bf16 on the CPU use --target openvino --bf16"
+
+
+def _calib_data_refusal(target: Target, precision: str, meta, onnx_path: str) -> str:
+    """Why --calib-data is unused in this build (the message names the actual reason)."""
+    if meta.precision != "fp32" and precision == meta.precision:
+        done = "calibrated" if precision == "int8" else "converted"
+        return (f"{onnx_path} is already {precision}, so nothing is {done} and --calib-data is unused; drop it "
+                "(or pass the fp32 export from `dnx export`)")
+    if not target.convert_precision:  # openvino: calibration data only feeds its own --int8 quantization
+        why = ("--target openvino --bf16 converts nothing (OpenVINO runs the fp32 model with bf16 inference "
+               "precision), so it takes no --calib-data" if precision == "bf16" else
+               f"--target {target.name} uses --calib-data only with --int8 (calibration)")
+        return f"{why}; the pre-write check's data is --verify-data SRC"
+    uses = ["--int8 (calibration)", "--fp16 (which layers stay fp32)"]
+    if "bf16" in target.precisions:
+        uses.append("--bf16 (the parity check's data)")
+    return (f"--calib-data is only used with {', '.join(uses[:-1])} and {uses[-1]}"
+            + (f" on --target {target.name}" if len(uses) < 3 else "") + "; drop it here")
+
+
+def _as_dict(value):
+    if value is None or isinstance(value, dict):
+        return value
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    import dataclasses
+
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return {"result": str(value)}
+
+
 def build_deployment(onnx_path: str, output: str, options: BuildOptions | None = None) -> dict:
     """Build a deployable artifact from an exported ONNX model; returns {output, target, precision, seconds, ...}.
 
     All checks that can fail (target, precision, output path, metadata, backend availability) run
-    before any work, and no partial file is left behind on failure.
+    before any work, and no partial file is left behind on failure. A failed check of the result
+    raises VerificationFailed whose `.result` is this function's result dict with `passed: false`.
     """
+    from densenet_deploy.errors import ArtifactError, VerificationFailed
     from densenet_deploy.io import check_output_path
-    from densenet_deploy.metadata import read_onnx_meta
+    from densenet_deploy.metadata import ArtifactMeta, load_onnx
 
     options = options or BuildOptions()
     target = TARGETS.get(options.target)
@@ -189,11 +280,22 @@ def build_deployment(onnx_path: str, output: str, options: BuildOptions | None =
     output = check_output_path(output)
     if os.path.abspath(output) == os.path.abspath(onnx_path):
         raise DnxError(f"output {output} would overwrite the input model; choose another -o")
-    meta = read_onnx_meta(onnx_path)
+    check_output_name(target, output)
+    onnx_path = os.fspath(onnx_path)
+    proto = load_onnx(onnx_path, load_weights=False)
+    meta = ArtifactMeta.from_props({p.key: p.value for p in proto.metadata_props}, source=onnx_path)
+    deployed = deployment_reason(proto, onnx_path)
+    if deployed:
+        raise ArtifactError(f"{onnx_path} is an ONNX Runtime deployment ({deployed}), not a model to build from; "
+                            f"build --target {target.name} from the plain `dnx export` output instead")
+    del proto
     precision = options.precision or meta.precision
+    if not target.convert_precision and meta.precision == "bf16":
+        raise DnxError(f"{onnx_path} is a bf16 graph (for TensorRT); --target {target.name} needs the fp32 export "
+                       f"from `dnx export` and applies bf16 itself as the inference precision: "
+                       f"`dnx build-engine FP32.onnx --target {target.name} --bf16`")
     if precision not in target.precisions:
-        raise DnxError(f"target {target.name} does not build {precision} (it builds {', '.join(target.precisions)})"
-                       + ("; for bf16 on the CPU use --target openvino --bf16" if precision == "bf16" else ""))
+        raise DnxError(_unsupported_precision(target, precision, meta, onnx_path))
     convert = precision != meta.precision
     if convert and meta.precision != "fp32":
         raise DnxError(f"{onnx_path} is already {meta.precision}; --{precision} needs the fp32 model "
@@ -206,29 +308,51 @@ def build_deployment(onnx_path: str, output: str, options: BuildOptions | None =
     if options.method and not calibrates:
         raise DnxError("--method is the calibration method of --int8" + (" --recipe qdq" if target.name == "openvino"
                                                                          else "") + "; drop it here")
-    if options.samples and not (convert and precision in ("int8", "fp16", "bf16")):
+    # The precision step's sample count: int8 calibration on every target; the fp16/bf16 conversions'
+    # check only where the target converts the graph (openvino runs bf16 as an inference precision).
+    if options.samples and not (convert and (precision == "int8" or (precision in ("fp16", "bf16")
+                                                                     and target.convert_precision))):
+        if convert and not target.convert_precision:
+            raise DnxError(f"--target {target.name} --{precision} has no precision step (OpenVINO runs the fp32 "
+                           f"model with {precision} inference precision), so --samples is unused; drop it")
         raise DnxError("--samples is the sample count of the precision step (--int8, --fp16, --bf16); drop it here")
     if recipe and not (convert and precision == "int8"):
         raise DnxError("--recipe picks how --int8 quantizes an fp32 model; drop it here")
     uses_data = precision in ("int8", "fp16") or (precision == "bf16" and target.convert_precision)
     if options.calib_data and not (convert and uses_data):
-        raise DnxError("--calib-data is only used with --int8 (calibration), --fp16 (which layers stay fp32) "
-                       "and --bf16 (the parity check's data)")
+        raise DnxError(_calib_data_refusal(target, precision, meta, onnx_path))
     target.preflight(options)
 
     start = time.perf_counter()
     precision_info = None
-    with tempfile.TemporaryDirectory(prefix="dnx-build-") as tmp:
-        source = onnx_path
-        if convert and target.convert_precision:
-            source = os.path.join(tmp, f"model.{precision}.onnx")
-            log.info("converting %s to %s", onnx_path, precision)
-            precision_info = convert_precision(onnx_path, source, precision, options)
-        options.precision = precision
-        built = target.build(source, output, options)
+    step = "precision step"
+    try:
+        with tempfile.TemporaryDirectory(prefix="dnx-build-") as tmp:
+            source = onnx_path
+            if convert and target.convert_precision:
+                source = os.path.join(tmp, f"model.{precision}.onnx")
+                log.info("converting %s to %s", onnx_path, precision)
+                precision_info = convert_precision(onnx_path, source, precision, options)
+            step = target.name
+            options.precision = precision
+            built = target.build(source, output, options)
+    except VerificationFailed as exc:
+        # The same document as a success, saying what failed: `--json` prints it (exit 1, nothing written).
+        failed = {"output": output, "target": target.name, "precision": precision,
+                  "seconds": round(time.perf_counter() - start, 2), "sidecar": None, "source": onnx_path,
+                  "passed": False, "written": False, "failed_step": step, "error": str(exc)}
+        if step == "precision step":
+            failed["precision_step"] = _as_dict(exc.result)
+        else:
+            if precision_info is not None:
+                failed["precision_step"] = precision_info
+            detail = _as_dict(exc.result)
+            failed[target.name] = detail if detail and "parity" in detail else {"parity": detail}
+        exc.result = failed
+        raise
     result = {"output": output, "target": target.name, "precision": precision,
               "seconds": round(time.perf_counter() - start, 2), "sidecar": built.get("sidecar"),
-              "source": os.fspath(onnx_path)}
+              "source": onnx_path, "passed": True}
     if precision_info is not None:
         result["precision_step"] = precision_info
     result[target.name] = {k: v for k, v in built.items() if k not in ("output", "sidecar", "precision", "seconds")}

@@ -232,3 +232,162 @@ def test_info_knows_an_onnxruntime_deployment_without_its_sidecar(ort_fp32, tiny
     (tmp_path / "broken.ort.onnx.json").write_text("{bad")
     result = dnx("info", broken)
     assert result.exit_code == 2 and "not a readable JSON sidecar" in result.stderr
+
+
+# --- inputs a target is not built from, refused before any work ---------------------------------------
+@pytest.fixture(scope="module")
+def bf16_onnx(tiny_onnx, tmp_path_factory):
+    """exporters/bf16.py's output: a TensorRT bf16 graph (opset 22 bf16 Conv)."""
+    from exporters.bf16 import convert_bf16
+
+    path = str(tmp_path_factory.mktemp("bf16") / "tiny.bf16.onnx")
+    convert_bf16(tiny_onnx, path, samples=4)
+    assert read_onnx_meta(path).precision == "bf16"
+    return path
+
+
+@pytest.fixture(scope="module")
+def int8_onnx(tiny_onnx, tmp_path_factory):
+    path = tmp_path_factory.mktemp("int8") / "tiny.int8.onnx"
+    result = dnx("calibrate", tiny_onnx, "--data", "digits", "--samples", 32, "--eval-samples", 32, "-o", path)
+    assert result.exit_code == 0, result.output
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def fp16_onnx(tiny_onnx, tmp_path_factory):
+    from exporters.fp16 import convert_fp16
+
+    path = str(tmp_path_factory.mktemp("fp16") / "tiny.fp16.onnx")
+    convert_fp16(tiny_onnx, path, samples=4)
+    return path
+
+
+def _refused(result, tmp_path, *fragments, keep=()):
+    message = result.stderr.strip()
+    assert result.exit_code == 2, result.output
+    assert message.startswith("error: ") and "\n" not in message and "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in message, message
+    assert sorted(os.listdir(tmp_path)) == sorted(keep)  # nothing written, no temporary file
+    return message
+
+
+@pytest.mark.parametrize("args", [[], ["--bf16"]])
+def test_openvino_refuses_a_bf16_graph_up_front(bf16_onnx, tmp_path, args):
+    """OpenVINO applies bf16 as its inference precision to the fp32 export; a bf16 graph used to convert,
+    then fail late in the check ("ONNX Runtime cannot load ... Conv(22)")."""
+    result = dnx("build-engine", bf16_onnx, "--target", "openvino", *args, "-o", tmp_path / "x.xml")
+    message = _refused(result, tmp_path, "is a bf16 graph", "needs the fp32 export", "--target openvino --bf16")
+    assert "cannot load" not in message
+
+
+def test_onnxruntime_says_a_bf16_graph_is_for_tensorrt(bf16_onnx, tiny_onnx, tmp_path):
+    result = dnx("build-engine", bf16_onnx, "--target", "onnxruntime", "-o", tmp_path / "x.onnx")
+    message = _refused(result, tmp_path, "is a bf16 graph, which only TensorRT builds", "--target tensorrt",
+                       "build the fp32 export (`dnx export`) with --target openvino --bf16")
+    assert "use --target openvino --bf16" not in message  # that advice is for an fp32 model:
+    result = dnx("build-engine", tiny_onnx, "--target", "onnxruntime", "--bf16", "-o", tmp_path / "y.onnx")
+    _refused(result, tmp_path, "does not build bf16", "for bf16 on the CPU use --target openvino --bf16")
+
+
+@pytest.mark.parametrize("target, out", [("openvino", "x.xml"), ("onnxruntime", "x.ort.onnx")])
+def test_an_onnxruntime_deployment_is_not_built_from(ort_fp32, tmp_path, target, out):
+    deployment, _ = ort_fp32
+    result = dnx("build-engine", deployment, "--target", target, "-o", tmp_path / out)
+    message = _refused(result, tmp_path, "is an ONNX Runtime deployment", "com.microsoft",
+                       "from the plain `dnx export` output")
+    assert "OpConversionFailure" not in message
+
+
+def test_a_portable_onnxruntime_deployment_is_recognised_by_its_sidecar(tiny_onnx, tmp_path):
+    """--optimization basic leaves only standard ops: the sidecar still says what the file is."""
+    deployment = tmp_path / "basic.ort.onnx"
+    assert dnx("build-engine", tiny_onnx, "--target", "onnxruntime", "--optimization", "basic",
+               "-o", deployment).exit_code == 0
+    result = dnx("build-engine", deployment, "--target", "onnxruntime", "-o", tmp_path / "again.onnx")
+    _refused(result, tmp_path, "is an ONNX Runtime deployment", "records an onnxruntime build",
+             keep=["basic.ort.onnx", "basic.ort.onnx.json"])
+
+
+@pytest.mark.parametrize("target, out, message", [
+    ("onnxruntime", "x.plan", "--target onnxruntime writes an ONNX model: -o must end in .onnx"),
+    ("openvino", "x.onnx", "-o must end in .xml"),
+    ("tensorrt", "x.onnx", "ends in .onnx, but --target tensorrt writes a TensorRT plan"),
+    ("tensorrt", "x.ort.onnx", "would then open as an ONNX model; name it model.plan"),
+    ("tensorrt", "x.xml", "would then open as an OpenVINO IR"),
+])
+def test_output_named_like_another_format_is_refused(tiny_onnx, tmp_path, target, out, message):
+    result = dnx("build-engine", tiny_onnx, "--target", target, "-o", tmp_path / out)
+    _refused(result, tmp_path, message)
+
+
+# --- options the build would ignore: refused with the actual reason ----------------------------------
+@pytest.mark.parametrize("args, fragments", [
+    (["--bf16", "--samples", "8"], ["--target openvino --bf16 has no precision step", "--samples is unused"]),
+    (["--bf16", "--calib-data", "digits"], ["--target openvino --bf16 converts nothing",
+                                            "the pre-write check's data is --verify-data"]),
+    (["--calib-data", "digits"], ["--target openvino uses --calib-data only with --int8",
+                                  "the pre-write check's data is --verify-data"]),
+])
+def test_openvino_names_why_an_option_is_unused(tiny_onnx, tmp_path, args, fragments):
+    result = dnx("build-engine", tiny_onnx, "--target", "openvino", *args, "-o", tmp_path / "x.xml")
+    message = _refused(result, tmp_path, *fragments)
+    assert "(the parity check's data)" not in message
+
+
+@pytest.mark.parametrize("model, target, args, fragment", [
+    ("int8", "onnxruntime", ["--int8"], "is already int8, so nothing is calibrated"),
+    ("int8", "onnxruntime", [], "is already int8, so nothing is calibrated"),
+    ("int8", "openvino", ["--int8"], "is already int8, so nothing is calibrated"),
+    ("fp16", "onnxruntime", ["--fp16"], "is already fp16, so nothing is converted"),
+])
+def test_calib_data_for_a_model_already_at_its_precision_says_so(request, tmp_path, model, target, args, fragment):
+    path = request.getfixturevalue(f"{model}_onnx")
+    out = tmp_path / ("x.xml" if target == "openvino" else "x.onnx")
+    result = dnx("build-engine", path, "--target", target, *args, "--calib-data", "digits", "-o", out)
+    message = _refused(result, tmp_path, fragment)
+    assert "only used with" not in message
+
+
+def test_verify_data_help_states_its_real_default():
+    text = dnx("build-engine", "--help").stdout
+    flat = " ".join(text.split())
+    assert "--calib-data's val split, else random inputs" not in flat
+    assert "with --int8, --calib-data's val split; else seeded random inputs" in flat
+
+
+# --- a failed check still prints its result with --json ---------------------------------------------
+@pytest.fixture(scope="module")
+def mismatched_calibration_dir(tmp_path_factory):
+    """An image folder with train/ and val/: train holds digits at a tenth of their brightness (wrong
+    activation ranges), val the real digits, so INT8 calibrated on train really fails the val check."""
+    pytest.importorskip("sklearn", reason="scikit-learn provides the digits")
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("mismatched")
+    digits = load_digits()
+    for split, indices, scale in (("train", range(0, 40), 0.1), ("val", range(1000, 1100), 1.0)):
+        for i in indices:
+            folder = root / split / str(digits.target[i])
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((digits.images[i] / 16 * 255 * scale).astype(np.uint8)).save(folder / f"{i}.png")
+    return str(root)
+
+
+def test_json_prints_the_failing_result_on_exit_1(digits_onnx, mismatched_calibration_dir, tmp_path):
+    out = tmp_path / "d.int8.ort.onnx"
+    result = dnx("build-engine", digits_onnx, "--target", "onnxruntime", "--int8", "--calib-data",
+                 mismatched_calibration_dir, "-o", out, "--json")
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert doc["passed"] is False and doc["written"] is False and doc["failed_step"] == "precision step"
+    assert doc["output"] == str(out) and doc["target"] == "onnxruntime" and doc["precision"] == "int8"
+    assert doc["precision_step"]["parity"]["top1_agreement"] < 0.98 and doc["precision_step"]["failures"]
+    assert "held-out check" in doc["error"] and "held-out check" in result.stderr
+    assert os.listdir(tmp_path) == []
+    # Without --json stdout stays empty: the error line says it all.
+    plain = dnx("build-engine", digits_onnx, "--target", "onnxruntime", "--int8", "--calib-data",
+                mismatched_calibration_dir, "-o", out)
+    assert plain.exit_code == 1 and plain.stdout == ""

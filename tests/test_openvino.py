@@ -267,3 +267,88 @@ def test_cli_build_engine_openvino(tiny_onnx, tmp_path):
     assert doc["target"] == "openvino" and doc["precision"] == "bf16" and doc["output"] == str(out)
     assert doc["openvino"]["inference_precision"] == "bf16" and doc["openvino"]["parity"]["passed"]
     assert (tmp_path / "tiny.bf16.bin").is_file() and (tmp_path / "tiny.bf16.xml.json").is_file()
+
+
+# --- which data the pre-write check uses -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def digit_arrays(tiny_onnx, tmp_path_factory):
+    """Real digits, preprocessed for the tiny model, saved as .npz files of 1, 3 and 10 images."""
+    from densenet_deploy.data import load_data_for
+    from densenet_deploy.metadata import read_onnx_meta
+
+    pytest.importorskip("sklearn", reason="scikit-learn provides the digits")
+    data = load_data_for("digits", read_onnx_meta(tiny_onnx), split="val", limit=10)
+    root = tmp_path_factory.mktemp("arrays")
+    paths = {}
+    for n in (1, 3, 10):
+        paths[n] = str(root / f"digits{n}.npz")
+        np.savez(paths[n], images=data.images[:n], labels=data.labels[:n])
+    return paths
+
+
+def test_verify_data_uses_all_of_a_source_without_a_held_out_split(tiny_onnx, digit_arrays, tmp_path):
+    """As `dnx verify --data FILE.npz`: all of an .npz (it has no train/val split of its own), not its 20 %."""
+    from exporters.openvino import build_openvino, held_out_split
+
+    result = build_openvino(tiny_onnx, str(tmp_path / "a.xml"), verify_data=digit_arrays[10])
+    assert result["parity"]["samples"] == 10 and result["parity"]["data"] == digit_arrays[10]
+    result = build_openvino(tiny_onnx, str(tmp_path / "b.xml"), verify_data="digits", verify_samples=32)
+    assert result["parity"]["data"] == "digits (val split)"  # a source with its own held-out split
+    assert (held_out_split("digits"), held_out_split("cifar10:/x"), held_out_split(digit_arrays[1])) == \
+        ("val", "val", "all")
+    split_dir = tmp_path / "folders"
+    for part in ("train", "val"):
+        (split_dir / part).mkdir(parents=True)
+    assert held_out_split(str(split_dir)) == "val" and held_out_split(str(tmp_path)) == "all"
+
+
+def test_a_one_image_verify_source_is_checked_and_an_empty_held_out_split_names_the_source(
+        tiny_onnx, digit_arrays, tmp_path, caplog):
+    from exporters.openvino import build_openvino
+
+    with caplog.at_level("WARNING", logger="exporters.openvino"):
+        result = build_openvino(tiny_onnx, str(tmp_path / "one.xml"), verify_data=digit_arrays[1])
+    assert result["parity"]["samples"] == 1
+    assert any("only 1 sample of" in r.getMessage() and digit_arrays[1] in r.getMessage() for r in caplog.records)
+    # The calibration source's held-out (val) split is empty for one image: the error names it.
+    out = tmp_path / "int8.xml"
+    with pytest.raises(DnxError, match=r"verification data .*digits1\.npz \(val split\).*holds no images") as info:
+        build_openvino(tiny_onnx, str(out), precision="int8", recipe="nncf", calib_data=digit_arrays[1])
+    assert info.value.exit_code == 2 and "\n" not in str(info.value)
+    assert not out.exists() and not (tmp_path / "int8.bin").exists()
+
+
+def test_fewer_samples_than_asked_and_a_tiny_check_are_warned_about(tiny_onnx, digit_arrays, tmp_path, caplog):
+    """3 images: NNCF calibrates on the 2 of the train split and the check runs on 1 (val): both said."""
+    from exporters.openvino import VerifyThresholds, build_openvino
+
+    loose = VerifyThresholds(max_rel_l2=1.0, min_agreement=0.0, max_accuracy_drop=1.0)  # 1 sample: the warning's point
+    with caplog.at_level("WARNING", logger="exporters.openvino"):
+        result = build_openvino(tiny_onnx, str(tmp_path / "q.xml"), precision="int8", recipe="nncf",
+                                calib_data=digit_arrays[3], samples=5000, thresholds=loose)
+    messages = [r.getMessage() for r in caplog.records]
+    assert result["calibration"]["samples"] == 2 and result["parity"]["samples"] == 1
+    assert any("only 2 calibration samples" in m and "fewer than --samples 5000" in m for m in messages), messages
+    assert any("only 1 sample of" in m and "(val split)" in m for m in messages), messages
+    assert all("\n" not in m for m in messages)
+
+
+# --- inputs OpenVINO is not built from --------------------------------------------------------------
+def test_build_openvino_refuses_a_bf16_graph_and_an_ort_deployment_before_converting(tiny_onnx, tmp_path):
+    from click.testing import CliRunner
+
+    from densenet_deploy.cli import cli
+    from exporters.bf16 import convert_bf16
+    from exporters.openvino import build_openvino
+
+    bf16 = str(tmp_path / "t.bf16.onnx")
+    convert_bf16(tiny_onnx, bf16, samples=4)
+    deployment = tmp_path / "t.ort.onnx"
+    assert CliRunner().invoke(cli, ["build-engine", tiny_onnx, "--target", "onnxruntime", "-o",
+                                    str(deployment)]).exit_code == 0
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(DnxError, match="is a bf16 graph.*needs the fp32 export"):
+        build_openvino(bf16, str(tmp_path / "a.xml"), precision="bf16")
+    with pytest.raises(DnxError, match="is an ONNX Runtime deployment .*com.microsoft"):
+        build_openvino(str(deployment), str(tmp_path / "b.xml"))
+    assert sorted(os.listdir(tmp_path)) == before

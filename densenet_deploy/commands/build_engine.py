@@ -16,9 +16,13 @@ from ..cli import emit, json_option, output_option
 @click.option("--fp16", is_flag=True, help="Convert to an FP16 graph (fp32 I/O) first (--calib-data picks layers kept fp32).")
 @click.option("--bf16", is_flag=True, help="BF16: a bf16 graph for tensorrt (--calib-data: parity data), the bf16 precision hint for openvino.")
 @click.option("--int8", is_flag=True, help="Calibrate to an INT8 Q/DQ graph first (needs --calib-data).")
-@click.option("--calib-data", metavar="SRC", help="Calibration data for --int8 (parity data for --fp16/--bf16): image dir, .npy/.npz, digits, cifar10:DIR, ...")
+@click.option("--calib-data", metavar="SRC",
+              help="Calibration data for --int8 (parity data of the --fp16/--bf16 graphs; openvino's check uses "
+                   "--verify-data): image dir, .npy/.npz, digits, cifar10:DIR, ...")
 @click.option("--method", type=click.Choice(METHODS), help="Calibration method for --int8 [default: calibration's].")
-@click.option("--samples", type=click.IntRange(1), help="Calibration samples for --int8 [default: calibration's].")
+@click.option("--samples", type=click.IntRange(1),
+              help="Samples of the precision step: --int8 calibration, the --fp16/--bf16 graph's parity check "
+                   "[default: the step's own].")
 @click.option("--min-batch", type=click.IntRange(1), default=1, show_default=True, help="TensorRT profile: smallest batch.")
 @click.option("--opt-batch", type=click.IntRange(1), default=8, show_default=True, help="TensorRT profile: batch to tune for.")
 @click.option("--max-batch", type=click.IntRange(1), default=32, show_default=True, help="TensorRT profile: largest batch.")
@@ -36,8 +40,10 @@ from ..cli import emit, json_option, output_option
 @click.option("--recipe", type=click.Choice(["nncf", "qdq"]), default="nncf", show_default=True,
               help="openvino target, --int8: nncf (NNCF on the OpenVINO model) or qdq (the TensorRT-format Q/DQ model).")
 @click.option("--verify-data", metavar="SRC",
-              help="openvino target: held-out data the converted model is checked on before it is written "
-                   "[default: --calib-data's val split, else random inputs].")
+              help="openvino target: data the converted model is checked on against ONNX Runtime before it is "
+                   "written; the held-out split of sources that have one (digits, cifar10:DIR, svhn:DIR, a DIR "
+                   "with train/ and val/), else all of it (.npy/.npz, a plain DIR) "
+                   "[default: with --int8, --calib-data's val split; else seeded random inputs].")
 @json_option
 def command(onnx_path, output, target, fp16, bf16, int8, calib_data, method, samples, min_batch, opt_batch, max_batch,
             workspace_gb, opt_level, timing_cache, hardware_compatibility, version_compatible, optimization,
@@ -67,7 +73,14 @@ def command(onnx_path, output, target, fp16, bf16, int8, calib_data, method, sam
                            samples=samples, engine=engine, optimization=optimization, threads=threads,
                            extra={"recipe": recipe if "recipe" in given else None,  # None: nncf
                                   "verify_data": verify_data} if target == "openvino" else {})
-    result = build_deployment(onnx_path, output, options)
+    from ..errors import VerificationFailed
+
+    try:
+        result = build_deployment(onnx_path, output, options)
+    except VerificationFailed as exc:
+        if isinstance(exc.result, dict):  # the failing check's result (nothing written); the error line follows
+            emit(exc.result, as_json)
+        raise
     text = (f"wrote {result['output']} ({result['target']}, {result['precision']}) in {result['seconds']:.1f} s"
             + (f"\nsidecar {result['sidecar']}" if result.get("sidecar") else ""))
     emit(result, as_json, text)
