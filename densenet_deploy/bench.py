@@ -186,10 +186,12 @@ def bench(artifacts, batch="1", seconds: float | None = None, iters: int | None 
     finally:
         for runner in runners:
             runner.close()
+    from .data import held_out_split
+
     result["env"] = environment(threads)
     result["settings"] = {"batches": list(batches), "seconds": seconds, "iters": iters, "warmup": warmup,
                           "passes": passes, "mode": mode, "parity_data": data or RANDOM,
-                          "parity_split": _split_for(data) if data else None, "parity_samples": n_samples,
+                          "parity_split": held_out_split(data) if data else None, "parity_samples": n_samples,
                           "seed": seed, "reference": targets[0].artifact}
     if parity_inputs:
         result["settings"]["parity_samples"] = len(parity_inputs[0])
@@ -218,17 +220,10 @@ def _check_batches(runners, batches) -> None:
                         ",".join(map(str, other)), r.input.batch)
 
 
-def _split_for(data: str) -> str:
-    """The held-out split where the source has one (as verify uses), else all of it."""
-    from .verify import HELD_OUT_SOURCES
-
-    return "val" if data.split(":")[0] in HELD_OUT_SOURCES else "all"
-
-
 def _load_parity_data(runners, data: str, samples: int, seed: int) -> dict:
     """{runner index: Dataset}: `data` preprocessed with the metadata of each runner's reference
     (the first artifact of its model; its own when that has none), loaded once per preprocessing."""
-    from .data import load_data_for
+    from .data import held_out_split, load_data_for
 
     everyone = list(range(len(runners)))
     cache: dict[tuple, object] = {}
@@ -241,7 +236,7 @@ def _load_parity_data(runners, data: str, samples: int, seed: int) -> dict:
                             "cannot be preprocessed for it; export it with `dnx export` or bench without --data")
         key = (tuple(meta.input_size), tuple(np.atleast_1d(meta.mean)), tuple(np.atleast_1d(meta.std)))
         if key not in cache:
-            cache[key] = load_data_for(data, meta, split=_split_for(data), limit=samples, seed=seed)
+            cache[key] = load_data_for(data, meta, split=held_out_split(data), limit=samples, seed=seed)
             log.info("parity data: %d samples of %s", len(cache[key]), data)
         out[i] = cache[key]
     return out

@@ -271,6 +271,22 @@ def select_indices(source: formats.RawSource, split: str, limit: int | None, see
     return idx
 
 
+# Sources that define their own held-out split (also kept out of calibration, which reads "train").
+HELD_OUT_SOURCES = ("digits", "cifar10", "cifar100", "svhn")
+
+
+def held_out_split(data: str | None) -> str:
+    """The split checks run on: "val" for sources that define a held-out split (digits, cifar10:,
+    cifar100:, svhn:, an image directory with train/ and val/), else "all" (.npy/.npz, a plain image
+    directory, random: their 80/20 split is only a fixed permutation, and 20 % of a small set is little).
+    `dnx verify`, `dnx bench --data` and the OpenVINO pre-write check all use this rule."""
+    if not data:
+        return "all"
+    if data.split(":")[0] in HELD_OUT_SOURCES or _split_folders(os.path.expanduser(data)):
+        return "val"
+    return "all"
+
+
 def _split_folders(src) -> dict | None:
     """{"train": DIR/train, "val": DIR/val} for an image folder laid out that way (the layout `dnx train
     --dataset imagefolder` reads), so that its own split is used instead of a seeded 80/20 of both."""

@@ -31,7 +31,6 @@ DEFAULT_THRESHOLDS = {
     "int8": Thresholds(rel_atol=math.inf, min_agreement=0.90, max_rel_l2=0.25),
 }
 DEFAULT_SAMPLES = 64
-HELD_OUT_SOURCES = ("digits", "cifar10", "cifar100", "svhn")
 
 
 @dataclass
@@ -104,7 +103,7 @@ def verify(ref: str, cand: str, *, data: str | None = None, samples: int | None 
     `data`: a data source (see densenet_deploy.data; None: a built-in source the artifacts' calibration
     metadata names, else `random`, which proves little); held-out ("val") split where the source has one.
     """
-    from .data import load_data_for
+    from .data import held_out_split, load_data_for
     from .runners import open_runner
 
     if batch_size < 1:
@@ -122,8 +121,7 @@ def verify(ref: str, cand: str, *, data: str | None = None, samples: int | None 
             data = _default_data(c.meta, r.meta)
         if data == "random":
             warnings.append("data 'random' proves little (random inputs, no labels); pass --data with real images")
-        # Built-in datasets have a held-out split (also kept out of calibration); directories and arrays: all.
-        split = "val" if data.split(":")[0] in HELD_OUT_SOURCES else "all"
+        split = held_out_split(data)  # the source's own held-out split where it has one, else all of it
         dataset = load_data_for(data, meta, split=split, limit=samples or DEFAULT_SAMPLES, seed=seed)
         if len(dataset) == 0:
             raise DataError(f"data {data!r} gave no samples")

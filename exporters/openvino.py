@@ -84,6 +84,7 @@ def build_openvino(onnx_path, output_xml, *, precision: str | None = None, recip
     DnxError (exit 2) if OpenVINO fails or crashes, VerificationFailed (exit 1) if it disagrees with
     ONNX Runtime beyond `thresholds`.
     """
+    from densenet_deploy.data import held_out_split
     from densenet_deploy.io import check_output_path, sha256_file
     from densenet_deploy.metadata import read_onnx_meta
     from densenet_deploy.runners.openvino import check_qdq_supported
@@ -205,20 +206,6 @@ def _warn_fewer_calibration_samples(got: int | None, asked: int | None, source: 
                     "calibrating on %d", source, got, "" if got == 1 else "s", asked, got)
 
 
-def held_out_split(data: str | None) -> str:
-    """The split `dnx verify` checks on: "val" for sources that define a held-out split (digits, cifar10:,
-    cifar100:, svhn:, an image directory with train/ and val/), else "all" (.npy/.npz, a plain image
-    directory, random: their 80/20 split is only a fixed permutation, and 20 % of a small set is little)."""
-    from densenet_deploy.data import _split_folders
-    from densenet_deploy.verify import HELD_OUT_SOURCES
-
-    if not data:
-        return "all"
-    if data.split(":")[0] in HELD_OUT_SOURCES or _split_folders(os.path.expanduser(data)):
-        return "val"
-    return "all"
-
-
 def _default_hint(precision: str, recipe: str | None, nncf_options: NncfOptions) -> str:
     if precision == "fp32":
         return "f32"
@@ -269,7 +256,7 @@ def verify_ir(xml_path: str, reference_onnx: str, meta, *, data: str | None, sam
     (parity only). Raises VerificationFailed (exit 1) when a gate fails; returns the parity dict.
     """
     from densenet_deploy.compare import Thresholds, compare_outputs
-    from densenet_deploy.data import load_data_for
+    from densenet_deploy.data import held_out_split, load_data_for
     from densenet_deploy.errors import DataError
     from densenet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
     from densenet_deploy.verify import run_all

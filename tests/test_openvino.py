@@ -288,7 +288,8 @@ def digit_arrays(tiny_onnx, tmp_path_factory):
 
 def test_verify_data_uses_all_of_a_source_without_a_held_out_split(tiny_onnx, digit_arrays, tmp_path):
     """As `dnx verify --data FILE.npz`: all of an .npz (it has no train/val split of its own), not its 20 %."""
-    from exporters.openvino import build_openvino, held_out_split
+    from densenet_deploy.data import held_out_split
+    from exporters.openvino import build_openvino
 
     result = build_openvino(tiny_onnx, str(tmp_path / "a.xml"), verify_data=digit_arrays[10])
     assert result["parity"]["samples"] == 10 and result["parity"]["data"] == digit_arrays[10]
