@@ -114,6 +114,10 @@ def build_openvino(onnx_path, output_xml, *, precision: str | None = None, recip
     nncf_options = nncf_options or NncfOptions()
     if quantize and recipe == "nncf":
         require("nncf", purpose="the nncf INT8 recipe (or use --recipe qdq)")
+    # A bad data source must stop the build before minutes of conversion and quantization, not after.
+    for flag, source in (("--calib-data", calib_data if quantize else None), ("--verify-data", verify_data)):
+        if source:
+            _check_data_source(flag, source, meta)
     ov = _ov()
     start = time.perf_counter()
     steps: dict = {}
@@ -204,6 +208,17 @@ def _warn_fewer_calibration_samples(got: int | None, asked: int | None, source: 
     if got is not None and asked is not None and got < asked:
         log.warning("%s has only %d calibration sample%s in its train split, fewer than --samples %d; "
                     "calibrating on %d", source, got, "" if got == 1 else "s", asked, got)
+
+
+def _check_data_source(flag: str, source: str, meta) -> None:
+    """Load one image of `source` (DataError naming the flag when it cannot be read at all)."""
+    from densenet_deploy.data import load_data_for
+    from densenet_deploy.errors import DataError
+
+    try:
+        load_data_for(source, meta, split="all", limit=1)
+    except DataError as exc:
+        raise DataError(f"{flag}: {exc}" if str(exc).startswith(source) else f"{flag} {source}: {exc}") from exc
 
 
 def _default_hint(precision: str, recipe: str | None, nncf_options: NncfOptions) -> str:

@@ -353,3 +353,15 @@ def test_build_openvino_refuses_a_bf16_graph_and_an_ort_deployment_before_conver
     with pytest.raises(DnxError, match="is an ONNX Runtime deployment .*com.microsoft"):
         build_openvino(str(deployment), str(tmp_path / "b.xml"))
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_a_bad_data_source_stops_the_build_before_any_work(tiny_onnx, tmp_path):
+    from densenet_deploy.errors import DataError
+    from exporters.openvino import build_openvino
+
+    missing = str(tmp_path / "missing.npz")
+    with pytest.raises(DataError, match="^--verify-data: .*missing.npz"):
+        build_openvino(tiny_onnx, str(tmp_path / "v.xml"), verify_data=missing)
+    with pytest.raises(DataError, match="^--calib-data: .*missing.npz"):
+        build_openvino(tiny_onnx, str(tmp_path / "q.xml"), precision="int8", calib_data=missing)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
