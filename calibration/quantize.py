@@ -101,7 +101,8 @@ def quantize_int8(onnx_path: str, output: str, data, *, method: str = DEFAULT_ME
                   write_trt_cache: str | None = None, activation_type: str = "int8",
                   num_bins: int = DEFAULT_NUM_BINS, num_quantized_bins: int = DEFAULT_NUM_QUANTIZED_BINS,
                   percentile: float = DEFAULT_PERCENTILE, max_accuracy_drop: float = 1.0,
-                  min_agreement: float = 0.98, seed: int = 0, progress: bool = False) -> CalibrationResult:
+                  min_agreement: float = 0.98, seed: int = 0, progress: bool = False,
+                  failure_advice: str | None = None) -> CalibrationResult:
     """Calibrate `onnx_path` (fp32, dnx metadata) on `data` and write an explicit-Q/DQ INT8 model to `output`.
 
     `data` is a SRC string (its "train" split, `samples` seeded samples, calibrates; its "val" split
@@ -192,8 +193,10 @@ def quantize_int8(onnx_path: str, output: str, data, *, method: str = DEFAULT_ME
             passed=not failures, failures=failures)
         if failures:
             result.seconds = round(time.perf_counter() - start, 3)
-            raise VerificationFailed(f"INT8 model failed the held-out check ({'; '.join(failures)}); "
-                                     f"{output} not written (try --auto-exclude or another --method)", result)
+            # Callers that calibrate into a temporary file (build-engine) give their own advice.
+            advice = failure_advice or f"{output} not written (try --auto-exclude or another --method)"
+            raise VerificationFailed(f"INT8 model failed the held-out check ({'; '.join(failures)}); {advice}",
+                                     result)
         calibration = {"method": result.method, "samples": len(images), "data_fingerprint": calib.fingerprint,
                        "data_source": calib.source, "settings": ranges.settings, "ranges_from": ranges.source,
                        "concat_scales": concat_scales, "activation_type": activation_type,

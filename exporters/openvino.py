@@ -248,7 +248,9 @@ def _calibrate_qdq(onnx_path, calib_data, output, samples, method) -> dict:
 
     kwargs = {k: v for k, v in (("method", method), ("samples", samples)) if v is not None}
     try:
-        info = calibrate(onnx_path, calib_data, output, **kwargs)
+        from .targets import BUILD_CALIBRATION_ADVICE
+
+        info = calibrate(onnx_path, calib_data, output, failure_advice=BUILD_CALIBRATION_ADVICE, **kwargs)
     except DataError as exc:
         if calib_data in str(exc):
             raise

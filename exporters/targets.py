@@ -20,6 +20,9 @@ from .tensorrt import EngineOptions
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# build-engine calibrates into a temporary file, and --auto-exclude is `dnx calibrate`'s.
+BUILD_CALIBRATION_ADVICE = ("nothing written; try another --method, or calibrate with `dnx calibrate --auto-exclude` "
+                            "and build the int8 model it writes")
 
 
 @dataclass
@@ -168,7 +171,8 @@ def convert_precision(onnx_path: str, output: str, precision: str, options: Buil
         kwargs = {k: v for k, v in (("method", options.method), ("samples", options.samples)) if v is not None}
         target = TARGETS.get(options.target)
         info = quantize_int8(onnx_path, output, options.calib_data,
-                             activation_type=target.int8_activations if target else "int8", **kwargs)
+                             activation_type=target.int8_activations if target else "int8",
+                             failure_advice=BUILD_CALIBRATION_ADVICE, **kwargs)
     else:
         raise DnxError(f"no conversion to {precision!r}")
     info = info if isinstance(info, dict) else getattr(info, "as_dict", lambda: {"result": str(info)})()

@@ -386,6 +386,9 @@ def test_json_prints_the_failing_result_on_exit_1(digits_onnx, mismatched_calibr
     assert doc["output"] == str(out) and doc["target"] == "onnxruntime" and doc["precision"] == "int8"
     assert doc["precision_step"]["parity"]["top1_agreement"] < 0.98 and doc["precision_step"]["failures"]
     assert "held-out check" in doc["error"] and "held-out check" in result.stderr
+    # The advice fits build-engine: no temporary path, and --auto-exclude is `dnx calibrate`'s option.
+    assert "nothing written" in doc["error"] and "dnx calibrate --auto-exclude" in doc["error"]
+    assert "/tmp" not in doc["error"] and "dnx-build-" not in doc["error"]
     assert os.listdir(tmp_path) == []
     # Without --json stdout stays empty: the error line says it all.
     plain = dnx("build-engine", digits_onnx, "--target", "onnxruntime", "--int8", "--calib-data",
