@@ -63,8 +63,7 @@ def _load(data, meta, split, limit, seed, progress):
         return data
     if not isinstance(data, str):
         raise DnxError(f"data must be a SRC string or a Dataset, got {type(data).__name__}")
-    if data == "random":
-        log.warning("calibrating on random noise proves little; use real images of the model's domain")
+    # data 'random' warns once per command where it is read (data_formats.read_random)
     return load_data_for(data, meta, split=split, limit=limit, seed=seed, progress=progress)
 
 
