@@ -179,15 +179,17 @@ def normalize(images: np.ndarray, mean, std) -> np.ndarray:
 
 
 def preprocess_image(path_or_pil, input_size, mean, std) -> np.ndarray:
-    """One image file or PIL image -> (C, H, W) float32: grayscale if C == 1 else RGB, bilinear resize,
-    /255, (x - mean) / std. The same steps every dnx loader (and the C++ app) apply."""
+    """One image file or PIL image -> (C, H, W) float32: 16-bit gray scaled to 8 bits (value >> 8),
+    grayscale if C == 1 else RGB, bilinear resize, /255, (x - mean) / std. The same steps every dnx
+    loader (and the C++ app) apply."""
     input_size = _check_input_size(input_size)
     if isinstance(path_or_pil, (str, os.PathLike)):
         with open_image(path_or_pil) as image:
             try:
                 unit = formats.pil_to_unit(image, input_size)
-            except (OSError, ValueError) as exc:
-                raise DataError(f"{os.fspath(path_or_pil)} is not a readable image ({exc})") from exc
+            except formats.decode_errors() as exc:
+                raise DataError(f"{os.fspath(path_or_pil)} is not a readable image "
+                                f"({formats.unreadable_reason(exc)})") from exc
     else:
         unit = formats.pil_to_unit(path_or_pil, input_size)
     return normalize(unit[None], mean, std)[0]
@@ -204,8 +206,8 @@ def open_image(path):
     try:
         image = Image.open(path)
         image.load()  # decode now: a truncated file fails here, not later
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"{os.fspath(path)} is not a readable image ({exc})") from exc
+    except formats.decode_errors() as exc:  # also an image over PIL's pixel limit (decompression bomb)
+        raise DataError(f"{os.fspath(path)} is not a readable image ({formats.unreadable_reason(exc)})") from exc
     return image
 
 

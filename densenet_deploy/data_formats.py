@@ -56,15 +56,50 @@ def resize_unit(images: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return out
 
 
+# PIL modes of 16-bit grayscale files: "I;16" (16-bit PNG), "I" (16-bit PGM), and the byte-order variants.
+SIXTEEN_BIT_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def decode_errors() -> tuple[type[BaseException], ...]:
+    """What PIL raises for a file it cannot or will not decode: corrupt or truncated data, an unknown
+    format, or more pixels than its decompression-bomb guard allows (Image.MAX_IMAGE_PIXELS, which dnx
+    leaves as it is)."""
+    from PIL import Image, UnidentifiedImageError
+
+    return (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def unreadable_reason(exc: BaseException) -> str:
+    """Why an image is unreadable, for a warning or an error (`exc` is one of decode_errors())."""
+    from PIL import Image
+
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"too many pixels for PIL's limit: {exc}"
+    return str(exc)
+
+
+def to_8bit(image):
+    """16-bit grayscale images scaled to 8 bits as stb_image (dnx-infer) and PIL's own 16-bit RGB decoding
+    do: the high byte, value >> 8. PIL's convert("L") would saturate them at 255 instead. Other images
+    are returned as they are (PIL already gives 16-bit RGB and gray+alpha PNGs as 8-bit RGB/RGBA)."""
+    if image.mode not in SIXTEEN_BIT_GRAY_MODES:
+        return image
+    from PIL import Image
+
+    values = np.clip(np.asarray(image).astype(np.int64), 0, 65535) >> 8
+    return Image.fromarray(values.astype(np.uint8))
+
+
 def pil_to_unit(image, input_size) -> np.ndarray:
-    """A PIL image -> (C, H, W) float32 in [0, 1]: grayscale if C == 1 else RGB, bilinear resize to (W, H)."""
+    """A PIL image -> (C, H, W) float32 in [0, 1]: 16-bit gray scaled to 8 bits (value >> 8), grayscale if
+    C == 1 else RGB, bilinear resize to (W, H)."""
     from .deps import require
 
     Image = require("PIL.Image", purpose="reading images")
     c, h, w = input_size
     if c not in (1, 3):
         raise DataError(f"images can feed 1 (grayscale) or 3 (RGB) channels, the model expects {c}")
-    image = image.convert("L" if c == 1 else "RGB")
+    image = to_8bit(image).convert("L" if c == 1 else "RGB")
     if image.size != (w, h):
         image = image.resize((w, h), Image.BILINEAR)
     array = np.asarray(image, dtype=np.float32) / 255.0
@@ -201,7 +236,7 @@ def _read_images(paths, input_size, progress, source):
     """Read and decode; unreadable files become NaN rows that data.py drops (and counts as skipped)."""
     import io
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
     from tqdm import tqdm
 
     out = np.empty((len(paths),) + tuple(input_size), dtype=np.float32)
@@ -213,8 +248,8 @@ def _read_images(paths, input_size, progress, source):
             digest.update(hashlib.sha256(content).digest())
             with Image.open(io.BytesIO(content)) as image:
                 out[i] = pil_to_unit(image, input_size)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            log.warning("skipping unreadable image %s (%s)", p, exc)
+        except decode_errors() as exc:
+            log.warning("skipping unreadable image %s (%s)", p, unreadable_reason(exc))
             out[i] = np.nan
             skipped += 1
     if skipped == len(paths):
@@ -343,8 +378,20 @@ def read_svhn(path: str, input_size) -> RawSource:
 RANDOM_COUNT = 64
 
 
+_warned_random = False  # the warning below is said once per command (the CLI resets it per command)
+
+
+def reset_warnings() -> None:
+    """Let once-per-command warnings be said again (the CLI calls this when a command starts)."""
+    global _warned_random
+    _warned_random = False
+
+
 def read_random(input_size, count: int, seed: int) -> RawSource:
-    log.warning("data 'random': seeded noise proves little about accuracy; use real images for a real check")
+    global _warned_random
+    if not _warned_random:  # calibration and the parity check after it both read it in one command
+        _warned_random = True
+        log.warning("data 'random': seeded noise proves little about accuracy; use real images for a real check")
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((count,) + tuple(input_size), dtype=np.float32)
     digest = hashlib.sha256(f"random:{count}:{seed}".encode()).hexdigest()

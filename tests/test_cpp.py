@@ -75,8 +75,28 @@ def dnx_infer(cpp_build) -> Path:
     return cpp_build / "dnx-infer"
 
 
-def run_infer(dnx_infer, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([str(dnx_infer), *map(str, args)], capture_output=True, text=True, timeout=120)
+def run_infer(dnx_infer, *args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(dnx_infer), *map(str, args)], capture_output=True, text=True, timeout=120, **kw)
+
+
+# Address space for dnx-infer in the bad-input tests: ample for ONNX Runtime and a small model, far
+# below what a lying .npy header claims, so a premature allocation fails (std::bad_alloc) instead of
+# taking the machine's memory.
+MEMORY_LIMIT = 4 << 30
+
+
+def _limit_memory():
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def _npy_with_header(path: Path, shape_text: str, data: bytes = b"") -> Path:
+    """A version-1 .npy whose header claims `shape_text` (a Python tuple literal), followed by `data`."""
+    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}".encode()
+    header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + data)
+    return path
 
 
 # --- artifacts --------------------------------------------------------------------------------------
@@ -198,6 +218,34 @@ def test_image_top1_matches_python_preprocessing(dnx_infer, cpp_artifacts):
         assert np.abs(got - row).max() <= 5e-3
 
 
+def test_16bit_png_logits_match_python(dnx_infer, cpp_artifacts, tmp_path):
+    """A 16-bit gray PNG: stb keeps the high byte (value >> 8) and so must Python (PIL's convert("L")
+    saturated it at 255, logits then differed by up to 3). X * 256 + low bits gives X's 8-bit logits."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from densenet_deploy.data import preprocess_image
+    from densenet_deploy.metadata import read_onnx_meta
+
+    art = cpp_artifacts
+    meta = read_onnx_meta(art["model"])
+    x = np.round(load_digits().images[4] * 255 / 16).astype(np.uint16)
+    low_bits = np.random.default_rng(1).integers(0, 256, size=x.shape, dtype=np.uint16)
+    Image.fromarray(x.astype(np.uint8)).save(tmp_path / "digit8.png")
+    Image.fromarray(x * 256 + low_bits).save(tmp_path / "digit16.png")
+    with Image.open(tmp_path / "digit16.png") as image:
+        assert image.mode == "I;16"
+    paths = [tmp_path / "digit16.png", tmp_path / "digit8.png"]
+    proc = run_infer(dnx_infer, art["model"], *paths, "--json")
+    assert proc.returncode == 0, proc.stderr
+    got = np.array([r["logits"] for r in json.loads(proc.stdout)["results"]], dtype=np.float32)
+    np.testing.assert_array_equal(got[0], got[1])  # C++: the 16-bit file is the 8-bit one
+    ref = _ort_logits(art["model"], np.stack([preprocess_image(p, meta.input_size, meta.mean, meta.std)
+                                              for p in paths]))
+    np.testing.assert_array_equal(ref[0], ref[1])  # Python: likewise
+    assert np.abs(got - ref).max() <= 5e-3
+
+
 def test_text_output(dnx_infer, cpp_artifacts):
     art = cpp_artifacts
     proc = run_infer(dnx_infer, art["model"], art["images"][0], "--topk", "2")
@@ -219,6 +267,10 @@ def _bad_files(work: Path, model: Path) -> dict:
     del proto.metadata_props[:]
     onnx.save(proto, str(work / "no_meta.onnx"))
     (work / "engine.plan").write_bytes(b"\0" * 16)
+    # ~150 bytes whose header claims 16 GiB of float32 (the most the reader's 1 << 32 cap lets through).
+    _npy_with_header(work / "claims_16gib.npy", "(1, 1, 65536, 65536)", b"\0" * 8)
+    _npy_with_header(work / "claims_1_6gb.npy", "(1, 1, 20000, 20000)")
+    _npy_with_header(work / "huge_dim.npy", "(99999999999999999999999, 3, 32, 32)")
     return {
         "missing model": (["missing.onnx", "batch.npy"], "missing.onnx: no such file"),
         "missing input": ([model, "missing.png"], "missing.png: no such file"),
@@ -229,25 +281,62 @@ def _bad_files(work: Path, model: Path) -> dict:
         "no metadata": (["no_meta.onnx", "batch.npy"], "has no dnx metadata"),
         "plan without sidecar": (["engine.plan", "batch.npy"], "has no sidecar"),
         "unknown extension": (["batch.npy", "batch.npy"], "unknown model type"),
-        "no input": ([model], "need a MODEL and at least one INPUT"),
+        "npy header claims 16 GiB": ([model, "claims_16gib.npy"],
+                                     "file holds fewer values than its shape (1, 1, 65536, 65536) needs "
+                                     "(8 bytes of data after the header)"),
+        "npy header claims 1.6 GB": ([model, "claims_1_6gb.npy"], "fewer values than its shape"),
+        "npy dimension overflows": ([model, "huge_dim.npy"], "dimension 99999999999999999999999 in header is too large"),
+        "no input": ([model], "need a MODEL and at least one INPUT (see 'dnx-infer --help')"),
         "bad topk": ([model, "batch.npy", "--topk", "0"], "--topk must be a positive integer"),
+        "topk not a number": ([model, "batch.npy", "--topk=x"], "--topk must be a positive integer, got 'x'"),
+        "unknown option": ([model, "batch.npy", "--fast"], "unknown option --fast (see 'dnx-infer --help')"),
     }
 
 
 BAD_CASES = ["missing model", "missing input", "wrong tensor shape", "wrong dtype", "corrupt model",
-             "corrupt image", "no metadata", "plan without sidecar", "unknown extension", "no input", "bad topk"]
+             "corrupt image", "no metadata", "plan without sidecar", "unknown extension",
+             "npy header claims 16 GiB", "npy header claims 1.6 GB", "npy dimension overflows", "no input",
+             "bad topk", "topk not a number", "unknown option"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
 def test_bad_input_fails_with_one_line(dnx_infer, cpp_artifacts, case):
+    """Exit 2 and one `error: ...` line, usage errors included; under a 4 GiB address-space limit, so an
+    .npy header's size is checked against the file before anything is allocated for it."""
     work = cpp_artifacts["dir"]
     args, message = _bad_files(work, cpp_artifacts["model"])[case]
     proc = subprocess.run([str(dnx_infer), *map(str, args), "--json"], capture_output=True, text=True,
-                          cwd=work, timeout=120)
+                          cwd=work, timeout=120, preexec_fn=_limit_memory)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)  # not a signal (abort/segfault)
     assert proc.stdout == ""
     assert proc.stderr.endswith("\n") and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: ") and "usage:" not in proc.stderr, proc.stderr
     assert message in proc.stderr
+
+
+def test_help_prints_usage(dnx_infer):
+    proc = run_infer(dnx_infer, "--help")
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.startswith("usage: dnx-infer MODEL INPUT...")
+
+
+def test_bf16_graph_is_refused_naming_the_reason(dnx_infer, cpp_artifacts, tmp_path):
+    """A bf16 graph (for TensorRT) parses but ONNX Runtime's CPU provider has no bfloat16 Conv: say so,
+    not "not a readable ONNX model"."""
+    pytest.importorskip("ml_dtypes", reason="ml_dtypes writes bfloat16 weights")
+    from exporters.bf16 import convert_bf16
+    from exporters.onnx import export_onnx
+
+    export_onnx("densenet_bc22_k8", str(tmp_path / "tiny.onnx"), num_classes=10, samples=2)
+    convert_bf16(str(tmp_path / "tiny.onnx"), str(tmp_path / "tiny.bf16.onnx"), samples=2)
+    proc = run_infer(dnx_infer, tmp_path / "tiny.bf16.onnx", cpp_artifacts["dir"] / "batch.npy")
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "not a readable ONNX model" not in proc.stderr
+    assert "is a bf16 graph, made for TensorRT" in proc.stderr and "no bfloat16 kernels" in proc.stderr
+    assert "run the fp32 export" in proc.stderr and "dnx build-engine" in proc.stderr
+    # The fp32 export it came from runs.
+    assert run_infer(dnx_infer, tmp_path / "tiny.onnx", cpp_artifacts["dir"] / "batch.npy").returncode == 0
 
 
 def test_plan_needs_tensorrt_build(dnx_infer, cpp_artifacts, tmp_path):

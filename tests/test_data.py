@@ -390,3 +390,105 @@ def test_train_val_folder_layout_gives_its_own_split(tmp_path):
     train, val, both = (load_data(*args, split=s) for s in ("train", "val", "all"))
     assert (len(train), len(val), len(both)) == (10, 6, 16)
     assert train.label_names == val.label_names == ["1", "2"]
+
+
+# --- 16-bit images and PIL's pixel limit ---------------------------------------------------------------
+def _png_bytes(width, height, bit_depth, color_type, rows) -> bytes:
+    """A PNG file written chunk by chunk (PIL writes no 16-bit RGB, and would need the pixels in memory)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(6)
+    data = b"".join(packer.compress(b"\0" + row) for row in rows) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def write_png16(path, array):
+    """A 16-bit PNG of uint16 `array`: (H, W) gray, (H, W, 2) gray + alpha or (H, W, 3) RGB."""
+    array = np.asarray(array, dtype=np.uint16)
+    color_type = {2: 0, 3: {2: 4, 3: 2}.get(array.shape[-1])}[array.ndim]
+    rows = [row.astype(">u2").tobytes() for row in array]
+    path.write_bytes(_png_bytes(array.shape[1], array.shape[0], 16, color_type, rows))
+
+
+def write_huge_png(path, side=20000):
+    """A valid all-black side x side 8-bit gray PNG (~400 KB): more pixels than PIL opens (2 x 89.5 M)."""
+    zero_row = bytes(side)
+    path.write_bytes(_png_bytes(side, side, 8, 0, (zero_row for _ in range(side))))
+
+
+def test_16bit_images_preprocess_like_their_8bit_version(tmp_path):
+    """16-bit PNG/PGM of X * 257 (or X * 256 + low bits) give X's 8-bit result: value >> 8, as stb_image
+    (dnx-infer) decodes them, not PIL's convert("L"), which saturates 16-bit gray at 255."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    x = np.round(load_digits().images[5] * 255 / 16).astype(np.uint16)  # 8x8, values 0..255
+    x = np.kron(x, np.ones((2, 3), np.uint16))[:, :20]  # 16x20: not the input size, so it is resized
+    inv = 255 - x
+    low_bits = np.random.default_rng(0).integers(0, 256, size=x.shape, dtype=np.uint16)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(x.astype(np.uint8)).save(folder / "gray8.png")
+    Image.fromarray(np.stack([x, inv, x], -1).astype(np.uint8)).save(folder / "rgb8.png")
+    gray16 = Image.fromarray(x * 257)
+    assert gray16.mode == "I;16"
+    gray16.save(folder / "gray16.png")
+    gray16.save(folder / "gray16.pgm")
+    Image.fromarray(x * 256 + low_bits).save(folder / "gray16_low_bits.png")  # floor, not rounding
+    write_png16(folder / "gray_alpha16.png", np.stack([x * 257, np.full_like(x, 65535)], -1))
+    write_png16(folder / "rgb16.png", np.stack([x, inv, x], -1) * 257)
+    with Image.open(folder / "gray16.png") as a, Image.open(folder / "gray16.pgm") as b:
+        assert a.mode.startswith("I") and b.mode.startswith("I")  # what made convert("L") clip
+
+    for size in ((1, 16, 16), (3, 12, 12), (1, 16, 20)):
+        mean, std = (0.5,) * size[0], (0.25,) * size[0]
+        gray = preprocess_image(folder / "gray8.png", size, mean, std)
+        rgb = preprocess_image(folder / "rgb8.png", size, mean, std)
+        for name in ("gray16.png", "gray16.pgm", "gray16_low_bits.png", "gray_alpha16.png"):
+            np.testing.assert_array_equal(preprocess_image(folder / name, size, mean, std), gray, err_msg=name)
+        np.testing.assert_array_equal(preprocess_image(folder / "rgb16.png", size, mean, std), rgb)
+        # The folder reader takes the same path.
+        ds = load_data(str(folder), size, mean, std)
+        assert ds.skipped == 0 and len(ds) == 7
+        names = sorted(os.listdir(folder))
+        for name, row in zip(names, ds.images):
+            np.testing.assert_array_equal(row, rgb if name.startswith("rgb") else gray, err_msg=name)
+
+
+def test_images_over_pils_pixel_limit_are_unreadable(tmp_path, caplog):
+    """A 20000x20000 PNG (400 KB) trips PIL's decompression-bomb guard: skipped with a warning in a folder,
+    a one-line DataError alone; PIL's global limit is left as it is."""
+    from PIL import Image
+
+    from densenet_deploy.data import open_image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    write_digit_pngs(tmp_path / "dir", per_class=2)
+    huge = tmp_path / "dir" / "class_1" / "huge.png"
+    write_huge_png(huge)
+    assert huge.stat().st_size < 1_000_000
+    with caplog.at_level(logging.WARNING):
+        ds = load_data(str(tmp_path / "dir"), SIZE, 0.5, 0.25)
+    assert ds.skipped == 1 and len(ds) == 6
+    assert "huge.png (too many pixels for PIL's limit" in caplog.text
+
+    for fn in (lambda: open_image(huge), lambda: preprocess_image(huge, SIZE, 0.5, 0.25)):
+        with pytest.raises(DataError, match=r"huge\.png is not a readable image \(too many pixels for PIL's limit"):
+            fn()
+    assert Image.MAX_IMAGE_PIXELS == limit
+
+    # Through the CLI: one `error:` line, exit 2, before any network use.
+    pytest.importorskip("tritonclient.http", reason="tritonclient (extra 'triton') for `dnx triton-client`")
+    from click.testing import CliRunner
+
+    from densenet_deploy.cli import cli
+
+    result = CliRunner().invoke(cli, ["triton-client", "http://127.0.0.1:9", "densenet", str(huge)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "too many pixels for PIL's limit" in result.output
+    assert [line for line in result.output.splitlines() if line.startswith("error: ")], result.output

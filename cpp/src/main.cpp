@@ -2,8 +2,9 @@
 //
 //   dnx-infer MODEL INPUT... [--topk K] [--json]
 //
-// Exit codes (as the `dnx` CLI): 0 success, 2 bad usage or bad input (one line on stderr), 1 any other
-// failure. Nothing is printed on stdout unless every input succeeded.
+// Exit codes (as the `dnx` CLI): 0 success, 2 bad usage or bad input (one line `error: ...` on stderr),
+// 1 any other failure (one line `error: internal error: ...`). Nothing is printed on stdout unless every
+// input succeeded; the usage text only on --help.
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
@@ -142,13 +143,13 @@ int main(int argc, char** argv) {
   try {
     return run(parse_args(argc, argv));
   } catch (const UsageError& exc) {
-    std::cerr << "dnx-infer: " << exc.what() << " (see dnx-infer --help)\n";
+    std::cerr << "error: " << one_line(exc.what()) << " (see 'dnx-infer --help')\n";
     return 2;
   } catch (const dnx::Error& exc) {
-    std::cerr << "dnx-infer: error: " << one_line(exc.what()) << "\n";
+    std::cerr << "error: " << one_line(exc.what()) << "\n";
     return 2;
   } catch (const std::exception& exc) {
-    std::cerr << "dnx-infer: internal error: " << one_line(exc.what()) << "\n";
+    std::cerr << "error: internal error: " << one_line(exc.what()) << "\n";
     return 1;
   }
 }

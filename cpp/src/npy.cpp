@@ -57,15 +57,43 @@ Tensor load_npy(const std::string& path) {
   const std::string dims = shape_text.substr(1, shape_text.size() - 2);
   const std::regex number("\\d+");
   for (auto it = std::sregex_iterator(dims.begin(), dims.end(), number); it != std::sregex_iterator(); ++it) {
+    // More than 15 digits cannot be a real dimension (and would overflow std::stoll).
+    if (it->length() > 15) throw fail("dimension " + it->str() + " in header is too large");
     tensor.shape.push_back(std::stoll(it->str()));
   }
   if (tensor.shape.size() != 3 && tensor.shape.size() != 4) {
     throw Error(path + ": tensor has " + std::to_string(tensor.shape.size()) +
                 " dimensions; expected (N, C, H, W) or (C, H, W)");
   }
-  const size_t count = tensor.numel();
-  if (count > (size_t{1} << 32)) throw fail("tensor too large");
-  tensor.data.resize(count);
+
+  // The header is only a claim: check that the file holds the bytes its shape declares before
+  // allocating them, so a small file cannot make us reserve gigabytes.
+  const std::streamoff data_start = in.tellg();
+  in.seekg(0, std::ios::end);
+  const std::streamoff file_end = in.tellg();
+  in.seekg(data_start);
+  if (data_start < 0 || file_end < data_start || !in) throw fail("cannot determine the file size");
+  const uint64_t available = static_cast<uint64_t>(file_end - data_start);
+  uint64_t count = 1;
+  bool fits = true;  // count * sizeof(float) <= available, computed without overflow
+  for (const int64_t d : tensor.shape) {
+    const uint64_t dim = static_cast<uint64_t>(d);
+    if (dim == 0) {
+      count = 0;
+      fits = true;
+      break;
+    }
+    if (fits && count > available / sizeof(float) / dim) fits = false;
+    if (fits) count *= dim;
+  }
+  if (!fits) {
+    std::string shape = "(";
+    for (size_t i = 0; i < tensor.shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(tensor.shape[i]);
+    throw fail("file holds fewer values than its shape " + shape + ") needs (" + std::to_string(available) +
+               " bytes of data after the header)");
+  }
+  if (count > (uint64_t{1} << 32)) throw fail("tensor too large");
+  tensor.data.resize(static_cast<size_t>(count));
   if (!in.read(reinterpret_cast<char*>(tensor.data.data()), static_cast<std::streamsize>(count * sizeof(float)))) {
     throw fail("file holds fewer values than its shape needs");
   }

@@ -7,10 +7,93 @@
 #define ORT_API_MANUAL_INIT
 #include <onnxruntime_cxx_api.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "internal.hpp"
 
 namespace dnx {
 namespace {
+
+// --- the model file's metadata without ONNX Runtime -------------------------------------------------
+// When ONNX Runtime cannot build a session (e.g. no kernel for a bf16 Conv) it cannot report metadata
+// either; this reads ModelProto.metadata_props (field 14, {key = 1, value = 2}) from the protobuf wire
+// format directly, skipping every other field (the graph included) without loading it.
+bool read_varint(std::istream& in, uint64_t* value) {
+  *value = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    const int byte = in.get();
+    if (byte == std::char_traits<char>::eof()) return false;
+    *value |= static_cast<uint64_t>(byte & 0x7f) << shift;
+    if (!(byte & 0x80)) return true;
+  }
+  return false;
+}
+
+// Calls on_field(field number, payload) for each length-delimited field of the message in `in` (read to
+// the end of the stream) that `wanted` accepts and that is at most 1 MiB long; other fields are skipped
+// unread. False when the bytes are not a well-formed message.
+template <typename Wanted, typename OnField>
+bool walk_message(std::istream& in, Wanted wanted, OnField on_field) {
+  uint64_t tag = 0;
+  while (read_varint(in, &tag)) {
+    const uint64_t field = tag >> 3, wire = tag & 7;
+    uint64_t len = 0;
+    if (wire == 0) {
+      if (!read_varint(in, &len)) return false;
+    } else if (wire == 1 || wire == 5) {
+      in.seekg(wire == 1 ? 8 : 4, std::ios::cur);
+    } else if (wire == 2) {
+      if (!read_varint(in, &len) || len > (uint64_t{1} << 40)) return false;
+      if (wanted(field) && len <= (uint64_t{1} << 20)) {
+        std::string payload(len, '\0');
+        if (!in.read(payload.data(), static_cast<std::streamsize>(len))) return false;
+        on_field(field, payload);
+      } else {
+        in.seekg(static_cast<std::streamoff>(len), std::ios::cur);
+      }
+    } else {
+      return false;
+    }
+    if (!in) return false;
+  }
+  return true;
+}
+
+// The dnx.* entries of an ONNX file's metadata_props; empty when none or not readable.
+Metadata file_metadata(const std::string& path) {
+  Metadata props;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return props;
+  const auto metadata_props = [](uint64_t field) { return field == 14; };
+  walk_message(in, metadata_props, [&](uint64_t, const std::string& entry) {
+    std::istringstream entry_in(entry);
+    std::string key, value;
+    const auto key_or_value = [](uint64_t field) { return field == 1 || field == 2; };
+    walk_message(entry_in, key_or_value, [&](uint64_t field, const std::string& text) {
+      (field == 1 ? key : value) = text;
+    });
+    if (key.rfind("dnx.", 0) == 0) props[key] = value;
+  });
+  return props;
+}
+
+// Why ONNX Runtime could not open `path`, for the one-line error.
+Error session_error(const std::string& path, const Ort::Exception& exc) {
+  if (exc.GetOrtErrorCode() != ORT_NOT_IMPLEMENTED) {
+    return Error(path + " is not a readable ONNX model (" + exc.what() + ")");
+  }
+  // The file parsed but ONNX Runtime's CPU provider lacks a kernel for one of its ops.
+  const Metadata meta = file_metadata(path);
+  const auto precision = meta.find("dnx.precision");
+  if (precision != meta.end() && precision->second == "bf16") {
+    return Error(path + " is a bf16 graph, made for TensorRT: ONNX Runtime has no bfloat16 kernels to run it (" +
+                 exc.what() + "); run the fp32 export with dnx-infer, or build a TensorRT plan from this file "
+                 "(dnx build-engine) and run that");
+  }
+  return Error(path + ": ONNX Runtime has no kernel for an operator of this graph (" + exc.what() +
+               "); run the fp32 export, or a TensorRT plan");
+}
 
 void init_api() {
   static const OrtApi* api = OrtGetApiBase()->GetApi(ORT_API_VERSION);
@@ -40,7 +123,7 @@ class OnnxRuntimeBackend : public Backend {
     try {
       session_ = Ort::Session(env_, path.c_str(), options);
     } catch (const Ort::Exception& exc) {
-      throw Error(path + " is not a readable ONNX model (" + exc.what() + ")");
+      throw session_error(path, exc);
     }
     *info = parse_metadata(read_metadata(), path);
 

@@ -96,10 +96,12 @@ class Model {
   std::unique_ptr<Backend> backend_;
 };
 
-// Decode a PNG / JPEG / PPM / PGM / BMP file (stb_image).
+// Decode a PNG / JPEG / PPM / PGM / BMP file (stb_image); 16-bit files keep their high byte (value >> 8),
+// as densenet_deploy.data does.
 Image load_image(const std::string& path);
 
-// Read a little-endian float32 .npy file (C order) of shape (N, C, H, W) or (C, H, W).
+// Read a little-endian float32 .npy file (C order) of shape (N, C, H, W) or (C, H, W). The header's
+// shape is checked against the file's size before any memory is allocated for the values.
 Tensor load_npy(const std::string& path);
 
 }  // namespace dnx
