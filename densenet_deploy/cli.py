@@ -2,7 +2,9 @@
 
 Commands live in densenet_deploy/commands/<name>.py and are imported only when run (or listed by
 --help), so start-up never imports torch or onnx. DnxError becomes a one-line message and exit 2;
-VerificationFailed exit 1; --debug (or DNX_DEBUG=1) shows the traceback instead.
+VerificationFailed exit 1; --debug (or DNX_DEBUG=1) shows the traceback instead. Click's usage errors
+(bad option values, missing arguments, unknown commands/options) are one line too:
+`error: MESSAGE (see 'dnx CMD --help')`, exit 2.
 """
 
 from __future__ import annotations
@@ -37,7 +39,37 @@ COMMANDS = {
 }
 
 
+class OneLineUsageError(click.UsageError):
+    """A click usage error shown as one line, `error: MESSAGE (see 'dnx CMD --help')`, exit 2."""
+
+    def __init__(self, original: click.UsageError):
+        super().__init__(original.format_message(), original.ctx)
+        self.exit_code = original.exit_code
+
+    def show(self, file=None) -> None:
+        message = " ".join(self.format_message().split()).rstrip(".") or "invalid usage"
+        where = self.ctx.command_path if self.ctx is not None else "dnx"
+        click.echo(f"error: {message} (see '{where} --help')", err=True, file=file)
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    # `dnx` alone prints the help (NoArgsIsHelpError is a UsageError whose show() is the help text).
+    if isinstance(exc, OneLineUsageError) or type(exc).__name__ == "NoArgsIsHelpError":
+        return exc
+    return OneLineUsageError(exc)
+
+
 class DnxGroup(click.Group):
+    """Lazy commands, and one-line errors: DnxError -> `error: ...` (exit 2, 1 for a failed check);
+    click usage errors (bad option values, missing arguments, unknown commands) -> `error: ... (see
+    'dnx CMD --help')`, exit 2, instead of click's four lines."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:  # the group's own options: `dnx --bogus`
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
     def list_commands(self, ctx):
         return [name for name, module in COMMANDS.items() if _command_exists(module)]
 
@@ -48,8 +80,13 @@ class DnxGroup(click.Group):
         return importlib.import_module(f"densenet_deploy.commands.{module}").command
 
     def invoke(self, ctx):
+        formats = sys.modules.get("densenet_deploy.data_formats")  # imported only by commands that read data
+        if formats is not None:
+            formats.reset_warnings()  # once-per-command warnings, also when one process runs several commands
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a subcommand's parse (or its callback) refused the arguments
+            raise _one_line(exc) from None
         except DnxError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise

@@ -129,8 +129,8 @@ def check_plain_export(model_proto, meta: ArtifactMeta, source: str, verb: str) 
                             f"{verb} the plain fp32 export from `dnx export` instead")
     if meta.batch is not None:
         raise ArtifactError(f"{source} has a fixed batch of {meta.batch}; {verb} the dynamic-batch export "
-                            "(`dnx export` without --batch) and fix the batch when building "
-                            "(build-engine --min-batch/--opt-batch/--max-batch)")
+                            "(`dnx export` without --batch); a TensorRT engine fixes its batch when building "
+                            "(build-engine --min-batch/--opt-batch/--max-batch), other targets keep it dynamic")
 
 
 # --- sidecars (plan, OpenVINO IR, ORT deployment) -------------------------------------------------
@@ -138,22 +138,66 @@ def sidecar_path(artifact_path) -> str:
     return os.fspath(artifact_path) + SIDECAR_SUFFIX
 
 
-def write_sidecar(artifact_path, meta: ArtifactMeta, **extra) -> str:
-    """Write ``<artifact>.json`` holding the metadata string map plus target-specific fields."""
+ARTIFACT_SHA256 = "artifact_sha256"  # sidecar key: sha256 of the artifact it describes (the .xml for OpenVINO IR)
+
+
+def write_sidecar(artifact_path, meta: ArtifactMeta, artifact_file=None, **extra) -> str:
+    """Write ``<artifact>.json`` holding the metadata string map plus target-specific fields.
+
+    The sidecar also records the sha256 of the artifact's bytes (``artifact_sha256``), read from
+    `artifact_file` when the artifact is still at a temporary path (moved onto `artifact_path` later:
+    a move keeps the bytes), else from `artifact_path`; read_sidecar refuses a sidecar whose hash is
+    not the artifact's own. No hash is recorded when neither file exists yet.
+    """
     from .io import atomic_write_text
 
     doc = {"metadata": meta.to_props(), **extra}
+    source = os.fspath(artifact_file) if artifact_file is not None else os.fspath(artifact_path)
+    if os.path.isfile(source):
+        doc[ARTIFACT_SHA256] = artifact_sha256(source)
     path = sidecar_path(artifact_path)
     atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return path
 
 
+_HASH_CACHE: dict[tuple, str] = {}
+
+
+def artifact_sha256(path) -> str:
+    """sha256 of a file, cached per (path, size, mtime) so one command hashes each artifact once."""
+    from .io import sha256_file
+
+    path = os.path.realpath(os.fspath(path))
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _HASH_CACHE:
+        _HASH_CACHE[key] = sha256_file(path)
+    return _HASH_CACHE[key]
+
+
+def check_sidecar_matches(artifact_path, doc: dict, sidecar: str | None = None) -> None:
+    """ArtifactError when the sidecar `doc` records the sha256 of another file than `artifact_path`.
+
+    Sidecars written before the hash was recorded (no ``artifact_sha256``) are accepted as they are.
+    """
+    recorded = doc.get(ARTIFACT_SHA256)
+    artifact_path = os.fspath(artifact_path)
+    if not recorded or not os.path.isfile(artifact_path):
+        return
+    if artifact_sha256(artifact_path) != recorded:
+        sidecar = sidecar or sidecar_path(artifact_path)
+        raise ArtifactError(f"sidecar {sidecar} describes another file than {artifact_path} (its sha256 differs); "
+                            "rebuild, or restore the right sidecar")
+
+
 def read_sidecar(artifact_path) -> tuple[ArtifactMeta, dict]:
-    """Return (meta, whole sidecar document) for a non-ONNX artifact."""
+    """Return (meta, whole sidecar document) for a non-ONNX artifact, checked against the artifact's sha256."""
     path = sidecar_path(artifact_path)
     if not os.path.isfile(path):
         raise ArtifactError(f"{artifact_path} has no sidecar {path}; build it with `dnx build-engine`")
-    return _read_sidecar_doc(path)
+    meta, doc = _read_sidecar_doc(path)
+    check_sidecar_matches(artifact_path, doc, path)
+    return meta, doc
 
 
 def _read_sidecar_doc(path: str) -> tuple[ArtifactMeta, dict]:
@@ -176,5 +220,7 @@ def read_artifact_meta(path) -> tuple[ArtifactMeta, dict]:
     if path.lower().endswith(".json"):
         if not os.path.isfile(path):
             raise ArtifactError(f"{path}: no such file")
-        return _read_sidecar_doc(path)
+        meta, doc = _read_sidecar_doc(path)
+        check_sidecar_matches(path[: -len(SIDECAR_SUFFIX)], doc, path)  # when the artifact is beside it
+        return meta, doc
     return read_sidecar(path)

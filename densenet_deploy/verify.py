@@ -69,14 +69,20 @@ def default_thresholds(precision: str) -> Thresholds:
 
 
 def run_all(runner, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """Logits of `runner` for all `images`, in batches (the last one may be smaller)."""
+    """Logits of `runner` for all `images`, in chunks of `batch_size` kept inside the runner's batch_range.
+
+    Chunks are min(batch_size, the most the runner takes) images (at least the least it takes); a chunk
+    shorter than the least (the last one, or all of a small set) is padded by repeating its last image,
+    run, and its padding dropped. A fixed-batch artifact is the case least == most.
+    """
     from .data import iter_batches
 
-    batch = runner.input.batch or batch_size
+    lo, hi = runner.batch_range
+    step = max(lo, min(batch_size, hi) if hi is not None else batch_size)
     outputs = []
-    for chunk in iter_batches(images, batch):
-        if runner.input.batch and len(chunk) < batch:  # a fixed-batch artifact: pad, then drop the padding
-            pad = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), 0)])
+    for chunk in iter_batches(images, step):
+        if len(chunk) < lo:  # pad up to the least batch the runner takes, then drop the padding
+            pad = np.concatenate([chunk, np.repeat(chunk[-1:], lo - len(chunk), 0)])
             outputs.append(runner.run(pad)[: len(chunk)])
         else:
             outputs.append(runner.run(chunk))
@@ -97,22 +103,30 @@ def verify(ref: str, cand: str, *, data: str | None = None, samples: int | None 
            atol: float | None = None, rel_atol: float | None = None, min_agreement: float | None = None,
            min_centered_cosine: float | None = None, max_rel_l2: float | None = None,
            backend_ref: str | None = None, backend_cand: str | None = None, seed: int = 0,
-           raise_on_failure: bool = False) -> VerifyResult:
+           raise_on_failure: bool = False, provider=None) -> VerifyResult:
     """Run `ref` and `cand` on the same preprocessed inputs and compare their logits.
 
     `data`: a data source (see densenet_deploy.data; None: a built-in source the artifacts' calibration
     metadata names, else `random`, which proves little); held-out ("val") split where the source has one.
+    `provider`: ONNX Runtime execution providers for whichever of the two runs on onnxruntime ("cpu",
+    "cuda", "tensorrt", provider names, or a comma-separated list; None: every installed one, best first).
     """
     from .data import held_out_split, load_data_for
-    from .runners import open_runner
+    from .runners import check_provider_option, open_runner
 
     if batch_size < 1:
         raise DataError(f"--batch-size must be >= 1, got {batch_size}")
+    providers = check_provider_option(provider, [(ref, backend_ref), (cand, backend_cand)])
     warnings = []
-    with open_runner(ref, backend_ref) as r, open_runner(cand, backend_cand) as c:
+    with open_runner(ref, backend_ref, providers=providers) as r, \
+            open_runner(cand, backend_cand, providers=providers) as c:
         if tuple(r.input.shape) != tuple(c.input.shape):
             raise DataError(f"{ref} takes input {r.input.shape} but {cand} takes {c.input.shape}; "
                             "they are not the same model")
+        ref_model, cand_model = (getattr(x.meta, "model", None) for x in (r, c))
+        if ref_model and cand_model and ref_model != cand_model:
+            warnings.append(f"{ref} is {ref_model} but {cand} is {cand_model} (by their metadata): different "
+                            "models do not match unless one is a fine-tune of the other")
         meta = c.meta or r.meta
         if meta is None:
             raise DataError(f"neither {ref} nor {cand} carries dnx metadata (input size, mean/std); "

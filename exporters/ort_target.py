@@ -70,7 +70,9 @@ def build_ort_deployment(onnx_path, output, optimization: str = "all", threads: 
         deployment = {"version": ort.__version__, "optimization": optimization,
                       "providers": ["CPUExecutionProvider"], "optimized_offline": True,
                       "cpu": _cpu_features() if optimization == "all" else None}
-        sidecar = write_sidecar(output, meta, onnxruntime=deployment, precision=meta.precision,
+        # the sidecar records the sha256 of the optimised model, still at `tmp` (the move keeps its bytes)
+        sidecar = write_sidecar(output, meta, artifact_file=tmp, onnxruntime=deployment,
+                                precision=meta.precision,
                                 source_onnx_sha256=sha256_file(onnx_path))
     return {"output": output, "sidecar": sidecar, "precision": meta.precision, "optimization": optimization,
             "seconds": round(seconds, 2), "parity": parity.as_dict(), "size_bytes": os.path.getsize(output)}

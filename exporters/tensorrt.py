@@ -179,7 +179,9 @@ def build_engine(onnx_path, output, *, min_batch: int = 1, opt_batch: int = 8, m
         with open(tmp, "wb") as fh:
             fh.write(bytes(plan))
         plan_meta = meta.replace(batch=lo if lo == hi else None)
-        sidecar = write_sidecar(output, plan_meta, tensorrt={"version": trt_version}, gpu=gpu, profile=profile_doc,
+        # the sidecar records the sha256 of the plan, still at `tmp` (the move keeps its bytes)
+        sidecar = write_sidecar(output, plan_meta, artifact_file=tmp, tensorrt={"version": trt_version}, gpu=gpu,
+                                profile=profile_doc,
                                 precision=meta.precision, source_onnx_sha256=sha256_file(onnx_path),
                                 builder=builder_doc)
     if cache is not None:  # the builder added its new timings to the config's cache (read it back, as trtexec does)

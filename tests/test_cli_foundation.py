@@ -12,7 +12,7 @@ from densenet_deploy.cli import cli
 
 
 def run(*args):
-    return CliRunner().invoke(cli, list(args))
+    return CliRunner().invoke(cli, list(args), prog_name="dnx")
 
 
 def test_info_json_has_params_macs_paper():
@@ -64,3 +64,31 @@ def test_zoo_name_wins_over_a_same_named_file(tmp_path, monkeypatch):
     assert run("info", "densenet_bc22_k8", "--json").exit_code == 0
     bad = run("info", "./densenet_bc22_k8")  # an explicit path means the file
     assert bad.exit_code == 2 and "not a PyTorch checkpoint" in bad.stderr
+
+
+@pytest.mark.parametrize("args, command, words", [
+    (["bench", "x", "--seconds", "0"], "dnx bench", "'--seconds'"),
+    (["verify", "a"], "dnx verify", "Missing argument 'CAND'"),
+    (["build-engine", "m.onnx", "--target", "bogus"], "dnx build-engine", "'bogus' is not one of"),
+    (["triton", "x", "--instances", "0"], "dnx triton", "'--instances'"),
+    (["export", "densenet121", "-o", "x.onnx", "--opset", "nope"], "dnx export", "'--opset'"),
+    (["verify", "a", "b", "--sed", "1"], "dnx verify", "No such option '--sed'"),
+    (["bogus"], "dnx", "No such command 'bogus'"),
+    (["--bogus"], "dnx", "No such option '--bogus'"),
+])
+def test_usage_errors_are_one_line_exit_2(args, command, words):
+    result = run(*args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Usage:" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: ") and words in result.stderr
+    assert result.stderr.rstrip().endswith(f"(see '{command} --help')")
+
+
+def test_help_version_and_bare_dnx_keep_clicks_behaviour():
+    assert run("--help").exit_code == 0 and "Usage: dnx" in run("--help").stdout
+    assert run("verify", "--help").exit_code == 0
+    version = run("--version")
+    assert version.exit_code == 0 and "dnx, version" in version.stdout
+    bare = run()  # no arguments: the group's help (click exits 2 there), not an error line
+    assert "Commands:" in bare.output and "error:" not in bare.output

@@ -118,3 +118,35 @@ def test_openvino_runner_refuses_a_checkpoint_with_a_pointer(digits_checkpoint):
 
     with pytest.raises(DnxError, match="takes an .onnx model or OpenVINO IR"):
         open_runner(digits_checkpoint, backend="openvino")
+
+
+@pytest.fixture(scope="module")
+def fixed4_onnx(tmp_path_factory):
+    """densenet_bc22_k8 exported with a fixed batch of 4 (`dnx export --batch 4`)."""
+    from exporters.onnx import export_onnx
+
+    path = tmp_path_factory.mktemp("fixed") / "fixed4.onnx"
+    export_onnx("densenet_bc22_k8", str(path), batch=4, samples=4)
+    return str(path)
+
+
+def test_batch_range_on_every_runner(tiny_onnx, fixed4_onnx):
+    with open_runner(tiny_onnx) as dynamic, open_runner(fixed4_onnx) as fixed, \
+            open_runner("densenet_bc22_k8") as eager:
+        assert dynamic.batch_range == (1, None) and eager.batch_range == (1, None)
+        assert fixed.batch_range == (4, 4) and fixed.batch_range_text() == "fixed batch 4"
+        assert dynamic.describe()["batch_range"] == [1, None]
+        # A runner with a range (what a TensorRT plan's profile gives) refuses batches outside it.
+        dynamic.batch_range = (2, 5)
+        assert dynamic.accepts_batch(2) and dynamic.accepts_batch(5) and not dynamic.accepts_batch(6)
+        for size in (1, 6):
+            with pytest.raises(DataError, match=r"batch sizes 2\.\.5, got a batch of " + str(size)):
+                dynamic.run(np.zeros((size, 3, 32, 32), np.float32))
+        assert dynamic.run(np.zeros((3, 3, 32, 32), np.float32)).shape == (3, 10)
+
+
+def test_open_runner_passes_providers_to_onnxruntime_only(tiny_onnx):
+    with open_runner(tiny_onnx, providers="cpu") as runner:
+        assert runner.providers == ["CPUExecutionProvider"]
+    with open_runner("densenet_bc22_k8", providers="cpu") as runner:  # torch: nothing to choose
+        assert runner.backend == "torch"

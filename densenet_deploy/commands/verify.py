@@ -20,10 +20,13 @@ from ..runners import BACKENDS
 @click.option("--min-centered-cosine", type=click.FloatRange(-1, 1), help="Least cosine of the centered logits.")
 @click.option("--backend-ref", type=click.Choice(BACKENDS), help="Backend for REF (default: from the artifact).")
 @click.option("--backend-cand", type=click.Choice(BACKENDS), help="Backend for CAND (default: from the artifact).")
+@click.option("--provider", metavar="EP", help="ONNX Runtime execution providers for an artifact run on onnxruntime: "
+              "cpu, cuda, tensorrt, or provider names, comma-separated (e.g. CUDAExecutionProvider) "
+              "[default: TensorRT EP, CUDA EP, CPU EP, those installed, in that order].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sample selection / random data.")
 @json_option
 def command(ref, cand, data, samples, batch_size, atol, rel_atol, max_rel_l2, min_agreement, min_centered_cosine,
-            backend_ref, backend_cand, seed, as_json):
+            backend_ref, backend_cand, provider, seed, as_json):
     """Compare CAND's logits with REF's on the same inputs.
 
     REF and CAND are zoo names, checkpoints, .onnx, .xml (OpenVINO) or .plan (TensorRT) files.
@@ -35,7 +38,7 @@ def command(ref, cand, data, samples, batch_size, atol, rel_atol, max_rel_l2, mi
 
     result = verify(ref, cand, data=data, samples=samples, batch_size=batch_size, atol=atol, rel_atol=rel_atol,
                     max_rel_l2=max_rel_l2, min_agreement=min_agreement, min_centered_cosine=min_centered_cosine,
-                    backend_ref=backend_ref, backend_cand=backend_cand, seed=seed)
+                    backend_ref=backend_ref, backend_cand=backend_cand, seed=seed, provider=provider)
     emit(result.as_dict(), as_json, str(result))
     if not result:
         raise VerificationFailed(f"{cand} does not match {ref}: {'; '.join(result.parity.failures)}", result)

@@ -40,10 +40,38 @@ def _default_backend(artifact: str) -> str:
     return backend
 
 
-def open_runner(artifact: str, backend: str | None = None, **options) -> Runner:
+def resolve_backend(artifact: str, backend: str | None = None) -> str:
+    """The backend open_runner(artifact, backend) uses."""
+    return backend or _default_backend(artifact)
+
+
+def check_provider_option(providers, artifacts_backends) -> list[str] | None:
+    """Validate `--provider` before any work: the ONNX Runtime execution providers it names (see
+    onnxruntime_runner.choose_providers: cpu, cuda, tensorrt, provider names, comma-separated) must be
+    installed, and at least one of the (artifact, backend) pairs must run on onnxruntime.
+    Returns the list to pass to open_runner(providers=...), or None when no provider was asked for."""
+    if providers is None:
+        return None
+    names = [p.strip() for p in providers.split(",")] if isinstance(providers, str) else list(providers)
+    names = [p for p in names if p]
+    if not names or names == ["auto"]:
+        return None
+    pairs = list(artifacts_backends)
+    if not any(resolve_backend(a, b) == "onnxruntime" for a, b in pairs):
+        raise DnxError(f"--provider {','.join(names)} picks ONNX Runtime execution providers, but none of "
+                       f"{', '.join(a for a, _ in pairs)} runs on the onnxruntime backend")
+    from .onnxruntime_runner import choose_providers
+
+    choose_providers(names)  # BackendUnavailableError naming the installed ones
+    return names
+
+
+def open_runner(artifact: str, backend: str | None = None, providers=None, **options) -> Runner:
     """Open a Runner for `artifact` (zoo name, checkpoint, .onnx, .xml, .plan) on `backend` (or the default:
-    by file type; a bf16 ONNX graph goes to OpenVINO, since ONNX Runtime's CPU provider cannot run it)."""
-    backend = backend or _default_backend(artifact)
+    by file type; a bf16 ONNX graph goes to OpenVINO, since ONNX Runtime's CPU provider cannot run it).
+    `providers` (ONNX Runtime execution providers, see onnxruntime_runner.choose_providers) applies to the
+    onnxruntime backend only; other backends ignore it."""
+    backend = resolve_backend(artifact, backend)
     if backend not in BACKENDS:
         raise DnxError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend != "torch" and not os.path.isfile(artifact):
@@ -55,6 +83,8 @@ def open_runner(artifact: str, backend: str | None = None, **options) -> Runner:
     if backend == "onnxruntime":
         from .onnxruntime_runner import OnnxRuntimeRunner
 
+        if providers is not None:
+            options["providers"] = providers
         return OnnxRuntimeRunner(artifact, **options)
     if backend == "openvino":
         from .openvino import OpenVinoRunner
@@ -65,4 +95,4 @@ def open_runner(artifact: str, backend: str | None = None, **options) -> Runner:
     return open_tensorrt_runner(artifact, **options)
 
 
-__all__ = ["InputSpec", "Runner", "open_runner", "backend_for", "BACKENDS"]
+__all__ = ["InputSpec", "Runner", "open_runner", "backend_for", "resolve_backend", "check_provider_option", "BACKENDS"]

@@ -26,6 +26,11 @@ class Runner(abc.ABC):
     Subclasses set `name` (artifact path or model name), `backend` (torch | onnxruntime | openvino |
     tensorrt), `precision` (fp32 | fp16 | bf16 | int8), `device` (e.g. "cpu", "cuda:0"),
     `input` (InputSpec) and `meta` (ArtifactMeta or None), and implement `_run`.
+
+    `batch_range` is (least, most) batch size the artifact runs, most None for no bound: by default
+    (1, None), or (N, N) for a fixed batch of N; a runner with another range (a TensorRT plan's
+    optimisation profile) assigns its own. run() refuses batches outside it; callers chunk and pad
+    (verify.run_all) or skip (bench) accordingly.
     """
 
     name: str
@@ -34,6 +39,35 @@ class Runner(abc.ABC):
     device: str = "cpu"
     input: InputSpec
     meta = None
+    batch_range_hint = ""  # appended to the out-of-range message, e.g. which build options set the range
+
+    @property
+    def batch_range(self) -> tuple[int, int | None]:
+        explicit = self.__dict__.get("_batch_range")
+        if explicit is not None:
+            return explicit
+        fixed = self.input.batch
+        return (int(fixed), int(fixed)) if fixed else (1, None)
+
+    @batch_range.setter
+    def batch_range(self, value) -> None:
+        lo, hi = value
+        lo, hi = max(1, int(lo)), (None if hi is None else int(hi))
+        if hi is not None and hi < lo:
+            raise ValueError(f"batch range ({lo}, {hi}) is empty")
+        self._batch_range = (lo, hi)
+
+    def accepts_batch(self, size: int) -> bool:
+        """Whether `size` lies in batch_range."""
+        lo, hi = self.batch_range
+        return lo <= size and (hi is None or size <= hi)
+
+    def batch_range_text(self) -> str:
+        """"fixed batch 8", "batch sizes 2..16" or "batch sizes 1 and up" (for messages)."""
+        lo, hi = self.batch_range
+        if lo == hi:
+            return f"fixed batch {lo}"
+        return f"batch sizes {lo}..{hi}" if hi is not None else f"batch sizes {lo} and up"
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         batch = self.check_input(batch)
@@ -47,6 +81,9 @@ class Runner(abc.ABC):
                             f"got {tuple(batch.shape)}")
         if self.input.batch is not None and batch.shape[0] != self.input.batch:
             raise DataError(f"{self.name} has a fixed batch of {self.input.batch}, got {batch.shape[0]}")
+        if not self.accepts_batch(batch.shape[0]):
+            raise DataError(f"{self.name} was built for {self.batch_range_text()}{self.batch_range_hint}, "
+                            f"got a batch of {batch.shape[0]}")
         if batch.dtype != np.float32:
             batch = batch.astype(np.float32)
         return np.ascontiguousarray(batch)
@@ -74,4 +111,5 @@ class Runner(abc.ABC):
     def describe(self) -> dict:
         return {"artifact": self.name, "backend": self.backend, "precision": self.precision,
                 "device": self.device, "input": {"name": self.input.name, "shape": list(self.input.shape),
-                                                 "batch": self.input.batch}}
+                                                 "batch": self.input.batch},
+                "batch_range": list(self.batch_range)}
