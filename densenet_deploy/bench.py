@@ -52,6 +52,7 @@ RANDOM_NOTE = ("parity was measured on random inputs, which lie far outside a tr
                "understate the parity of INT8/FP16 artifacts (a miss is marked 'unverified', not 'POOR'); pass "
                "--data SRC (e.g. --data digits) to measure parity and accuracy on real images")
 DEFAULT_SECONDS = 3.0  # per artifact and batch size, when neither seconds nor iters is given
+DEFAULT_PASSES = 5  # round-robin passes when none are asked for (at most `iters`: each needs one timed run)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,9 @@ class BenchTarget:
 def parse_batches(batch) -> tuple[int, ...]:
     """"1,8,32" or an int or a sequence -> (1, 8, 32); DnxError on anything else."""
     items = batch.split(",") if isinstance(batch, str) else ([batch] if isinstance(batch, int) else list(batch))
+    if any(not str(b).strip() for b in items) and items != [""]:  # "1,,2", "1,8,": a typo, not "1,2"
+        raise DnxError(f"--batch takes comma-separated positive integers (e.g. 1,8,32), got {batch!r} "
+                       "(an empty item)")
     try:
         values = tuple(int(str(b).strip()) for b in items if str(b).strip())
     except ValueError:
@@ -91,11 +95,13 @@ def parse_batches(batch) -> tuple[int, ...]:
 
 
 def latency_stats(seconds: list[float]) -> dict:
-    """Per-iteration latencies (s) -> ms statistics (p50/p90/p99/mean/min/max/iqr/std)."""
+    """Per-iteration latencies (s) -> ms statistics (p50/p90/p99/mean/min/max/iqr/std, and p25/p75: the
+    IQR's ends, so two artifacts' spreads can be compared)."""
     ms = np.asarray(seconds, dtype=np.float64) * 1e3
     p25, p50, p75, p90, p99 = np.percentile(ms, [25, 50, 75, 90, 99])
     return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(ms.mean()),
-            "min": float(ms.min()), "max": float(ms.max()), "iqr": float(p75 - p25), "std": float(ms.std())}
+            "min": float(ms.min()), "max": float(ms.max()), "iqr": float(p75 - p25), "std": float(ms.std()),
+            "p25": float(p25), "p75": float(p75)}
 
 
 def timed_loop(runner, batch: np.ndarray, iters: int | None = None, seconds: float | None = None) -> list[float]:
@@ -128,18 +134,19 @@ def rss_mb() -> float:
 
 
 def bench(artifacts, batch="1", seconds: float | None = None, iters: int | None = None, warmup: int = 3,
-          threads: int | None = None, backend: str | None = None, mode: str = "latency", passes: int = 5,
+          threads: int | None = None, backend: str | None = None, mode: str = "latency", passes: int | None = None,
           parity_samples: int = RANDOM_PARITY_SAMPLES, seed: int = 0, report: str | None = None,
-          progress: bool = False, data: str | None = None, samples: int | None = None) -> dict:
+          progress: bool = False, data: str | None = None, samples: int | None = None, provider=None) -> dict:
     """Bench `artifacts` (zoo names, checkpoints, .onnx, .xml, .plan; `path@backend` picks a backend).
 
     Returns {"results": [...], "skipped": [...], "env": {...}, "settings": {...}}; the first artifact
     of each model is its parity reference. `data` (a data source such as "digits"; None or "random":
     seeded random inputs) feeds the parity run, `samples` images of it (default 64 with data, else
     `parity_samples`); settings["parity_data"] says which was used. With `report`, also writes
-    report.md, results.json and a latency plot there.
+    report.md, results.json and a latency plot there. `provider`: ONNX Runtime execution providers for
+    the artifacts run on onnxruntime (see verify.verify; None: every installed one, best first).
     """
-    from .runners import open_runner
+    from .runners import check_provider_option, open_runner
 
     if not artifacts:
         raise DnxError("give at least one ARTIFACT to bench")
@@ -154,7 +161,8 @@ def bench(artifacts, batch="1", seconds: float | None = None, iters: int | None 
                        "busy), not a number of runs; give --seconds instead of --iters")
     if seconds is None and iters is None:
         seconds = DEFAULT_SECONDS
-    if (seconds is not None and seconds <= 0) or (iters is not None and iters < 1) or warmup < 0 or passes < 1:
+    if (seconds is not None and seconds <= 0) or (iters is not None and iters < 1) or warmup < 0 or (
+            passes is not None and passes < 1):
         raise DnxError("--seconds must be > 0, --iters and passes >= 1, --warmup >= 0")
     if samples is not None and samples < 1:
         raise DnxError(f"--samples must be >= 1, got {samples}")
@@ -167,17 +175,26 @@ def bench(artifacts, batch="1", seconds: float | None = None, iters: int | None 
         n_samples = samples or DEFAULT_SAMPLES
     batches = parse_batches(batch)
     targets = [a if isinstance(a, BenchTarget) else BenchTarget.parse(str(a), backend) for a in artifacts]
-    if report:
-        from .bench_report import check_report_dir
+    providers = check_provider_option(provider, [(t.artifact, t.backend) for t in targets])
+    if report:  # every report file, before any work (a report.md that is a directory fails here, not at the end)
+        from .bench_report import BENCH_REPORT_FILES, check_report_outputs
 
-        check_report_dir(report)
+        check_report_outputs(report, BENCH_REPORT_FILES)
+    notes = []
+    if passes is None:  # not asked for: DEFAULT_PASSES, fewer when --iters is smaller (no warning)
+        passes = DEFAULT_PASSES if iters is None else min(DEFAULT_PASSES, iters)
+    elif iters is not None and passes > iters:
+        # Each pass needs at least one timed run: say so instead of reporting passes that never ran.
+        notes.append(f"--passes {passes} with --iters {iters}: each pass needs one timed run, so {iters} "
+                     f"pass{'es' if iters > 1 else ''} ran")
+        log.warning("%s", notes[-1])
 
     runners, load_rss, parity_inputs = [], [], None
     try:
         for target in targets:
             before = rss_mb()
             options = {"threads": threads} if threads else {}
-            runners.append(open_runner(target.artifact, target.backend, **options))
+            runners.append(open_runner(target.artifact, target.backend, providers=providers, **options))
             load_rss.append(rss_mb() - before)
         _check_batches(runners, batches)
         parity_inputs = _load_parity_data(runners, data, n_samples, seed) if data else None
@@ -190,13 +207,17 @@ def bench(artifacts, batch="1", seconds: float | None = None, iters: int | None 
 
     result["env"] = environment(threads)
     result["settings"] = {"batches": list(batches), "seconds": seconds, "iters": iters, "warmup": warmup,
-                          "passes": passes, "mode": mode, "parity_data": data or RANDOM,
+                          "passes": min(passes, iters) if iters is not None else passes, "mode": mode,
+                          "parity_data": data or RANDOM,
                           "parity_split": held_out_split(data) if data else None, "parity_samples": n_samples,
-                          "seed": seed, "reference": targets[0].artifact}
+                          "seed": seed, "reference": targets[0].artifact, "provider": providers}
+    if iters is not None and passes > iters:
+        result["settings"]["passes_requested"] = passes
     if parity_inputs:
         result["settings"]["parity_samples"] = len(parity_inputs[0])
     if data is None and any(r["precision"] != "fp32" for r in result["results"]):
-        result["notes"] = [RANDOM_NOTE]
+        notes.append(RANDOM_NOTE)
+    result["notes"] = notes  # always present (empty when there is nothing to say)
     if report:
         from .bench_report import write_bench_report
 
@@ -205,19 +226,22 @@ def bench(artifacts, batch="1", seconds: float | None = None, iters: int | None 
 
 
 def _check_batches(runners, batches) -> None:
-    """Warn about each (artifact, batch) a fixed-batch artifact cannot run; DnxError when nothing can run."""
-    fixed = [r for r in runners if r.input.batch is not None]
-    runnable = [b for b in batches if any(r.input.batch in (None, b) for r in runners)]
+    """Warn about each (artifact, batch) outside the artifact's batch range (a fixed-batch export, a TensorRT
+    plan's --min-batch..--max-batch); DnxError when no requested batch size can run on any artifact."""
+    limited = [r for r in runners if r.batch_range != (1, None)]
+    runnable = [b for b in batches if any(r.accepts_batch(b) for r in runners)]
     if not runnable:
-        sizes = "; ".join(f"{os.path.basename(r.name)} has fixed batch {r.input.batch}" for r in fixed)
-        accepted = ",".join(str(b) for b in dict.fromkeys(r.input.batch for r in fixed))
-        raise DnxError(f"no requested batch size ({','.join(map(str, batches))}) can run: {sizes}; pass "
-                       f"--batch {accepted} or re-export with a dynamic batch (`dnx export` without --batch)")
-    for r in fixed:
-        other = [b for b in batches if b != r.input.batch]
+        sizes = "; ".join(f"{os.path.basename(r.name)} was built for {r.batch_range_text()}" for r in limited)
+        fixed = [r.input.batch for r in limited if r.input.batch is not None]
+        hint = (f"pass --batch {','.join(str(b) for b in dict.fromkeys(fixed))} or re-export with a dynamic batch "
+                "(`dnx export` without --batch)") if fixed and len(fixed) == len(limited) else \
+            "pass --batch inside those ranges, or rebuild with other --min-batch/--max-batch"
+        raise DnxError(f"no requested batch size ({','.join(map(str, batches))}) can run: {sizes}; {hint}")
+    for r in limited:
+        other = [b for b in batches if not r.accepts_batch(b)]
         if other:
-            log.warning("skipping %s at batch %s: it has fixed batch %d", os.path.basename(r.name),
-                        ",".join(map(str, other)), r.input.batch)
+            log.warning("skipping %s at batch %s: it was built for %s", os.path.basename(r.name),
+                        ",".join(map(str, other)), r.batch_range_text())
 
 
 def _load_parity_data(runners, data: str, samples: int, seed: int) -> dict:
@@ -265,9 +289,8 @@ def _measure(runners, load_rss, batches, seconds, iters, warmup, mode, passes, p
         for b in batches:
             active = []
             for i, runner in enumerate(runners):
-                if runner.input.batch is not None and runner.input.batch != b:
-                    skipped.append({"artifact": runner.name, "batch": b,
-                                    "reason": f"fixed batch {runner.input.batch}"})
+                if not runner.accepts_batch(b):
+                    skipped.append({"artifact": runner.name, "batch": b, "reason": runner.batch_range_text()})
                 else:
                     active.append(i)
             if not active:

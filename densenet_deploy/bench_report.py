@@ -10,11 +10,101 @@ import os
 log = logging.getLogger(__name__)
 
 
+BENCH_REPORT_FILES = ("results.json", "report.md", "latency_vs_batch.png")
+PAPER_REPORT_FILES = ("results.json", "report.md", "imagenet_error_vs_params_macs.png", "cifar10_error_vs_params.png")
+
+
 def check_report_dir(directory: str) -> str:
     """Create DIR if needed; fail early (before any measuring) when it cannot be written."""
     from .io import check_output_dir
 
     return check_output_dir(directory, "--report")
+
+
+def _missing_levels(directory: str) -> list[str]:
+    """The levels of `directory` that do not exist yet, deepest first (what makedirs would create)."""
+    missing, path = [], os.path.abspath(directory)
+    while not os.path.lexists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def _remove_empty(levels: list[str]) -> None:
+    for path in levels:  # deepest first; stops at the first one that is not empty
+        try:
+            os.rmdir(path)
+        except OSError:
+            return
+
+
+def check_report_outputs(directory: str, names=BENCH_REPORT_FILES) -> str:
+    """Fail early (one line, before any measuring) when DIR or any report file in it cannot be written.
+
+    Leaves the file system as it was: a directory created for the check is removed again."""
+    from .io import check_output_path
+
+    created = _missing_levels(directory)
+    try:
+        check_report_dir(directory)
+        for name in names:
+            check_output_path(os.path.join(directory, name))
+    finally:
+        _remove_empty(created)
+    return directory
+
+
+class _StagedReport:
+    """Report files written into a hidden directory inside DIR, moved into place only when all succeeded:
+    a failure leaves none of them (and no directory that this report created)."""
+
+    def __init__(self, directory: str, names):
+        import tempfile
+
+        self.directory, self.created = directory, _missing_levels(directory)
+        check_report_outputs(directory, names)
+        check_report_dir(directory)
+        try:
+            self.stage = tempfile.mkdtemp(prefix=".dnx-report-", dir=directory)
+        except OSError as exc:
+            _remove_empty(self.created)
+            from .errors import DnxError
+
+            raise DnxError(f"cannot write --report {directory}: {exc.strerror or exc}") from exc
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.stage, name)
+
+    def commit(self, files: dict) -> dict:
+        """Move every staged file over its final name; returns `files` with the final paths."""
+        final = {key: os.path.join(self.directory, os.path.basename(p)) for key, p in files.items()}
+        moved = []
+        try:
+            for key, path in files.items():
+                target = os.path.realpath(final[key])  # a symlink: replace its target, keep the link
+                os.replace(path, target)
+                moved.append(target)
+        except OSError as exc:
+            for path in moved:
+                os.unlink(path)
+            from .errors import DnxError
+
+            raise DnxError(f"cannot write the --report files in {self.directory}: {exc.strerror or exc}") from exc
+        return final
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        import shutil
+
+        shutil.rmtree(self.stage, ignore_errors=True)
+        if exc_type is not None:
+            _remove_empty(self.created)
+        return False
 
 
 def parity_flag(parity: dict) -> str:
@@ -116,12 +206,16 @@ def md_table(header: list[str], rows: list[list]) -> str:
 
 def write_bench_report(result: dict, directory: str) -> dict:
     """results.json, report.md, latency_vs_batch.png under `directory`; returns the paths written."""
+    with _StagedReport(directory, BENCH_REPORT_FILES) as staged:
+        return staged.commit(_write_bench_report(result, staged.path))
+
+
+def _write_bench_report(result: dict, path) -> dict:
     from .io import atomic_write_text
     from .plots import plot_latency_vs_batch
 
-    check_report_dir(directory)
-    files = {"json": os.path.join(directory, "results.json"), "markdown": os.path.join(directory, "report.md")}
-    png, why = try_plot(plot_latency_vs_batch, result["results"], os.path.join(directory, "latency_vs_batch.png"))
+    files = {"json": path("results.json"), "markdown": path("report.md")}
+    png, why = try_plot(plot_latency_vs_batch, result["results"], path("latency_vs_batch.png"))
     if png:
         files["latency_plot"] = png
     write_json(files["json"], {k: v for k, v in result.items() if k != "report"})
@@ -183,15 +277,19 @@ def _f(value, digits: int = 2):
 
 def write_paper_report(result: dict, directory: str) -> dict:
     """results.json, report.md and the Figure 3/4 style plots for `dnx paper --report`."""
+    with _StagedReport(directory, PAPER_REPORT_FILES) as staged:
+        return staged.commit(_write_paper_report(result, staged.path))
+
+
+def _write_paper_report(result: dict, path) -> dict:
     from .io import atomic_write_text
     from .plots import plot_cifar_error_vs_params, plot_error_vs_cost
 
-    check_report_dir(directory)
-    files = {"json": os.path.join(directory, "results.json"), "markdown": os.path.join(directory, "report.md")}
+    files = {"json": path("results.json"), "markdown": path("report.md")}
     notes = []
     for key, plot, name in (("imagenet_plot", plot_error_vs_cost, "imagenet_error_vs_params_macs.png"),
                             ("cifar_plot", plot_cifar_error_vs_params, "cifar10_error_vs_params.png")):
-        png, why = try_plot(plot, result["models"], os.path.join(directory, name))
+        png, why = try_plot(plot, result["models"], path(name))
         if png:
             files[key] = png
         else:
@@ -225,8 +323,9 @@ def format_paper_markdown(result: dict, files: dict, notes: list[str]) -> str:
                       "GMACs (measured)", "GMACs (reported)", "error % (reported)", "latency p50 ms", "IQR ms"],
                      rows), ""]
     if lat:
-        text += [f"Latency: batch {lat['batch']}, backend {lat['backend']} on this CPU, {lat['iters']} timed runs "
-                 "per model in interleaved passes (median; IQR as spread).", ""]
+        from .paper_report import latency_text
+
+        text += [f"Latency: {latency_text(lat)}.", ""]
     text += ["## Claims", "", md_table(["claim", "measured", "verdict"],
                                        [[c["claim"], c["measured"], f"**{c['verdict']}**"] for c in result["claims"]]),
              ""]

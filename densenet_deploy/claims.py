@@ -2,12 +2,17 @@
 state, each as {"claim", "measured", "verdict", "figures"} computed from measured params/MACs/latency.
 
 Verdicts: "holds", "does not hold", "consistent" (the tables bound the claim but cannot pin it down),
-and for latency "follows MACs" / "does not follow MACs".
+and for latency "follows MACs" / "does not follow MACs", or "inconclusive" when the measurement cannot
+decide: fewer than MIN_LATENCY_SAMPLES timed runs per model, overlapping IQR ranges, or a spread wide
+enough that the verdict would differ within it.
 """
 
 from __future__ import annotations
 
-from .paper_report import ERROR_TOLERANCE
+from .paper_report import ERROR_TOLERANCE, MIN_LATENCY_SAMPLES
+
+# "Follows" = latency ratio within 25 % of the MAC ratio (e.g. 0.7x MACs -> 0.53..0.88x latency).
+FOLLOWS_TOLERANCE = 0.25
 
 
 def _m(n: int) -> str:
@@ -124,12 +129,36 @@ def latency_claims(rows: dict, backend: str, batch: int) -> list[dict]:
         mac_ratio, lat_ratio = x["macs"] / y["macs"], x["latency_ms"] / y["latency_ms"]
         speed = (f"{1 / lat_ratio:.2f}x faster" if lat_ratio < 1 else f"{lat_ratio:.2f}x slower")
         fewer = "fewer" if mac_ratio < 1 else "more"
-        # "Follows" = latency ratio within 25 % of the MAC ratio (e.g. 0.7x MACs -> 0.53..0.88x latency).
-        follows = abs(lat_ratio / mac_ratio - 1) <= 0.25
+        band = ((1 - FOLLOWS_TOLERANCE) * mac_ratio, (1 + FOLLOWS_TOLERANCE) * mac_ratio)
+        follows = band[0] <= lat_ratio <= band[1]
+        (x25, x75), (y25, y75) = _iqr_range(x), _iqr_range(y)
+        low, high = x25 / y75, x75 / y25  # the latency ratio anywhere within both IQRs
+        samples = [x.get("latency_samples") or 0, y.get("latency_samples") or 0]
+        why = []
+        if min(samples) < MIN_LATENCY_SAMPLES:
+            n = min(samples)
+            why.append(f"only {n} timed run{'' if n == 1 else 's'} per model (fewer than {MIN_LATENCY_SAMPLES}), "
+                       "too few to judge the spread")
+        if x25 <= y75 and y25 <= x75:
+            why.append(f"their IQR ranges overlap ({x25:.2f}-{x75:.2f} vs {y25:.2f}-{y75:.2f} ms)")
+        elif not (band[0] <= low and high <= band[1]) and not (high < band[0] or low > band[1]):
+            why.append(f"within the IQRs the latency ratio ranges over {low:.2f}-{high:.2f}x, across the "
+                       f"'follows' band {band[0]:.2f}-{band[1]:.2f}x (MAC ratio +-{FOLLOWS_TOLERANCE:.0%})")
+        verdict = "inconclusive" if why else "follows MACs" if follows else "does not follow MACs"
         out.append(_claim(
             f"{x['paper_label']} vs {y['paper_label']}: does latency follow MACs ({where})?",
             f"{x['paper_label']} has {fewer} MACs than {y['paper_label']} ({mac_ratio:.2f}x: {_g(x['macs'])} vs "
             f"{_g(y['macs'])}), {x['params'] / y['params']:.2f}x the params, and is {speed} at {where} "
-            f"({x['latency_ms']:.2f} vs {y['latency_ms']:.2f} ms median)",
-            "follows MACs" if follows else "does not follow MACs", macs_ratio=mac_ratio, latency_ratio=lat_ratio))
+            f"({x['latency_ms']:.2f} vs {y['latency_ms']:.2f} ms median, IQR {x25:.2f}-{x75:.2f} vs "
+            f"{y25:.2f}-{y75:.2f} ms, {samples[0]} and {samples[1]} timed runs)"
+            + (f"; inconclusive: {'; '.join(why)}" if why else ""),
+            verdict, macs_ratio=mac_ratio, latency_ratio=lat_ratio, latency_ratio_iqr_range=[low, high],
+            follows_band=list(band), latency_ms=[x["latency_ms"], y["latency_ms"]],
+            latency_iqr_range_ms=[[x25, x75], [y25, y75]], samples=samples, inconclusive=bool(why), reasons=why))
     return out
+
+
+def _iqr_range(row: dict) -> tuple[float, float]:
+    """(p25, p75) of a row's latency; the median twice when the row has no spread recorded."""
+    p50 = row["latency_ms"]
+    return (row.get("latency_p25_ms", p50), row.get("latency_p75_ms", p50))

@@ -32,6 +32,11 @@ class PaperEntry:
         return {k: v for k, v in self.__dict__.items() if v not in (None, {}, ())} | {"sources": list(self.sources)}
 
 
+def _error(accuracy: float) -> float:
+    """Top-1 error % from a published accuracy %, rounded like it (100 - 76.130 = 23.87, not 23.870000000000005)."""
+    return round(100 - accuracy, 3)
+
+
 _ENTRIES = [
     # Table 1 / Table 3 (ImageNet); params and MACs from torchvision except DenseNet-264 (computed)
     PaperEntry("densenet121", "DenseNet-121", 7_978_856, 8.0, 2.834, 25.02, 7.71, 23.61, sources=(PAPER, TORCHVISION)),
@@ -40,7 +45,7 @@ _ENTRIES = [
     PaperEntry("densenet264", "DenseNet-264", 33_337_704, 33.3, 5.75, 22.15, 6.12, 20.80,
                sources=(PAPER, "computed from Table 1")),
     PaperEntry("densenet161", "DenseNet-161 (k=48; torchvision, not in the paper)", 28_681_000, 28.7, 7.728,
-               100 - 77.138, sources=(TORCHVISION,)),
+               _error(77.138), sources=(TORCHVISION,)),
     # Table 2 (CIFAR/SVHN error %, "+" = standard augmentation)
     PaperEntry("densenet40_k12", "DenseNet (L=40, k=12)", params_m=1.0,
                cifar_error={"C10": 7.00, "C10+": 5.24, "C100": 27.55, "C100+": 24.42, "SVHN": 1.79}),
@@ -55,11 +60,11 @@ _ENTRIES = [
     PaperEntry("densenet_bc190_k40", "DenseNet-BC (L=190, k=40)", params_m=25.6,
                cifar_error={"C10+": 3.46, "C100+": 17.18}),
     # Baselines quoted for the comparisons (torchvision V1 weights; Table 2 for pre-activation ResNets)
-    PaperEntry("resnet18", "ResNet-18", 11_689_512, 11.7, 1.81, 100 - 69.758, sources=(TORCHVISION,)),
-    PaperEntry("resnet34", "ResNet-34", 21_797_672, 21.8, 3.66, 100 - 73.314, sources=(TORCHVISION,)),
-    PaperEntry("resnet50", "ResNet-50", 25_557_032, 25.6, 4.09, 100 - 76.130, sources=(TORCHVISION,)),
-    PaperEntry("resnet101", "ResNet-101", 44_549_160, 44.5, 7.80, 100 - 77.374, sources=(TORCHVISION,)),
-    PaperEntry("resnet152", "ResNet-152", 60_192_808, 60.2, 11.51, 100 - 78.312, sources=(TORCHVISION,)),
+    PaperEntry("resnet18", "ResNet-18", 11_689_512, 11.7, 1.81, _error(69.758), sources=(TORCHVISION,)),
+    PaperEntry("resnet34", "ResNet-34", 21_797_672, 21.8, 3.66, _error(73.314), sources=(TORCHVISION,)),
+    PaperEntry("resnet50", "ResNet-50", 25_557_032, 25.6, 4.09, _error(76.130), sources=(TORCHVISION,)),
+    PaperEntry("resnet101", "ResNet-101", 44_549_160, 44.5, 7.80, _error(77.374), sources=(TORCHVISION,)),
+    PaperEntry("resnet152", "ResNet-152", 60_192_808, 60.2, 11.51, _error(78.312), sources=(TORCHVISION,)),
     PaperEntry("preact_resnet164", "pre-activation ResNet-164", params_m=1.7,
                cifar_error={"C10+": 5.46, "C100+": 24.33}),
     PaperEntry("preact_resnet1001", "pre-activation ResNet-1001", params_m=10.2,

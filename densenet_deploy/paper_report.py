@@ -24,6 +24,9 @@ FB_RESNET_TORCH = "fb.resnet.torch README, single-crop 224 top-1 (the Torch ResN
 FB_RESNET_TOP1 = {"resnet50": 24.01, "resnet101": 22.44, "resnet152": 22.16}
 # "Comparable error": the paper's Figure 3 treats models within a few tenths of a point as on par.
 ERROR_TOLERANCE = 0.3
+# A latency verdict needs a spread to judge by: fewer timed runs per model than this give "inconclusive".
+MIN_LATENCY_SAMPLES = 5
+PAPER_TABLE3 = "Huang et al. 2017, Table 3"
 
 
 def count_model(name: str) -> dict:
@@ -60,11 +63,18 @@ def model_row(name: str) -> dict:
            "params_ratio": paper.get("params_ratio"), "macs_ratio": paper.get("macs_ratio"),
            "params_match": paper.get("params_match"), "latency_ms": None}
     if spec.dataset == "imagenet":
+        # One figure per model, from one named source, in the row and in its `paper` block alike
+        # (torchvision's figure for the ResNets is kept beside it, named as such).
         if name in FB_RESNET_TOP1:
             row["top1_error"], row["top1_error_source"] = FB_RESNET_TOP1[name], FB_RESNET_TORCH
             row["top1_error_torchvision"] = paper.get("top1_error")
+            if paper:
+                paper["top1_error_torchvision"] = paper.get("top1_error")
+                paper["sources"] = [*paper.get("sources", []), FB_RESNET_TORCH]
         else:
-            row["top1_error"], row["top1_error_source"] = paper.get("top1_error"), "Huang et al. 2017, Table 3"
+            row["top1_error"], row["top1_error_source"] = paper.get("top1_error"), PAPER_TABLE3
+        if paper:
+            paper["top1_error"], paper["top1_error_source"] = row["top1_error"], row["top1_error_source"]
     else:
         row["cifar_error"] = dict(entry.cifar_error) if entry else {}
     if row["params_match"] is False and entry and entry.params_m is not None:
@@ -87,14 +97,15 @@ def check_paper(report: str | None = None, backend: str = "onnxruntime", batch: 
     if batch < 1 or iters < 1:
         raise DnxError("--batch and --iters must be >= 1")
     names = list(models) if models else list(IMAGENET_MODELS + CIFAR_MODELS)
-    if report:
-        from .bench_report import check_report_dir
+    if report:  # every report file, before any work
+        from .bench_report import PAPER_REPORT_FILES, check_report_outputs
 
-        check_report_dir(report)
+        check_report_outputs(report, PAPER_REPORT_FILES)
     rows = [model_row(n) for n in tqdm(names, desc="counting", disable=not progress, leave=False)]
     by_name = {r["name"]: r for r in rows}
+    passes = min(LATENCY_PASSES, iters)
     if latency:
-        _measure_latency(rows, backend, batch, iters, progress)
+        _measure_latency(rows, backend, batch, iters, passes, progress)
     from .claims import efficiency_claims, latency_claims
 
     claims = efficiency_claims(by_name)
@@ -106,7 +117,9 @@ def check_paper(report: str | None = None, backend: str = "onnxruntime", batch: 
                           "resnet_imagenet_error_alt": "torchvision IMAGENET1K_V1 acc@1 (top1_error_torchvision)",
                           "preact_resnet": "He et al., ECCV 2016, as quoted in the paper's Table 2",
                           "macs": "measured; MACs = multiply-accumulates, what the paper calls FLOPs"},
-              "latency": {"backend": backend, "batch": batch, "iters": iters} if latency else None}
+              "latency": {"backend": backend, "batch": batch, "iters": iters, "passes": passes,
+                          "min_samples_for_verdict": MIN_LATENCY_SAMPLES} if latency else None}
+    result = _rounded(result)
     if report:
         from .bench_report import write_paper_report
 
@@ -114,8 +127,33 @@ def check_paper(report: str | None = None, backend: str = "onnxruntime", batch: 
     return result
 
 
-def _measure_latency(rows, backend, batch, iters, progress) -> None:
-    """Median latency of every row's model, measured in interleaved passes (bench), one group per dataset."""
+def _rounded(value, digits: int = 4):
+    """Floats rounded for the JSON and the report (ratios, errors in %, ms): 0.4493, not 0.44925489055236956."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v, digits) for v in value]
+    return value
+
+
+def latency_text(lat: dict) -> str:
+    """What was run for the latency column, as run: '5 timed runs per model in 3 interleaved passes'."""
+    iters, passes = lat["iters"], lat.get("passes", 1)
+    runs = f"{iters} timed run{'' if iters == 1 else 's'} per model in {passes} "
+    runs += ("interleaved passes (every model once per pass, rotated order)" if passes > 1 else "pass")
+    return (f"batch {lat['batch']} on {lat['backend']} (this CPU), {runs}; median, IQR as spread. A latency "
+            f"verdict is inconclusive with fewer than {lat.get('min_samples_for_verdict', MIN_LATENCY_SAMPLES)} "
+            "timed runs per model, overlapping IQR ranges, or a spread across the verdict's boundary")
+
+
+LATENCY_PASSES = 3  # passes the --iters budget is split into (fewer when --iters is smaller)
+
+
+def _measure_latency(rows, backend, batch, iters, passes, progress) -> None:
+    """Median latency (and IQR) of every row's model, timed by bench in `passes` round-robin passes (one
+    pass: not interleaved), one group per dataset."""
     from .bench import bench
 
     with tempfile.TemporaryDirectory(prefix="dnx-paper-") as tmp:
@@ -124,11 +162,13 @@ def _measure_latency(rows, backend, batch, iters, progress) -> None:
             if not group:
                 continue
             artifacts = [_artifact(r["name"], backend, tmp, progress) for r in group]
-            result = bench(artifacts, batch=batch, iters=iters, warmup=1, passes=min(3, iters),
+            result = bench(artifacts, batch=batch, iters=iters, warmup=1, passes=passes,
                            parity_samples=batch, progress=progress)
             for r, res in zip(group, result["results"]):
                 r["latency_ms"] = res["latency_ms"]["p50"]
                 r["latency_iqr_ms"] = res["latency_ms"]["iqr"]
+                r["latency_p25_ms"], r["latency_p75_ms"] = res["latency_ms"]["p25"], res["latency_ms"]["p75"]
+                r["latency_samples"] = res["iterations"]
                 r["latency_label"] = res["label"]
             for path in artifacts:
                 if path.endswith(".onnx"):
@@ -165,6 +205,8 @@ def format_paper(result: dict) -> str:
                      f"{error:>24}{lat:>9}")
     lines += [f"  * {m['paper_label']}: {m['params_note']}" for m in result["models"] if m.get("params_note")]
     lines.append("MACs = multiply-accumulates (the paper's 'FLOPs'); errors are reported (ResNet: fb.resnet.torch).")
+    if result.get("latency"):
+        lines.append(f"Latency: {latency_text(result['latency'])}.")
     lines.append("")
     for c in result["claims"]:
         lines.append(f"[{c['verdict']}] {c['claim']}\n    {c['measured']}")

@@ -88,7 +88,8 @@ def plot_error_vs_cost(models: list[dict], path: str) -> str:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("ImageNet top-1 validation error [%] (single crop, reported)")
         ax.grid(True, alpha=0.3)
-        ax.legend()
+        if families:  # no ImageNet model in this run: no legend to draw
+            ax.legend()
     axes[0].set_title("Top-1 error vs parameters")
     axes[1].set_title("Top-1 error vs MACs")
     fig.suptitle("DenseNet vs ResNet on ImageNet (Huang et al. 2017, Figure 3 style)")

@@ -253,6 +253,17 @@ def _calib_data_refusal(target: Target, precision: str, meta, onnx_path: str) ->
             + (f" on --target {target.name}" if len(uses) < 3 else "") + "; drop it here")
 
 
+def _fixed_batch_refusal(target: Target, precision: str, meta, onnx_path: str) -> str:
+    """Why a fixed-batch export cannot take the precision step, and what this target does instead (before
+    any work; the precision step's own check, metadata.check_plain_export, cannot know the target)."""
+    step = "calibration" if precision == "int8" else f"the {precision} conversion"
+    message = (f"{onnx_path} has a fixed batch of {meta.batch}; {step} (--{precision}) takes the dynamic-batch "
+               "export (`dnx export` without --batch)")
+    if "min_batch" in target.options:
+        return message + " and the batch is fixed when building: --min-batch/--opt-batch/--max-batch"
+    return message + f"; build --target {target.name} from it, which keeps the dynamic batch axis (any batch size)"
+
+
 def _as_dict(value):
     if value is None or isinstance(value, dict):
         return value
@@ -325,6 +336,8 @@ def build_deployment(onnx_path: str, output: str, options: BuildOptions | None =
     uses_data = precision in ("int8", "fp16") or (precision == "bf16" and target.convert_precision)
     if options.calib_data and not (convert and uses_data):
         raise DnxError(_calib_data_refusal(target, precision, meta, onnx_path))
+    if meta.batch is not None and (calibrates or (convert and target.convert_precision)):
+        raise ArtifactError(_fixed_batch_refusal(target, precision, meta, onnx_path))
     target.preflight(options)
 
     start = time.perf_counter()

@@ -137,7 +137,7 @@ def test_bench_parity_on_real_data(digits_onnx, digits_int8):
     assert p["samples"] == 64 and p["rel_l2"] < 0.1 and p["top1_agreement"] >= 0.98
     assert p["ok"] and p["status"] == "ok"
     assert ref["accuracy"] > 0.8 and abs(int8["accuracy"] - ref["accuracy"]) <= 0.05
-    assert "notes" not in doc
+    assert doc["notes"] == []  # always present (README lists it), empty here
 
 
 def test_bench_random_parity_is_labelled_and_points_to_data(digits_onnx, digits_int8):
@@ -226,3 +226,108 @@ def test_bench_footer_calls_agreement_weak_only_on_random_inputs(digits_onnx, tm
                    report=str(tmp_path / "random"))
     assert "on random inputs top-1 agreement proves little" in format_table(random)
     assert "on random inputs top-1 agreement proves little" in (tmp_path / "random" / "report.md").read_text()
+
+
+def test_bench_report_outputs_are_checked_before_benching(tiny_onnx, tmp_path):
+    """A report path that cannot be written fails in one line before any timing, leaving nothing behind."""
+    report = tmp_path / "rep"
+    (report / "report.md").mkdir(parents=True)
+    out = CliRunner().invoke(cli, ["bench", tiny_onnx, "--iters", "2", "--warmup", "0", "--report", str(report)])
+    assert out.exit_code == 2, out.output
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "report.md" in lines[0]
+    assert sorted(p.name for p in report.iterdir()) == ["report.md"]  # no results.json, no plot
+    # A run that fails for another reason does not leave the (new) report directory behind either.
+    fresh = tmp_path / "new" / "report"
+    out = CliRunner().invoke(cli, ["bench", str(tmp_path / "missing.onnx"), "--iters", "1", "--report", str(fresh)])
+    assert out.exit_code == 2 and "no such file" in out.output
+    assert not (tmp_path / "new").exists()
+
+
+def test_bench_report_write_failure_leaves_no_report_files(bench_json, tmp_path):
+    import copy
+
+    from densenet_deploy.bench_report import write_bench_report
+
+    doc, _ = bench_json
+    broken = copy.deepcopy(doc)
+    del broken["results"][0]["peak_rss_mb"]  # the plot and results.json are fine; report.md cannot be written
+    report = tmp_path / "report"
+    with pytest.raises(KeyError):
+        write_bench_report(broken, str(report))
+    assert not report.exists() or list(report.iterdir()) == []
+    written = write_bench_report(doc, str(report))
+    assert sorted(p.name for p in report.iterdir()) == sorted(
+        {"results.json", "report.md"} | ({"latency_vs_batch.png"} if "latency_plot" in written else set()))
+
+
+def test_bench_refuses_empty_batch_items_and_says_when_passes_are_capped(tiny_onnx, caplog):
+    for batch in ("1,,2", "1,2,", ","):
+        out = CliRunner().invoke(cli, ["bench", tiny_onnx, "--batch", batch, "--iters", "1"])
+        assert out.exit_code == 2, (batch, out.output)
+        lines = out.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: --batch") and "empty" in lines[0]
+    with caplog.at_level("WARNING", logger="densenet_deploy.bench"):
+        result = bench([tiny_onnx], batch="1", iters=2, passes=5, warmup=0, threads=1)
+    # Each pass needs one timed run: --iters 2 runs 2 passes, and the result says so instead of "5".
+    assert result["settings"]["passes"] == 2 and result["settings"]["passes_requested"] == 5
+    assert len(result["results"][0]["pass_p50_ms"]) == 2
+    assert any("--passes 5" in n and "2 passes" in n for n in result["notes"])
+    assert any("--passes 5" in r.getMessage() for r in caplog.records)
+    # Without --passes the default (5) quietly becomes --iters when that is smaller: nothing was asked for.
+    plain = bench([tiny_onnx], batch="1", iters=2, warmup=0, threads=1)
+    assert plain["notes"] == [] and "passes_requested" not in plain["settings"] and plain["settings"]["passes"] == 2
+
+
+def test_bench_skips_batches_outside_a_runner_batch_range(tiny_onnx, caplog):
+    # What a TensorRT plan built with --min-batch 2 --max-batch 4 looks like to bench: a batch range.
+    from densenet_deploy.bench import _check_batches, _measure
+    from densenet_deploy.runners import open_runner
+
+    with open_runner(tiny_onnx, threads=1) as runner:
+        runner.batch_range = (2, 4)
+        with pytest.raises(DnxError, match=r"no requested batch size \(1,8\) can run: .* batch sizes 2\.\.4"):
+            _check_batches([runner], (1, 8))
+        with caplog.at_level("WARNING", logger="densenet_deploy.bench"):
+            _check_batches([runner], (1, 2, 8))
+        assert any("batch 1,8" in r.getMessage() and "batch sizes 2..4" in r.getMessage() for r in caplog.records)
+        result = _measure([runner], [0.0], (1, 2, 8), None, 1, 0, "latency", 1, 3, 0, False)
+    assert [r["batch"] for r in result["results"]] == [2]
+    assert result["skipped"] == [{"artifact": tiny_onnx, "batch": b, "reason": "batch sizes 2..4"} for b in (1, 8)]
+
+
+def test_bench_provider_option(tiny_onnx):
+    import onnxruntime as ort
+
+    out = CliRunner().invoke(cli, ["bench", tiny_onnx, "--provider", "cpu", "--iters", "1", "--passes", "1",
+                                   "--warmup", "0", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["settings"]["provider"] == ["cpu"]
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has the CUDA EP")
+    refused = CliRunner().invoke(cli, ["bench", tiny_onnx, "--provider", "cuda", "--iters", "1"])
+    assert refused.exit_code == 2 and refused.stdout == "" and refused.stderr.count("\n") == 1
+    assert "CUDAExecutionProvider is not available" in refused.stderr and "CPUExecutionProvider" in refused.stderr
+
+
+def test_build_engine_fixed_batch_refusal_gives_advice_for_the_target(tmp_path):
+    """(build-engine, kept with the bench tests of fixed-batch exports) The refusal of a fixed-batch export
+    for a precision step names what the chosen target can do: only TensorRT has --min/--opt/--max-batch."""
+    from exporters.onnx import export_onnx
+
+    fixed = tmp_path / "fixed2.onnx"
+    export_onnx("densenet_bc22_k8", str(fixed), batch=2, samples=2)
+    runner = CliRunner()
+    cases = ((["--target", "onnxruntime", "--fp16"], "m.ort.onnx"),
+             (["--target", "onnxruntime", "--int8", "--calib-data", "random"], "m.ort.onnx"),
+             (["--target", "openvino", "--int8", "--recipe", "qdq", "--calib-data", "random"], "m.xml"))
+    for options, name in cases:
+        out = runner.invoke(cli, ["build-engine", str(fixed), *options, "-o", str(tmp_path / name)])
+        assert out.exit_code == 2, (options, out.output)
+        lines = out.output.strip().splitlines()
+        assert len(lines) == 1 and "fixed batch of 2" in lines[0] and "dynamic-batch export" in lines[0], lines
+        assert "--min-batch" not in lines[0] and "--max-batch" not in lines[0], lines[0]
+        assert not (tmp_path / name).exists()
+    out = runner.invoke(cli, ["build-engine", str(fixed), "--target", "tensorrt", "--fp16", "-o",
+                              str(tmp_path / "m.plan")])
+    assert out.exit_code == 2 and "fixed batch of 2" in out.output and "--min-batch" in out.output, out.output

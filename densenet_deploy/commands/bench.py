@@ -16,10 +16,15 @@ from ..cli import emit, json_option
 @click.option("--threads", type=click.IntRange(1), help="Intra-op threads for every backend [default: backend's].")
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime", "openvino", "tensorrt"]),
               help="Backend for every artifact [default: from the file type]; ARTIFACT@BACKEND sets one.")
+@click.option("--provider", metavar="EP", help="ONNX Runtime execution providers for artifacts run on onnxruntime: "
+              "cpu, cuda, tensorrt, or provider names, comma-separated (e.g. CUDAExecutionProvider) "
+              "[default: TensorRT EP, CUDA EP, CPU EP, those installed, in that order].")
 @click.option("--mode", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True,
               help="throughput: asynchronous, all streams busy, on runners that support it (OpenVINO).")
-@click.option("--passes", type=click.IntRange(1), default=5, show_default=True,
-              help="Round-robin passes the budget is split into, so machine noise hits every artifact alike.")
+@click.option("--passes", type=click.IntRange(1),
+              help="Round-robin passes the budget is split into, so machine noise hits every artifact alike "
+                   "[default: 5, or --iters if smaller; each pass needs one timed run: more than --iters is a "
+                   "warning].")
 @click.option("--data", metavar="SRC",
               help="Parity inputs: a data source (digits, cifar10:DIR, an image directory, .npy/.npz; held-out "
                    "split where there is one), which also gives accuracy [default: seeded random inputs].")
@@ -27,7 +32,7 @@ from ..cli import emit, json_option
               help="Parity inputs per artifact and batch [default: 64 with --data, else 8].")
 @click.option("--report", type=click.Path(file_okay=False), help="Write report.md, results.json and plots here.")
 @json_option
-def command(artifacts, batch, seconds, iters, warmup, threads, backend, mode, passes, data, samples, report,
+def command(artifacts, batch, seconds, iters, warmup, threads, backend, provider, mode, passes, data, samples, report,
             as_json):
     """Time ARTIFACTs (zoo names, checkpoints, .onnx, .xml, .plan) side by side.
 
@@ -40,8 +45,8 @@ def command(artifacts, batch, seconds, iters, warmup, threads, backend, mode, pa
     from ..cli import progress_enabled
 
     result = bench(list(artifacts), batch=batch, seconds=seconds, iters=iters, warmup=warmup, threads=threads,
-                   backend=backend, mode=mode, passes=passes, data=data, samples=samples, report=report,
-                   progress=progress_enabled(as_json))
+                   backend=backend, provider=provider, mode=mode, passes=passes, data=data, samples=samples,
+                   report=report, progress=progress_enabled(as_json))
     text = format_table(result)
     if result.get("report"):
         text += "\nreport: " + ", ".join(result["report"].values())
