@@ -128,8 +128,10 @@ def _align_names(data: Dataset, meta) -> tuple[Dataset, bool]:
         return data, False  # one folder per class, sorted: the usual ImageFolder numbering
     else:
         unknown = [n for n in names if not model_labels or n not in model_labels][:3]
-        log.warning("%s: class names %s do not match the model's %s; reporting no accuracy",
-                    data.source, unknown, "labels" if model_labels else f"{meta.num_classes} classes")
+        what = "labels" if model_labels else f"{meta.num_classes} classes"
+        formats.warn_once(("class names", data.source, tuple(unknown), what),
+                          "%s: class names %s do not match the model's %s; reporting no accuracy",
+                          data.source, unknown, what)
         return dataclasses.replace(data, labels=None, label_names=None), True
     # Labels index the source's own names; one without a name (e.g. 2 with names ['0', '1'], or -1,
     # which NumPy would read from the end) cannot be mapped and counts as wrong (-1).
@@ -298,17 +300,48 @@ def _split_folders(src) -> dict | None:
     return folders if all(os.path.isdir(f) for f in folders.values()) else None
 
 
+def remap_labels(labels: np.ndarray | None, names: list[str] | None, to_names: list[str] | None,
+                 source: str) -> np.ndarray | None:
+    """Labels that index `names` (a held-out split's own class folders, sorted) re-expressed as indices
+    into `to_names` (the training split's classes), matched by name: val/ holding only `dog` must label
+    it with train's `dog` index, not 0. A held-out class that training never saw is a DataError."""
+    if labels is None or not names or not to_names or list(names) == list(to_names):
+        return labels
+    used = [names[i] for i in np.unique(labels) if 0 <= i < len(names)]
+    unknown = [n for n in used if n not in to_names]
+    if unknown:
+        raise DataError(f"{source}: class folder(s) {', '.join(unknown)} are not among the training split's "
+                        f"classes ({', '.join(to_names)}); held-out classes must also be in train/")
+    index = np.asarray([to_names.index(n) if n in to_names else -1 for n in names], dtype=np.int64)
+    return index[np.asarray(labels, dtype=np.int64)]
+
+
+def _train_names(folders: dict, input_size) -> list[str] | None:
+    """The class folder names of a split layout's train/ (listing only, nothing decoded)."""
+    return open_source(folders["train"], input_size).label_names
+
+
 def _materialise(src, input_size, split, limit, seed, progress):
     folders = _split_folders(src)
-    if folders and split in folders:
+    if folders and split == "train":
         return _materialise(folders[split], input_size, "all", limit, seed, progress)
-    if folders:  # "all": both halves, which must name the same classes
+    if folders and split == "val":  # val/ takes train/'s class indices by name
+        source, images, labels, skipped, digest = _materialise(folders[split], input_size, "all", limit, seed,
+                                                               progress)
+        names = _train_names(folders, input_size)
+        if labels is not None and names:
+            labels = remap_labels(labels, source.label_names, names, folders["val"])
+            source = dataclasses.replace(source, label_names=list(names))
+        return source, images, labels, skipped, digest
+    if folders:  # "all": both halves, val/ numbered by train/'s class names
         parts = [_materialise(folders[s], input_size, "all", None, seed, progress) for s in ("train", "val")]
-        if parts[0][0].label_names != parts[1][0].label_names:
-            raise DataError(f"{src}: train/ and val/ hold different class folders "
-                            f"({parts[0][0].label_names} vs {parts[1][0].label_names})")
+        if (parts[0][2] is None) != (parts[1][2] is None):
+            raise DataError(f"{src}: only one of train/ and val/ has class folders; give both or neither")
         images = np.concatenate([p[1] for p in parts])
-        labels = np.concatenate([p[2] for p in parts]) if parts[0][2] is not None else None
+        labels = None
+        if parts[0][2] is not None:
+            val_labels = remap_labels(parts[1][2], parts[1][0].label_names, parts[0][0].label_names, folders["val"])
+            labels = np.concatenate([parts[0][2], val_labels])
         if limit is not None and limit < len(images):
             keep = np.sort(np.random.default_rng(seed).permutation(len(images))[:limit])
             images, labels = images[keep], (labels[keep] if labels is not None else None)
@@ -357,4 +390,4 @@ def _check_stats(mean, std, channels: int):
 
 
 __all__ = ["Dataset", "RawDataset", "load_data", "load_data_for", "load_raw", "channel_stats", "normalize",
-           "preprocess_image", "iter_batches", "open_source", "select_indices", "SPLITS"]
+           "preprocess_image", "iter_batches", "open_source", "select_indices", "remap_labels", "SPLITS"]

@@ -346,17 +346,26 @@ def _uint8_source(images, labels, label_names, input_size, digest, splits, kind)
 
 
 # --- SVHN (.mat) ----------------------------------------------------------------------------------
+SVHN_HELD_OUT = 6000  # Section 4.2: 6,000 training images held out for validation
+
+
 def read_svhn(path: str, input_size) -> RawSource:
+    """SVHN format 2 as the paper uses it: train_32x32.mat + extra_32x32.mat are the training set, and
+    6,000 images of train_32x32.mat (a fixed permutation; 20 % of a file under 30,000 images) are held
+    out as the "val" split. test_32x32.mat is not read (it is the test set, not validation)."""
     from .deps import require
 
     sio = require("scipy.io", purpose="reading SVHN .mat files")
     if not os.path.isdir(path):
-        raise DataError(f"{path}: no such directory (expected train_32x32.mat and test_32x32.mat)")
-    chunks, labels, splits, digest, start = [], [], {}, hashlib.sha256(), 0
-    for split, name in (("train", "train_32x32.mat"), ("val", "test_32x32.mat")):
+        raise DataError(f"{path}: no such directory (expected train_32x32.mat and extra_32x32.mat)")
+    chunks, labels, digest = [], [], hashlib.sha256()
+    for name in ("train_32x32.mat", "extra_32x32.mat"):
         file = os.path.join(path, name)
         if not os.path.isfile(file):
-            raise DataError(f"{file}: no such file (expected the SVHN format-2 .mat files in {path})")
+            if name == "train_32x32.mat":
+                raise DataError(f"{file}: no such file (expected the SVHN format-2 .mat files in {path})")
+            log.warning("%s: no such file; training on train_32x32.mat only (the paper adds the extra set)", file)
+            continue
         try:
             mat = sio.loadmat(file)
         except Exception as exc:
@@ -368,8 +377,12 @@ def read_svhn(path: str, input_size) -> RawSource:
         chunks.append(np.ascontiguousarray(x.transpose(3, 2, 0, 1)).astype(np.uint8))
         lab = y.reshape(-1).astype(np.int64)
         labels.append(np.where(lab == 10, 0, lab))  # SVHN stores digit 0 as label 10
-        splits[split] = np.arange(start, start + len(lab))
-        start += len(lab)
+    n_train, total = len(labels[0]), sum(len(lab) for lab in labels)
+    n_val = SVHN_HELD_OUT if n_train >= 5 * SVHN_HELD_OUT else int(round(n_train * VAL_FRACTION))
+    n_val = min(max(n_val, 1), n_train - 1) if n_train > 1 else 0
+    perm = np.random.default_rng(0).permutation(n_train)
+    splits = {"val": np.sort(perm[:n_val]),
+              "train": np.concatenate([np.sort(perm[n_val:]), np.arange(n_train, total)])}
     return _uint8_source(np.concatenate(chunks), np.concatenate(labels), [str(i) for i in range(10)],
                          input_size, digest.hexdigest(), splits, "svhn")
 
@@ -381,10 +394,23 @@ RANDOM_COUNT = 64
 _warned_random = False  # the warning below is said once per command (the CLI resets it per command)
 
 
+_said: set = set()  # keys of warn_once warnings already said in this command
+
+
 def reset_warnings() -> None:
     """Let once-per-command warnings be said again (the CLI calls this when a command starts)."""
     global _warned_random
     _warned_random = False
+    _said.clear()
+
+
+def warn_once(key, msg: str, *args) -> None:
+    """log.warning(msg, *args) unless a warning with this key was already said in this command (a command
+    that loads the same data twice, e.g. for two checks, says it once)."""
+    if key in _said:
+        return
+    _said.add(key)
+    logging.getLogger("densenet_deploy.data").warning(msg, *args)
 
 
 def read_random(input_size, count: int, seed: int) -> RawSource:

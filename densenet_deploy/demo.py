@@ -149,6 +149,9 @@ def _run_stages(workdir, given, checkpoint, epochs, bench_seconds, calib_samples
                 use_tensorrt, threads, progress, say, started) -> DemoResult:
     path = lambda name: os.path.join(workdir, name)  # noqa: E731
 
+    removed = _remove_stale(workdir, keep=checkpoint)
+    if removed:
+        say(f"removed {len(removed)} artifact(s) of an earlier run: {', '.join(removed)}")
     stages: list[Stage] = []
     ckpt, train_doc, torch_stage = _train_stage(workdir, given, epochs, threads, progress, say)
     stages.append(torch_stage)
@@ -208,6 +211,29 @@ def _run_stages(workdir, given, checkpoint, epochs, bench_seconds, calib_samples
 
     result.report = write_demo_report(result, workdir)
     return result
+
+
+# Every file a demo run may write into WORKDIR besides its report (which each run rewrites).
+ARTIFACTS = ("model.pt", "model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.ort.onnx", "model.xml",
+             "model.bin", "model.int8.xml", "model.int8.bin", "model.plan", "model.fp16.plan", "model.int8.plan",
+             "demo.png")
+
+
+def _remove_stale(workdir: str, keep: str | None = None) -> list[str]:
+    """Remove the artifacts an earlier run left in WORKDIR, so that what is there afterwards is exactly
+    what this run made: a rerun with --no-openvino must not leave the old model.xml beside a report that
+    says OpenVINO was skipped (nor a failed stage point at the last run's file). `keep`: the --checkpoint,
+    which may be an earlier run's model.pt. Returns the names removed."""
+    keep_path = os.path.abspath(keep) if keep else None
+    removed = []
+    from .metadata import SIDECAR_SUFFIX
+
+    for name in [n for a in ARTIFACTS for n in (a, a + SIDECAR_SUFFIX)]:  # each with its JSON sidecar
+        path = os.path.join(workdir, name)
+        if os.path.isfile(path) and os.path.abspath(path) not in (keep_path, (keep_path or "") + SIDECAR_SUFFIX):
+            os.remove(path)
+            removed.append(name)
+    return removed
 
 
 # --- availability ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -127,6 +128,13 @@ def _run(recipe: Recipe, saved: dict | None, output: str, progress: bool, starte
         bar = tqdm(total=len(x_train), desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="img",
                    disable=not progress, dynamic_ncols=True)
         loss, acc = _train_epoch(model, optimizer, x_train, y_train, recipe, generator, bar)
+        if _diverged(loss) or not _finite_weights(model):
+            bar.close()
+            kept = (f"{output} keeps epoch {epoch}, the last good one" if epoch > start
+                    or (saved and os.path.abspath(output) == saved["_path"]) else "nothing written")
+            what = "non-finite" if not math.isfinite(loss) else f"{loss:.3g}"
+            raise DnxError(f"training diverged: the loss became {what} in epoch {epoch + 1} at lr {lr:g}; "
+                           f"{kept}. Try a lower --lr (e.g. {recipe.lr / 10:g})")
         val = evaluate(model, data.val_images, data.val_labels, eval_batch_size)
         # The finished bar stays on screen as the epoch's record, validation accuracy included.
         bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.4f}", val_acc="n/a" if val is None else f"{val:.4f}")
@@ -173,15 +181,35 @@ def _train_epoch(model, optimizer, x, y, recipe: Recipe, generator, bar):
             xb = augment(xb, generator)
         logits = model(xb)
         loss = F.cross_entropy(logits, yb)
+        step_loss = float(loss.detach())
+        if _diverged(step_loss):  # stop before the step spreads NaN (or worse) into the weights
+            return step_loss, correct / max(seen, 1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total_loss += float(loss.detach()) * len(idx)
+        total_loss += step_loss * len(idx)
         correct += int((logits.detach().argmax(1) == yb).sum())
         seen += len(idx)
         bar.update(len(idx))
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
     return total_loss / max(seen, 1), correct / max(seen, 1)
+
+
+# A cross-entropy this large means logits ~10,000 apart: the weights have blown up (chance level is ln C,
+# about 2.3 for 10 classes, 6.9 for 1000), and NaN follows within steps, or batch norm hides it as huge losses.
+DIVERGED_LOSS = 1e4
+
+
+def _diverged(loss: float) -> bool:
+    return not math.isfinite(loss) or loss > DIVERGED_LOSS
+
+
+def _finite_weights(model) -> bool:
+    """Whether every parameter and buffer is finite (an overflowing step can leave NaN behind)."""
+    import torch
+
+    return all(bool(torch.isfinite(t).all()) for t in list(model.parameters()) + list(model.buffers())
+               if t.is_floating_point())
 
 
 def augment(batch, generator):
@@ -246,8 +274,9 @@ def data_sources(recipe: Recipe) -> tuple[str, str, str, str]:
 
 
 def prepare_data(recipe: Recipe, saved: dict | None = None) -> TrainData:
-    """Load train/val images, normalise both with the training split's per-channel statistics."""
-    from .data import channel_stats, load_raw, normalize
+    """Load train/val images, normalise both with the training split's per-channel statistics (SVHN: none
+    beyond /255, as in the paper)."""
+    from .data import channel_stats, load_raw, normalize, remap_labels
 
     size = (recipe.in_channels, recipe.input_size, recipe.input_size)
     train_src, train_split, val_src, val_split = data_sources(recipe)
@@ -255,10 +284,15 @@ def prepare_data(recipe: Recipe, saved: dict | None = None) -> TrainData:
     if train.labels is None:
         raise DnxError(f"{train_src}: training needs labels (class subfolders), found loose images only")
     val = load_raw(val_src, size, split=val_split, limit=recipe.val_limit, seed=recipe.seed)
+    # val/ numbers its own class folders; express them as the training split's class indices by name.
+    val = dataclasses.replace(val, labels=remap_labels(val.labels, val.label_names, train.label_names, val_src),
+                              label_names=train.label_names if val.labels is not None else val.label_names)
     if saved:  # exact continuation needs the exact normalisation (and ideally the same data)
         mean, std = tuple(saved["mean"]), tuple(saved["std"])
         if saved["extra"].get("data_fingerprint") != train.fingerprint:
             log.warning("the training data differ from the checkpoint's; the resumed run will not be exact")
+    elif base_dataset(recipe.dataset) == "svhn":  # Section 4.2: SVHN pixels are only divided by 255
+        mean, std = (0.0,) * recipe.in_channels, (1.0,) * recipe.in_channels
     else:
         mean, std = channel_stats(train.images)
     names = train.label_names or [str(i) for i in range(int(train.labels.max()) + 1)]

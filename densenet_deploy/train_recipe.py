@@ -29,8 +29,8 @@ class TrainOptions:
     momentum: float = 0.9  # Nesterov, no dampening
     nesterov: bool = True
     weight_decay: float = 1e-4
-    dropout: float | None = None  # 0.2 without augmentation, else 0
-    augment: bool | None = None  # translation + mirroring; default: on for the "+" datasets
+    dropout: float | None = None  # 0.2 without augmentation (CIFAR/SVHN), else 0; ImageNet-style always 0
+    augment: bool | None = None  # translation + mirroring; default: on for the "+" datasets and ImageNet-style
     input_size: int | None = None  # square side; default: the model's (32 CIFAR-style, 224 ImageNet)
     in_channels: int | None = None  # default: the data's (digits 1, others 3)
     limit: int | None = None  # train on a seeded subset of this many images (quick runs)
@@ -97,6 +97,9 @@ def resolve(options: TrainOptions) -> Recipe:
     base = base_dataset(dataset)
     if base in ("cifar10", "cifar100", "svhn", "imagefolder") and not options.data_dir:
         raise DnxError(f"dataset {dataset} needs --data-dir (the directory holding its files)")
+    if base == "digits" and options.data_dir:
+        raise DnxError(f"--data-dir {options.data_dir}: dataset digits is built in (scikit-learn) and reads no "
+                       "directory; drop --data-dir, or use --dataset imagefolder for a folder of images")
     if options.data_dir and not os.path.isdir(options.data_dir):
         raise DnxError(f"--data-dir {options.data_dir}: no such directory")
     spec = get_spec(options.model)
@@ -116,8 +119,10 @@ def resolve(options: TrainOptions) -> Recipe:
         log.warning("lr schedule: the paper's %d-epoch recipe divides the lr by 10 at epochs %s; this %d-epoch "
                     "run ends before the first drop (pass --milestones to decay within the run)",
                     nominal, ", ".join(map(str, milestones)), epochs)
-    augment = options.augment if options.augment is not None else dataset.endswith("+")
-    dropout = options.dropout if options.dropout is not None else (0.0 if augment else 0.2)
+    # Section 4.2: the "+" datasets and ImageNet train with standard augmentation; dropout 0.2 is only for
+    # CIFAR/SVHN without augmentation (ImageNet never uses dropout, even with --no-augment).
+    augment = options.augment if options.augment is not None else (dataset.endswith("+") or imagenet_style)
+    dropout = options.dropout if options.dropout is not None else (0.0 if augment or imagenet_style else 0.2)
     natural_channels = 1 if base == "digits" else 3
     recipe = Recipe(
         model=spec.name, dataset=dataset, data_dir=os.path.abspath(options.data_dir) if options.data_dir else None,

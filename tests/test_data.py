@@ -269,18 +269,39 @@ def test_cifar_errors(tmp_path):
         load_raw(f"cifar10:{tmp_path / 'nope'}", (3, 32, 32))
 
 
-def test_svhn_mat_files(tmp_path):
+def write_svhn(root, counts=(("train_32x32.mat", 10), ("extra_32x32.mat", 5), ("test_32x32.mat", 3))):
+    """Tiny SVHN format-2 .mat files; file k's labels are all k+1 (so a split's origin shows in its labels)."""
     sio = pytest.importorskip("scipy.io", reason="scipy (extra 'demo') reads SVHN .mat files")
     rng = np.random.default_rng(0)
-    for name, n in (("train_32x32.mat", 5), ("test_32x32.mat", 3)):
-        sio.savemat(tmp_path / name, {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
-                                      "y": np.array([[10], [1], [2], [3], [4]][:n], dtype=np.uint8)})
+    for k, (name, n) in enumerate(counts):
+        sio.savemat(os.path.join(root, name), {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
+                                               "y": np.full((n, 1), k + 1, dtype=np.uint8)})
+
+
+def test_svhn_mat_files(tmp_path, caplog):
+    """The paper's SVHN: train + extra for training, held-out images of train as val, test not used."""
+    write_svhn(tmp_path)
     train = load_raw(f"svhn:{tmp_path}", (3, 32, 32), split="train")
     val = load_raw(f"svhn:{tmp_path}", (3, 32, 32), split="val")
-    assert list(train.labels) == [0, 1, 2, 3, 4] and list(val.labels) == [0, 1, 2]
-    os.remove(tmp_path / "test_32x32.mat")
-    with pytest.raises(DataError, match="test_32x32.mat: no such file"):
+    # 20 % of a small train file (6,000 of the real one) is held out; every extra image trains.
+    assert (len(train), len(val)) == (8 + 5, 2)
+    assert sorted(train.labels.tolist()) == [1] * 8 + [2] * 5 and val.labels.tolist() == [1, 1]
+    assert 3 not in train.labels and 3 not in val.labels  # test_32x32.mat is the test set, never read
+    os.remove(tmp_path / "extra_32x32.mat")
+    with caplog.at_level(logging.WARNING):
+        assert len(load_raw(f"svhn:{tmp_path}", (3, 32, 32), split="train")) == 8
+    assert "extra_32x32.mat: no such file" in caplog.text
+    os.remove(tmp_path / "train_32x32.mat")
+    with pytest.raises(DataError, match="train_32x32.mat: no such file"):
         load_raw(f"svhn:{tmp_path}", (3, 32, 32))
+
+
+def test_svhn_labels_10_mean_digit_0(tmp_path):
+    sio = pytest.importorskip("scipy.io", reason="scipy (extra 'demo') reads SVHN .mat files")
+    sio.savemat(tmp_path / "train_32x32.mat", {"X": np.zeros((32, 32, 3, 5), dtype=np.uint8),
+                                               "y": np.array([[10], [1], [2], [3], [4]], dtype=np.uint8)})
+    both = load_raw(f"svhn:{tmp_path}", (3, 32, 32), split="all")
+    assert both.labels.tolist() == [0, 1, 2, 3, 4]
 
 
 # --- random and the rest ---------------------------------------------------------------------------
@@ -371,6 +392,30 @@ def test_class_folders_take_the_models_class_indices(tmp_path):
     assert foreign.labels is None  # names that match nothing: no accuracy rather than a wrong one
 
 
+def test_class_names_mismatch_warns_once_per_command(tmp_path, caplog):
+    """A command that loads the same data twice (two checks) says the mismatch once; the next command again."""
+    from PIL import Image
+
+    from densenet_deploy import data_formats
+    from densenet_deploy.metadata import ArtifactMeta
+
+    for name in ("cat", "dog"):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        Image.new("L", (8, 8), 0 if name == "cat" else 255).save(tmp_path / "pets" / name / "0.png")
+    meta = ArtifactMeta(model="m", num_classes=10, input_size=(1, 8, 8), mean=(0.5,), std=(0.5,),
+                        labels=[str(i) for i in range(10)])
+    data_formats.reset_warnings()  # what the CLI does when a command starts
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):
+            assert load_data_for(str(tmp_path / "pets"), meta).labels is None
+    assert caplog.text.count("do not match") == 1
+    caplog.clear()
+    data_formats.reset_warnings()
+    with caplog.at_level(logging.WARNING):
+        load_data_for(str(tmp_path / "pets"), meta)
+    assert caplog.text.count("do not match") == 1
+
+
 def test_train_val_folder_layout_gives_its_own_split(tmp_path):
     """DIR/train and DIR/val (what `dnx train --dataset imagefolder` reads) are the splits, not classes."""
     from PIL import Image
@@ -390,6 +435,28 @@ def test_train_val_folder_layout_gives_its_own_split(tmp_path):
     train, val, both = (load_data(*args, split=s) for s in ("train", "val", "all"))
     assert (len(train), len(val), len(both)) == (10, 6, 16)
     assert train.label_names == val.label_names == ["1", "2"]
+
+
+def test_val_folder_takes_train_class_indices_by_name(tmp_path):
+    """val/ holding only some of train/'s classes keeps train's numbering; an unknown class is refused."""
+    from PIL import Image
+
+    for split, classes in (("train", ("cat", "dog")), ("val", ("dog",))):
+        for name in classes:
+            folder = tmp_path / "tv" / split / name
+            folder.mkdir(parents=True)
+            for i in range(2):
+                Image.new("L", (8, 8), 255 if name == "dog" else 0).save(folder / f"{i}.png")
+    args = (str(tmp_path / "tv"), (1, 8, 8), (0.5,), (0.5,))
+    val, both = load_data(*args, split="val"), load_data(*args, split="all")
+    assert val.label_names == ["cat", "dog"] and list(val.labels) == [1, 1]
+    assert list(both.labels) == [0, 0, 1, 1, 1, 1]
+    zebra = tmp_path / "tv" / "val" / "zebra"
+    zebra.mkdir()
+    Image.new("L", (8, 8), 128).save(zebra / "0.png")
+    for split in ("val", "all"):
+        with pytest.raises(DataError, match="zebra"):
+            load_data(*args, split=split)
 
 
 # --- 16-bit images and PIL's pixel limit ---------------------------------------------------------------

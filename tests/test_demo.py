@@ -157,3 +157,23 @@ def test_a_failed_demo_removes_the_work_directory_it_created(tmp_path):
             run_demo(str(workdir), checkpoint=str(ckpt), openvino=False, tensorrt=False, notify=stop)
         assert workdir.exists() is kept
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.slow
+def test_rerun_without_openvino_removes_the_earlier_runs_ir(digits_checkpoint, tmp_path):
+    """A rerun in the same workdir leaves only what this run made: no model.xml beside 'openvino skipped'."""
+    workdir = tmp_path / "demo"
+    workdir.mkdir()
+    earlier = ["model.xml", "model.xml.json", "model.bin", "model.int8.xml", "model.int8.bin", "model.plan",
+               "model.pt"]
+    for name in earlier:  # what an earlier run with OpenVINO and TensorRT (and training) left behind
+        (workdir / name).write_text("earlier run")
+    r = invoke("demo", "--workdir", workdir, "--checkpoint", digits_checkpoint, *QUICK, "--verify-samples", 32,
+               "--no-openvino", "--no-tensorrt", "--threads", 1, "--json")
+    assert r.exit_code == 0, r.stderr + r.stdout
+    stages = {s["stage"]: s for s in json.loads(r.stdout)["stages"]}
+    assert stages["openvino"]["status"] == "skipped" and stages["tensorrt"]["status"] == "skipped"
+    for name in earlier:
+        assert not (workdir / name).exists(), name
+    assert "removed 7 artifact(s) of an earlier run" in r.stderr
+    assert (workdir / "model.onnx").is_file() and (workdir / "report.md").is_file()

@@ -153,6 +153,12 @@ def test_paper_recipe_defaults(tmp_path):
     inet = resolve(TrainOptions(model="densenet121", dataset="imagefolder", output="x", data_dir=str(tmp_path),
                                 augment=True))
     assert (inet.epochs, inet.batch_size, inet.milestones, inet.input_size) == (90, 256, (30, 60), 224)
+    # ImageNet: standard augmentation and no dropout by default (Section 4.2), even with --no-augment.
+    inet = resolve(TrainOptions(model="densenet121", dataset="imagefolder", output="x", data_dir=str(tmp_path)))
+    assert inet.augment and inet.dropout == 0.0
+    plain = resolve(TrainOptions(model="densenet121", dataset="imagefolder", output="x", data_dir=str(tmp_path),
+                                 augment=False))
+    assert not plain.augment and plain.dropout == 0.0
     # The schedule is the recipe's, whatever --epochs says, so a resumed run equals a straight one.
     short = resolve(TrainOptions(model="densenet_bc100_k12", dataset="cifar10", output="x", data_dir=str(tmp_path),
                                  epochs=100))
@@ -207,3 +213,85 @@ def test_digits_preset_is_the_small_demo_model(tmp_path):
     options = digits_preset(output=str(tmp_path / "p.pt"), epochs=1, threads=None)
     assert options.dataset == "digits" and options.epochs == 1 and options.model.startswith("densenet_bc")
     assert options.threads == 1  # None keeps the preset's value
+
+
+def write_solid_pngs(root, colours: dict, per_class=4, size=8):
+    """Solid-colour PNGs, one folder per class name: {"cat": 0, "dog": 255}."""
+    from PIL import Image
+
+    for name, value in colours.items():
+        folder = os.path.join(root, name)
+        os.makedirs(folder, exist_ok=True)
+        for i in range(per_class):
+            Image.new("RGB", (size, size), (value, value, (value + 40 * i) % 256)).save(
+                os.path.join(folder, f"{i}.png"))
+
+
+def test_val_folders_take_the_train_class_indices_by_name(tmp_path):
+    from densenet_deploy.train import prepare_data
+
+    write_solid_pngs(tmp_path / "tv" / "train", {"cat": 0, "dog": 255})
+    write_solid_pngs(tmp_path / "tv" / "val", {"dog": 255}, per_class=2)
+    recipe = resolve(TrainOptions(model="densenet_bc10_k4", dataset="imagefolder", data_dir=str(tmp_path / "tv"),
+                                  output="x", epochs=1, input_size=8))
+    data = prepare_data(recipe)
+    assert data.label_names == ["cat", "dog"]
+    assert list(data.val_labels) == [1, 1]  # val/dog is train's dog (1), not its own folder number (0)
+
+
+def test_val_class_missing_from_train_is_a_one_line_error(tmp_path):
+    write_solid_pngs(tmp_path / "tv" / "train", {"cat": 0, "dog": 255})
+    write_solid_pngs(tmp_path / "tv" / "val", {"dog": 255, "zebra": 128}, per_class=2)
+    out = tmp_path / "z.pt"
+    r = invoke("train", "densenet_bc10_k4", "--dataset", "imagefolder", "--data-dir", tmp_path / "tv",
+               "--epochs", 1, "--input-size", 8, "--threads", 1, "-o", out)
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("error: ") and "zebra" in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_divergence_is_an_error_and_keeps_no_diverged_state(tmp_path):
+    out = tmp_path / "nanlr.pt"
+    r = invoke("train", "densenet_bc10_k4", *TINY, "--lr", "1e8", "--epochs", 2, "-o", out)
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("error: training diverged") and "epoch 1" in r.output and "--lr" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and "wrote" not in r.output
+    assert not out.exists()  # nothing finite was ever trained
+
+
+def test_divergence_after_a_finite_epoch_keeps_that_checkpoint(tmp_path):
+    import torch
+
+    out = tmp_path / "c.pt"
+    assert invoke("train", "densenet_bc10_k4", *TINY, "--epochs", 1, "-o", out).exit_code == 0
+    # The resumed run's recipe (lr 0.1) stays finite, so poison the saved weights' optimizer momentum
+    # instead: its first step sends the weights to infinity, and the next loss is NaN.
+    ckpt = torch.load(out, weights_only=False)
+    for state in ckpt["optimizer"]["state"].values():
+        state["momentum_buffer"].fill_(1e38)
+    torch.save(ckpt, out)
+    r = invoke("train", "--resume", out, "--epochs", 3, "-o", tmp_path / "next.pt")
+    assert r.exit_code == 2 and "training diverged" in r.output and "epoch 2" in r.output, r.output
+    assert not (tmp_path / "next.pt").exists()
+    assert torch.load(out, weights_only=False)["epoch"] == 1
+
+
+def test_data_dir_with_builtin_digits_is_an_error(tmp_path):
+    (tmp_path / "data").mkdir()
+    out = tmp_path / "d.pt"
+    r = invoke("train", "densenet_bc10_k4", *TINY, "--epochs", 1, "--data-dir", tmp_path / "data", "-o", out)
+    assert r.exit_code == 2 and r.output.startswith("error: --data-dir") and "digits" in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_svhn_trains_on_train_plus_extra_with_pixels_divided_by_255(tmp_path):
+    from test_data import write_svhn
+
+    (tmp_path / "svhn").mkdir()
+    write_svhn(tmp_path / "svhn")
+    r = invoke("train", "densenet_bc10_k4", "--dataset", "svhn", "--data-dir", tmp_path / "svhn", "--epochs", 1,
+               "--input-size", 8, "--batch-size", 4, "--threads", 1, "--json", "-o", tmp_path / "s.pt")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["mean"] == [0.0, 0.0, 0.0] and doc["std"] == [1.0, 1.0, 1.0]  # /255 only (Section 4.2)
+    assert doc["history"][0]["val_accuracy"] is not None

@@ -34,9 +34,10 @@ def _milestones(ctx, param, value):
 @click.option("--nesterov/--no-nesterov", default=True, show_default=True)
 @click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True)
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
-              help="Dropout after each conv but the first (default 0.2 without augmentation, else 0).")
+              help="Dropout after each conv but the first (default 0.2 without augmentation, else 0; "
+                   "ImageNet-style 0).")
 @click.option("--augment/--no-augment", default=None,
-              help="4-pixel translation + mirroring (default: on for cifar10+/cifar100+).")
+              help="4-pixel translation + mirroring (default: on for cifar10+/cifar100+ and ImageNet-style).")
 @click.option("--input-size", type=click.IntRange(8), help="Square input side (default: the model's).")
 @click.option("--in-channels", type=click.Choice(["1", "3"]), help="Default: the data's (digits 1, else 3).")
 @click.option("--limit", type=click.IntRange(2), help="Train on a seeded subset of this many images.")
