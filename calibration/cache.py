@@ -46,19 +46,47 @@ def load_cache(path: str, key: dict) -> Ranges | None:
     if not path or not os.path.isfile(path):
         return None
     try:
-        with open(path) as fh:
+        with open(path, encoding="utf-8") as fh:
             doc = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"calibration cache {path} is not readable JSON ({exc}); delete it to recalibrate") from exc
-    if doc.get("format") != CACHE_FORMAT:
-        raise DataError(f"{path} is not a dnx calibration cache (format {doc.get('format')!r}); "
+    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError and UnicodeDecodeError (a binary file)
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise DataError(f"calibration cache {path} is not readable JSON ({reason}); delete it to recalibrate") from exc
+    if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT:
+        found = f"format {doc.get('format')!r}" if isinstance(doc, dict) else \
+            f"it holds a JSON {type(doc).__name__}, not an object"
+        raise DataError(f"{path} is not a dnx calibration cache ({found}); "
                         "for a TensorRT cache use --from-trt-cache")
-    if doc.get("key") != key:
-        stale = [k for k in key if doc.get("key", {}).get(k) != key[k]]
+    stored = doc.get("key")
+    if not isinstance(stored, dict):
+        raise DataError(f"calibration cache {path} has no valid 'key' object; delete it to recalibrate")
+    if stored != key:
+        stale = [k for k in key if stored.get(k) != key[k]]
         log.warning("calibration cache %s does not match (%s differ); recalibrating", path, ", ".join(stale))
         return None
-    values = {name: (float(lo), float(hi)) for name, (lo, hi) in doc["ranges"].items()}
+    values = _cache_ranges(path, doc.get("ranges"))
     return Ranges(values=values, settings=key["settings"], source="cache")
+
+
+def _cache_ranges(path: str, ranges) -> dict[str, tuple[float, float]]:
+    """The cache's {tensor: [low, high]} with finite numbers and low <= high, else a one-line DataError."""
+    import math
+
+    advice = "delete it to recalibrate"
+    if not isinstance(ranges, dict) or not ranges:
+        raise DataError(f"calibration cache {path}: 'ranges' should be a non-empty object of "
+                        f"tensor: [low, high]; {advice}")
+    values = {}
+    for name, pair in ranges.items():
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)):
+            raise DataError(f"calibration cache {path}: range of {name!r} should be [low, high] numbers, "
+                            f"got {json.dumps(pair)[:60]}; {advice}")
+        lo, hi = float(pair[0]), float(pair[1])
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+            raise DataError(f"calibration cache {path}: range of {name!r} is [{lo}, {hi}] (needs finite "
+                            f"low <= high); {advice}")
+        values[name] = (lo, hi)
+    return values
 
 
 def save_cache(path: str, key: dict, ranges: Ranges) -> None:

@@ -117,8 +117,7 @@ def quantize_int8(onnx_path: str, output: str, data, *, method: str = DEFAULT_ME
 
     start = time.perf_counter()
     check_output_path(output)
-    if os.path.abspath(output) == os.path.abspath(onnx_path):
-        raise DnxError(f"output {output} would overwrite the input model; choose another -o")
+    _check_distinct_paths(onnx_path, output, cache, write_trt_cache, from_trt_cache)
     if write_trt_cache:
         check_output_path(write_trt_cache)
     if activation_type == "uint8" and write_trt_cache:
@@ -213,6 +212,22 @@ def quantize_int8(onnx_path: str, output: str, data, *, method: str = DEFAULT_ME
         result.trt_cache = os.fspath(write_trt_cache)
     result.seconds = round(time.perf_counter() - start, 3)
     return result
+
+
+def _check_distinct_paths(onnx_path, output, cache, write_trt_cache, from_trt_cache) -> None:
+    """Refuse (before any work) when two of the files calibrate reads or writes are the same file."""
+    files = [("the input model", onnx_path), ("output -o", output), ("--cache", cache),
+             ("--write-trt-cache", write_trt_cache), ("--from-trt-cache", from_trt_cache)]
+    files = [(label, os.fspath(p), os.path.realpath(p)) for label, p in files if p]
+    for i, (label_a, path_a, real_a) in enumerate(files):
+        for label_b, path_b, real_b in files[i + 1:]:
+            if real_a != real_b:
+                continue
+            if i == 0 and label_b == "output -o":
+                raise DnxError(f"output {path_b} would overwrite the input model; choose another -o")
+            if i == 0:
+                raise DnxError(f"{label_b} {path_b} is the input model; choose another file for {label_b}")
+            raise DnxError(f"{label_a} and {label_b} are the same file ({path_b}); give each its own file")
 
 
 def _check_coverage(model, ranges, concat_scales, source) -> None:

@@ -36,7 +36,8 @@ def describe_zoo_model(model: str, weights: str | None = None, input_size: int |
         "input_size": list(loaded.input_size),
         "num_classes": loaded.config["num_classes"],
         "paper": paper_figures(loaded.name, params, macs,
-                               default_classes=loaded.config["num_classes"] == _default_classes(loaded.name)),
+                               default_classes=loaded.config["num_classes"] == _default_classes(loaded.name),
+                               input_size=loaded.input_size),
     }
     return result
 
@@ -76,8 +77,15 @@ def describe_built_artifact(path: str) -> dict:
                        "onnxruntime" if path.lower().endswith(".onnx") else None),
         "counted_from": "the PyTorch model its metadata describes",
         "paper": paper_figures(meta.model, params, macs,
-                               default_classes=meta.num_classes == _default_classes(meta.model)),
+                               default_classes=meta.num_classes == _default_classes(meta.model),
+                               input_size=meta.input_size),
     }
+
+
+def _paper_input_size(name: str) -> tuple[int, int, int]:
+    from .models import get_spec
+
+    return get_spec(name).input_size
 
 
 def _default_classes(name: str) -> int:
@@ -86,8 +94,12 @@ def _default_classes(name: str) -> int:
     return get_spec(name).num_classes
 
 
-def paper_figures(name: str, params: int, macs: int, default_classes: bool = True) -> dict:
-    """The paper's numbers for `name` and how the measured ones compare (ratios, rounding match)."""
+def paper_figures(name: str, params: int, macs: int, default_classes: bool = True, input_size=None) -> dict:
+    """The paper's numbers for `name` and how the measured ones compare (ratios, rounding match).
+
+    `input_size` (C, H, W) is what `macs` was counted at; MACs grow with H x W, so when it differs from
+    the paper's input (224x224 ImageNet, 32x32 CIFAR) there is no MACs ratio, only `macs_note`.
+    """
     entry = paper_entry(name)
     if entry is None:
         return {}
@@ -98,7 +110,12 @@ def paper_figures(name: str, params: int, macs: int, default_classes: bool = Tru
     out["top1_error"] = entry.top1_error
     if out["params"]:
         out["params_ratio"] = round(params / out["params"], 4)
-    if out["macs"]:
+    paper_hw = tuple(_paper_input_size(name)[1:])
+    if out["macs"] and input_size is not None and tuple(input_size)[1:] != paper_hw:
+        out["macs_ratio"] = None
+        out["macs_note"] = (f"ratio n/a: counted at {'x'.join(map(str, tuple(input_size)[1:]))}, "
+                            f"the paper's figure is for {'x'.join(map(str, paper_hw))}")
+    elif out["macs"]:
         out["macs_ratio"] = round(macs / out["macs"], 4)
     # The paper's figures are for its class count (1000 ImageNet, 10 CIFAR); another head changes params.
     out["params_match"] = params_match_rounding(params, entry) if default_classes else None

@@ -111,10 +111,15 @@ def load_onnx(path, load_weights: bool = True):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ArtifactError(f"{path}: no such file")
+    if os.path.getsize(path) == 0:
+        raise ArtifactError(f"{path} is not a readable ONNX model (the file is empty)")
     try:
-        return onnx.load(path, load_external_data=load_weights)
+        model = onnx.load(path, load_external_data=load_weights)
     except Exception as exc:  # protobuf DecodeError and friends: the file is not an ONNX model
         raise ArtifactError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
+    if not model.HasField("graph") or not model.graph.node:  # protobuf parses some garbage as an empty model
+        raise ArtifactError(f"{path} is not a readable ONNX model (it holds no graph)")
+    return model
 
 
 def check_plain_export(model_proto, meta: ArtifactMeta, source: str, verb: str) -> None:

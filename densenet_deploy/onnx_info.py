@@ -149,7 +149,7 @@ def _paper(meta, params: int, macs: int) -> dict:
         default_classes = get_spec(meta.model).num_classes == meta.num_classes
     except UnknownModelError:
         return {}
-    return paper_figures(meta.model, params, macs, default_classes=default_classes)
+    return paper_figures(meta.model, params, macs, default_classes=default_classes, input_size=meta.input_size)
 
 
 def _torch_counts(meta, params: int, macs: int) -> dict:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_EXPORTER = "torchscript"
 DYNAMO_NATIVE_OPSET = 18  # the opset torch.onnx's dynamo exporter emits before any conversion
+DYNAMO_MIN_OPSET = 15  # the lowest opset its graph converts down to (13/14 fail in the version converter)
 PARITY_BATCH = 4  # the batch > 1 that proves the dynamic axis
 REFERENCE_CHUNK = 8  # PyTorch reference outputs are computed this many images at a time
 
@@ -91,6 +92,7 @@ def export_onnx(model, path, *, weights=None, opset: int = DEFAULT_OPSET, input_
     started = time.perf_counter()
     opset, exporter, fixed_batch = _check_options(opset, exporter, batch, samples)
     path = check_output_path(path)
+    _check_not_input(path, model, weights)
     if isinstance(model, LoadedModel):
         if weights or num_classes or input_size:
             raise DnxError("weights, num_classes and input_size apply to a model name or checkpoint, "
@@ -149,10 +151,26 @@ def _check_options(opset, exporter, batch, samples):
                        f"ONNX Runtime and TensorRT 10/11 parse; default {DEFAULT_OPSET})")
     if exporter not in EXPORTERS:
         raise DnxError(f"unknown exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
+    if exporter == "dynamo" and opset < DYNAMO_MIN_OPSET:
+        raise DnxError(f"the dynamo exporter cannot write opset {opset}: use --opset {DYNAMO_MIN_OPSET}..{MAX_OPSET} "
+                       f"or --exporter torchscript (opset {MIN_OPSET}..{MAX_OPSET})")
     fixed = parse_batch(batch)
     if int(samples) < 1:
         raise DnxError(f"samples must be >= 1, got {samples}")
     return opset, exporter, fixed
+
+
+def _check_not_input(path, model, weights) -> None:
+    """Refuse an output that is one of the inputs (the checkpoint MODEL or --weights): it would be replaced."""
+    import os
+
+    target = os.path.realpath(path)
+    for option, source in (("the input checkpoint", model), ("the --weights file", weights)):
+        if isinstance(source, (str, os.PathLike)) and os.path.exists(source) and \
+                os.path.realpath(source) == target:
+            raise DnxError(f"output {path} would overwrite {option} {os.fspath(source)}; choose another -o")
+    if not str(path).lower().endswith(".onnx"):
+        raise DnxError(f"output {path} should end in .onnx (dnx export writes an ONNX model)")
 
 
 def parse_batch(batch) -> int | None:

@@ -259,3 +259,63 @@ def test_fixed_batch_exports_and_ort_deployments_are_refused(tmp_path, tiny_onnx
         with pytest.raises(ArtifactError, match=pattern):
             quantize_int8(source, str(tmp_path / "out.onnx"), "random", samples=8, eval_samples=8)
     assert not (tmp_path / "out.onnx").exists()
+
+
+@pytest.mark.parametrize("case", ["trt-cache-is-output", "trt-cache-is-input", "cache-is-output", "cache-is-input",
+                                  "cache-is-trt-cache", "trt-caches-same", "output-is-input"])
+def test_colliding_paths_are_refused_before_work(digits_onnx, tmp_path, case):
+    """No two of -o, the input model, --cache, --write-trt-cache and --from-trt-cache may be one file."""
+    import shutil
+
+    model = str(tmp_path / "in.onnx")
+    shutil.copy(digits_onnx, model)
+    out, cache, trt = str(tmp_path / "q.onnx"), str(tmp_path / "c.json"), str(tmp_path / "t.cache")
+    args = {"trt-cache-is-output": ["-o", out, "--write-trt-cache", out],
+            "trt-cache-is-input": ["-o", out, "--write-trt-cache", model],
+            "cache-is-output": ["-o", out, "--cache", out],
+            "cache-is-input": ["-o", out, "--cache", model],
+            "cache-is-trt-cache": ["-o", out, "--cache", cache, "--write-trt-cache", cache],
+            "trt-caches-same": ["-o", out, "--from-trt-cache", trt, "--write-trt-cache", trt],
+            "output-is-input": ["-o", model]}[case]
+    before = open(model, "rb").read()
+    res = _cli(["calibrate", model, "--data", "digits", *args])
+    assert res.exit_code == 2, res.output
+    message = res.stderr.strip().splitlines()
+    assert len(message) == 1 and message[0].startswith("error:") and "Traceback" not in res.output, message
+    assert re.search(r"same file|input model", message[0]), message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.onnx"] and open(model, "rb").read() == before
+
+
+def _broken_caches(digits_onnx, tmp_path):
+    """A valid range cache, then copies with a broken structure or broken values under the same key."""
+    from calibration.quantize import quantize_int8
+
+    good = tmp_path / "good.json"
+    quantize_int8(digits_onnx, str(tmp_path / "q0.onnx"), "digits", method="minmax", samples=32, eval_samples=50,
+                  cache=str(good), concat_scales="float", min_agreement=0)
+    doc = json.loads(good.read_text())
+    name = next(iter(doc["ranges"]))
+
+    def with_range(value):
+        changed = json.loads(good.read_text())
+        changed["ranges"][name] = value
+        return json.dumps(changed)  # NaN is written as the bare NaN token, which json.load reads back
+
+    return {"list": "[]", "binary": b"\x80\xff\xfe\x00binary", "text-range": with_range("x"),
+            "nan-range": with_range([0, float("nan")]), "inverted-range": with_range([2.0, 1.0]),
+            "bool-range": with_range([0, True]), "no-ranges": json.dumps({**doc, "ranges": {}}),
+            "bad-key": json.dumps({**doc, "key": 5})}
+
+
+def test_malformed_range_caches_are_one_line_errors(digits_onnx, tmp_path):
+    caches = _broken_caches(digits_onnx, tmp_path)
+    for case, content in caches.items():
+        cache = tmp_path / f"{case}.json"
+        cache.write_bytes(content if isinstance(content, bytes) else content.encode())
+        out = tmp_path / f"{case}.onnx"
+        res = _cli(["calibrate", digits_onnx, "--data", "digits", "-o", str(out), "--cache", str(cache),
+                    "--method", "minmax", "--samples", "32", "--eval-samples", "50", "--concat-scales", "float"])
+        assert res.exit_code == 2, (case, res.output)
+        message = res.stderr.strip().splitlines()
+        assert len(message) == 1 and message[0].startswith("error:") and "cache" in message[0], (case, message)
+        assert not out.exists(), case

@@ -92,3 +92,38 @@ def test_help_version_and_bare_dnx_keep_clicks_behaviour():
     assert version.exit_code == 0 and "dnx, version" in version.stdout
     bare = run()  # no arguments: the group's help (click exits 2 there), not an error line
     assert "Commands:" in bare.output and "error:" not in bare.output
+
+
+@pytest.mark.parametrize("name, pattern", [("densenet40_k99999999999", r"growth rate k must be in 1\.\.256"),
+                                           ("densenet40_k100000", r"growth rate k must be in 1\.\.256"),
+                                           ("densenet_bc100000_k12", r"depths for DenseNet-BC are 10\.\.1000"),
+                                           ("densenet_bc994_k256", r"G parameters, over the 1 G")])
+def test_huge_grammar_names_are_one_line_errors(name, pattern):
+    import re
+
+    result = run("info", name)
+    assert result.exit_code == 2 and result.stdout == "", result.output
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert re.search(pattern, result.stderr), result.stderr
+
+
+def test_leading_zeros_name_the_canonical_model():
+    result = run("info", "densenet040_k012", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"] == "densenet40_k12"
+
+
+def test_info_marks_macs_ratio_na_at_another_input_size():
+    doc = json.loads(run("info", "densenet121", "--input-size", "32", "--json").stdout)
+    assert doc["paper"]["macs_ratio"] is None and "224x224" in doc["paper"]["macs_note"]
+    text = run("info", "densenet121", "--input-size", "32").stdout
+    assert "ratio n/a: counted at 32x32" in text and "ratio 0.0" not in text
+    assert json.loads(run("info", "densenet121", "--json").stdout)["paper"]["macs_ratio"] > 0.99
+
+
+def test_empty_onnx_file_is_not_a_readable_model(tmp_path):
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    result = run("info", str(empty))
+    assert result.exit_code == 2 and "is not a readable ONNX model (the file is empty)" in result.stderr, result.output
+    assert "dnx metadata" not in result.stderr

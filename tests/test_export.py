@@ -314,3 +314,65 @@ def test_densenet121_exports_in_time_and_matches(tmp_path):
         assert parity["max_abs_diff"] <= 1e-4 and parity["top1_agreement"] == 1.0
     assert sorted(doc["parity"]["batches"]) == ["1", "4"]
     assert wall < 60, f"densenet121 export took {wall:.1f} s"
+
+
+def test_output_that_is_the_input_checkpoint_or_weights_is_refused(tmp_path):
+    from densenet_deploy.models.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "ckpt.pt"
+    save_checkpoint(ckpt, tiny_model(), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=(3, 32, 32))
+    weights = tmp_path / "cur.pth"
+    torch.save(tiny_model().state_dict(), weights)
+    link = tmp_path / "link.onnx"
+    link.symlink_to(ckpt)
+    before = {p: p.read_bytes() for p in (ckpt, weights)}
+    for args, what in (((str(ckpt), "-o", str(ckpt)), "the input checkpoint"),
+                       ((str(ckpt), "-o", str(tmp_path / "." / "ckpt.pt")), "the input checkpoint"),
+                       ((str(ckpt), "-o", str(link)), "the input checkpoint"),
+                       ((TINY, "--weights", str(weights), "-o", str(weights)), "the --weights file")):
+        result = run_cli("export", *args)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and f"would overwrite {what}" in lines[0], lines
+    assert all(p.read_bytes() == data for p, data in before.items()) and link.is_symlink()
+
+
+def test_output_must_be_an_onnx_file(tmp_path):
+    result = run_cli("export", TINY, "-o", str(tmp_path / "x.txt"))
+    assert result.exit_code == 2 and "should end in .onnx" in result.output, result.output
+    assert files_in(tmp_path) == []
+
+
+def test_dnx_checkpoint_as_weights_keeps_its_metadata_or_is_refused(tmp_path):
+    from densenet_deploy.models.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "cf.pt"
+    save_checkpoint(ckpt, build_model(TINY, num_classes=3, in_channels=1), mean=(0.3,), std=(0.2,),
+                    input_size=(1, 16, 16), labels=["a", "b", "c"])
+    out = tmp_path / "x.onnx"
+    result = export_onnx(TINY, str(out), weights=str(ckpt), samples=2)
+    meta = read_onnx_meta(onnx.load(str(out)))
+    assert meta.mean == (0.3,) and meta.std == (0.2,) and meta.labels == ["a", "b", "c"], meta
+    assert tuple(meta.input_size) == (1, 16, 16) and meta.num_classes == 3 and result.parity.passed
+    other = run_cli("export", "densenet_bc10_k8", "--weights", str(ckpt), "-o", str(tmp_path / "y.onnx"))
+    assert other.exit_code == 2 and f"dnx export {ckpt}" in other.output, other.output
+    assert not (tmp_path / "y.onnx").exists()
+
+
+def test_grayscale_state_dict_exports_with_one_input_channel(tmp_path):
+    torch.manual_seed(0)
+    gray = build_model("densenet_bc10_k8", num_classes=10, in_channels=1)
+    torch.save(gray.state_dict(), tmp_path / "gray.pth")
+    out = tmp_path / "gray.onnx"
+    result = export_onnx("densenet_bc10_k8", str(out), weights=str(tmp_path / "gray.pth"), samples=2)
+    meta = read_onnx_meta(onnx.load(str(out)))
+    assert tuple(meta.input_size) == (1, 32, 32) and len(meta.mean) == len(meta.std) == 1
+    x = np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32)
+    np.testing.assert_allclose(ort_run(str(out), x), torch_run(gray.eval(), x), rtol=1e-4, atol=1e-4)
+    assert result.parity.passed
+
+
+@pytest.mark.parametrize("opset", [13, 14])
+def test_dynamo_below_its_minimum_opset_names_the_real_minimum(tmp_path, opset):
+    result = run_cli("export", TINY, "--exporter", "dynamo", "--opset", str(opset), "-o", str(tmp_path / "x.onnx"))
+    assert_clean_failure(result, tmp_path, f"dynamo exporter cannot write opset {opset}: use --opset 15\\.\\.")

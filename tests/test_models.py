@@ -120,3 +120,51 @@ def test_kaiming_init_and_bn_defaults():
     fan_in = conv.shape[1] * conv.shape[2] * conv.shape[3]
     assert conv.std().item() == pytest.approx((2.0 / fan_in) ** 0.5, rel=0.15)
     assert torch.all(model.features.norm5.weight == 1) and torch.all(model.classifier.bias == 0)
+
+
+@pytest.mark.parametrize("name, canonical", [("densenet040_k12", "densenet40_k12"), ("densenet40_k012", "densenet40_k12"),
+                                             ("densenet_bc0100_k0012", "densenet_bc100_k12")])
+def test_leading_zeros_normalise_to_the_canonical_name(name, canonical):
+    spec = get_spec(name)
+    assert spec.name == canonical and spec == get_spec(canonical)
+    assert build_model(name).dnx_config["name"] == canonical
+
+
+@pytest.mark.parametrize("bad, pattern", [("densenet40_k257", r"k must be in 1\.\.256"),
+                                          ("densenet1003_k12", r"valid depths for DenseNet are 7\.\.1000"),
+                                          ("densenet_bc1000_k256", r"G parameters")])
+def test_grammar_is_bounded(bad, pattern):
+    with pytest.raises(UnknownModelError, match=pattern):
+        get_spec(bad)
+
+
+def test_largest_table2_models_stay_within_bounds():
+    for name in ("densenet_bc250_k24", "densenet_bc190_k40"):
+        assert get_spec(name).name == name
+
+
+def test_allocation_failure_while_building_is_a_one_line_error():
+    from densenet_deploy.errors import DnxError
+
+    # 10**12 classes: the classifier alone cannot be allocated.
+    with pytest.raises(DnxError, match="not enough memory to build densenet_bc10_k8"):
+        build_model("densenet_bc10_k8", num_classes=10**12)
+
+
+def test_memory_efficient_training_step_updates_bn_stats_once():
+    """The checkpointed bottleneck is recomputed in backward; that must not update BN running stats again."""
+    torch.manual_seed(0)
+    plain = build_model("densenet_bc22_k8", num_classes=10)
+    efficient = build_model("densenet_bc22_k8", num_classes=10, memory_efficient=True)
+    efficient.load_state_dict(plain.state_dict())
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    for model in (plain, efficient):
+        model.train()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    a, b = plain.state_dict(), efficient.state_dict()
+    counters = [k for k in a if k.endswith("num_batches_tracked")]
+    assert counters and all(int(b[k]) == int(a[k]) == 1 for k in counters)
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
+    for (name, p), q in zip(plain.named_parameters(), efficient.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=name)

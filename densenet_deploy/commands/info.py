@@ -43,7 +43,8 @@ def format_info(r: dict) -> str:
             match = {True: "matches", False: "DIFFERS", None: "n/a (other class count)"}[paper.get("params_match")]
             lines.append(f"  params    {paper['params']:,} (ratio {paper.get('params_ratio')}; {match})")
         if paper.get("macs"):
-            lines.append(f"  MACs      {paper['macs'] / 1e9:.3f} G (ratio {paper.get('macs_ratio')})")
+            ratio = paper.get("macs_note") or f"ratio {paper.get('macs_ratio')}"
+            lines.append(f"  MACs      {paper['macs'] / 1e9:.3f} G ({ratio})")
         if paper.get("top1_error") is not None:
             lines.append(f"  top-1 err {paper['top1_error']:.2f} % (ImageNet, single crop)")
         for ds, err in (paper.get("cifar_error") or {}).items():

@@ -53,8 +53,16 @@ def build_model(name: str, num_classes: int | None = None, in_channels: int | No
     if config["num_classes"] < 1 or config["in_channels"] < 1:
         raise DnxError(f"num_classes and in_channels must be >= 1, got {config}")
     spec = get_spec(name)
-    model = BUILDERS[spec.family](spec, config["num_classes"], config["in_channels"], config["drop_rate"],
-                                  memory_efficient)
+    try:
+        model = BUILDERS[spec.family](spec, config["num_classes"], config["in_channels"], config["drop_rate"],
+                                      memory_efficient)
+    except (MemoryError, RuntimeError) as exc:
+        text = str(exc)
+        if not isinstance(exc, MemoryError) and "alloc" not in text.lower():
+            raise
+        first = (text.strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise DnxError(f"not enough memory to build {spec.name} with {config['num_classes']} classes and "
+                       f"{config['in_channels']} input channels ({first})") from exc
     model.dnx_config = config
     model.dnx_spec = spec
     return model

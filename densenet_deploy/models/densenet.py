@@ -10,6 +10,7 @@ from collections import OrderedDict
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 
 
@@ -36,15 +37,30 @@ class DenseLayer(nn.Module):
             self.conv1 = nn.Conv2d(in_channels, growth_rate, kernel_size=3, stride=1, padding=1, bias=False)
         self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
 
-    def _first(self, *inputs: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(self.relu1(self.norm1(torch.cat(inputs, 1))))
+    def _first(self, *inputs: torch.Tensor, update_stats: bool = True) -> torch.Tensor:
+        x = torch.cat(inputs, 1)
+        if update_stats:
+            x = self.norm1(x)
+        else:  # the same batch-statistics normalisation; copies of the running stats take the update
+            norm = self.norm1
+            x = F.batch_norm(x, norm.running_mean.clone(), norm.running_var.clone(), norm.weight, norm.bias,
+                             True, norm.momentum or 0.0, norm.eps)
+        out = self.conv1(self.relu1(x))
         return self.drop1(out) if self.bottleneck else out
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         # Checkpointing recomputes the concatenation + first conv in backward (Pleiss et al.,
         # arXiv:1707.06990); it only pays off, and only runs, when gradients are being computed.
         if self.memory_efficient and self.training and any(t.requires_grad for t in inputs):
-            out = cp.checkpoint(self._first, *inputs, use_reentrant=False)
+            calls = []
+
+            def first(*tensors):
+                # The backward recompute normalises with the same batch statistics but must not update
+                # norm1's running stats (or num_batches_tracked) a second time.
+                calls.append(None)
+                return self._first(*tensors, update_stats=len(calls) == 1)
+
+            out = cp.checkpoint(first, *inputs, use_reentrant=False)
         else:
             out = self._first(*inputs)
         if self.bottleneck:

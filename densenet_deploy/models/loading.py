@@ -38,6 +38,15 @@ def looks_like_path(model: str) -> bool:
         return os.path.isfile(model)
 
 
+def first_conv_channels(state: dict) -> int | None:
+    """Input channels of a state dict's first convolution (DenseNet features.conv0, ResNet conv1)."""
+    for key in ("features.conv0.weight", "conv1.weight"):
+        weight = state.get(key)
+        if weight is not None and getattr(weight, "ndim", 0) == 4:
+            return int(weight.shape[1])
+    return None
+
+
 def load_model(model: str, weights: str | None = None, num_classes: int | None = None,
                input_size: int | tuple | None = None, seed: int = 0) -> LoadedModel:
     """Load a zoo model (random Kaiming init, seeded), a zoo model with --weights, or a dnx checkpoint."""
@@ -73,19 +82,36 @@ def load_model(model: str, weights: str | None = None, num_classes: int | None =
         sha, source = sha256_file(model), model
     else:
         spec = get_spec(model)
-        state = None
+        state, in_channels, obj = None, None, None
         if weights:
             obj = read_checkpoint(weights)
+            if is_dnx_checkpoint(obj):
+                ckpt_name = str(obj["model_config"].get("name", "?"))
+                if ckpt_name != spec.name:
+                    raise CheckpointError(
+                        f"--weights {weights} is a dnx checkpoint of {ckpt_name}, not {spec.name}; export it "
+                        f"with its own metadata: dnx export {weights}")
             state = extract_state_dict(obj, weights)
             found = classifier_classes(state)
             if num_classes is None:
                 num_classes = found
+            in_channels = first_conv_channels(state)
         torch.manual_seed(seed)
-        net = build_model(spec.name, num_classes=num_classes)
+        net = build_model(spec.name, num_classes=num_classes, in_channels=in_channels)
         if state is not None:
             load_state_dict_strict(net, state, weights)
         config = net.dnx_config
         size, mean, std, labels = spec.input_size, spec.mean, spec.std, None
+        channels = int(config["in_channels"])
+        if channels != size[0]:  # e.g. a grayscale state dict for a 3-channel zoo model
+            size = (channels,) + tuple(size[1:])
+            mean = (round(sum(mean) / len(mean), 4),) * channels
+            std = (round(sum(std) / len(std), 4),) * channels
+        if obj is not None and is_dnx_checkpoint(obj):  # same architecture: keep what training recorded
+            size = tuple(obj.get("input_size") or size)
+            mean = tuple(obj.get("mean") or mean)
+            std = tuple(obj.get("std") or std)
+            labels = obj.get("labels")
         sha = sha256_file(weights) if weights else ""
         source = weights or "zoo (random init)"
     if input_size is not None:

@@ -73,6 +73,27 @@ for _depth in (164, 1001):
                        paper_name=f"pre-activation ResNet-{_depth}", dataset="cifar"))
 
 
+# Bounds of the name grammar: far above Table 2 (L <= 250, k <= 40), far below what fails to allocate.
+MAX_DEPTH = 1000
+MAX_GROWTH_RATE = 256
+MAX_PARAMS = 1_000_000_000  # ~4 GB of float32 weights
+
+
+def _estimate_params(k: int, n: int, bottleneck: bool) -> int:
+    """Conv weights of a CIFAR DenseNet (three blocks of n layers): a cheap bound check before building."""
+    channels, total = (2 * k if bottleneck else 16), 0
+    for block in range(3):
+        for i in range(n):
+            c = channels + i * k
+            total += c * 4 * k + 4 * k * k * 9 if bottleneck else c * k * 9
+        channels += n * k
+        if block < 2:
+            out = int(channels * (0.5 if bottleneck else 1.0))
+            total += channels * out
+            channels = out
+    return total
+
+
 def _cifar_spec(name: str, bottleneck: bool, depth: int, k: int) -> ModelSpec:
     per_layer = 6 if bottleneck else 3  # a bottleneck layer holds two convolutions
     kind = "DenseNet-BC" if bottleneck else "DenseNet"
@@ -83,9 +104,17 @@ def _cifar_spec(name: str, bottleneck: bool, depth: int, k: int) -> ModelSpec:
             f"{name}: depth {depth} is not valid for {kind}: (L - 4) must be a positive multiple of "
             f"{per_layer} (three blocks of (L-4)/{per_layer} layers); valid depths are {valid}, ..."
         )
-    if k < 1:
-        raise UnknownModelError(f"{name}: growth rate k must be >= 1 (valid: k >= 1, e.g. densenet_bc100_k12)")
+    if depth > MAX_DEPTH:
+        raise UnknownModelError(f"{name}: depth {depth} is too large; valid depths for {kind} are "
+                                f"{min_depth}..{MAX_DEPTH} with (L - 4) a multiple of {per_layer}")
+    if not 1 <= k <= MAX_GROWTH_RATE:
+        raise UnknownModelError(f"{name}: growth rate k must be in 1..{MAX_GROWTH_RATE} "
+                                "(valid: e.g. densenet_bc100_k12; the paper uses 12..40)")
     n = (depth - 4) // per_layer
+    params = _estimate_params(k, n, bottleneck)
+    if params > MAX_PARAMS:
+        raise UnknownModelError(f"{name}: about {params / 1e9:.1f} G parameters, over the {MAX_PARAMS / 1e9:.0f} G "
+                                "this tool builds; choose a smaller depth L or growth rate k")
     return ModelSpec(
         name=name, family="densenet",
         arch=dict(growth_rate=k, block_config=(n, n, n), num_init_features=2 * k if bottleneck else 16,
@@ -104,7 +133,9 @@ def get_spec(name: str) -> ModelSpec:
         return _FIXED[key]
     match = _GRAMMAR.match(key)
     if match:
-        return _cifar_spec(key, bool(match["bc"]), int(match["depth"]), int(match["k"]))
+        # Canonical name: densenet040_k012 is densenet40_k12 (one model, one name in every artifact).
+        bc, depth, k = bool(match["bc"]), int(match["depth"]), int(match["k"])
+        return _cifar_spec(f"densenet{'_bc' if bc else ''}{depth}_k{k}", bc, depth, k)
     raise UnknownModelError(
         f"unknown model {name!r}{did_you_mean(key, list(_FIXED) + list(TABLE2_NAMES))}; valid: "
         f"{', '.join(sorted(_FIXED))}, or densenet{{L}}_k{{k}} / densenet_bc{{L}}_k{{k}} "
