@@ -9,6 +9,7 @@ out), and PyTriton pins numpy<2 while the rest of dnx needs NumPy 2. dnx's own p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -82,6 +83,50 @@ def free_port(host: str = "127.0.0.1", port: int = 0) -> int:
                        + ("; is another server using it? pick another port or 0 for a free one" if port else "")) from exc
 
 
+_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP} if hasattr(signal, "SIGHUP") else set()
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT/SIGTERM/SIGHUP in this thread for the block (delivered when it ends); no-op off POSIX."""
+    if not _HELD_SIGNALS or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _child_setup(parent: int):
+    """A Popen preexec_fn for the server: stop signals unblocked again (the child inherits the held mask)
+    and, on Linux, SIGTERM to the server when the process that started it dies, even by SIGKILL, so no
+    server outlives dnx holding its ports. Strictly it fires when the forking *thread* ends: start servers
+    from a thread that lives as long as they should (the main thread, for `dnx serve`)."""
+    prctl = None
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+        except (OSError, AttributeError):
+            prctl = None
+
+    def setup():
+        if _HELD_SIGNALS and hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_SIGNALS)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+            if os.getppid() != parent:  # the parent died before prctl: nobody would stop this server
+                os._exit(1)
+
+    return setup
+
+
 class TritonServer:
     """`tritonserver` on `repo`, HTTP and gRPC bound to `host`; a context manager that always stops it.
 
@@ -141,14 +186,17 @@ class TritonServer:
 
     def start(self) -> "TritonServer":
         dist = find_tritonserver()
-        cmd, env = self._prepare(dist)
-        self.log_path = os.path.join(self.workdir, "tritonserver.log")
-        log.info("starting %s", " ".join(cmd))
-        with open(self.log_path, "wb") as log_file:
-            # Own session: stop() can signal the server and the stubs it forked, and nothing else.
-            self.process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env=env, start_new_session=True)
-        try:
+        try:  # whatever interrupts the start (an error, Ctrl-C, a signal turned into one) stops and cleans up
+            cmd, env = self._prepare(dist)
+            self.log_path = os.path.join(self.workdir, "tritonserver.log")
+            log.info("starting %s", " ".join(cmd))
+            with open(self.log_path, "wb") as log_file, _signals_held():
+                # Own session: stop() can signal the server and the stubs it forked, and nothing else.
+                # The stop signals are held until self.process is set, so a signal handler that raises
+                # cannot leave a started server that stop() does not know about.
+                self.process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                                preexec_fn=_child_setup(os.getpid()))
             self._wait_ready()
         except BaseException:
             self.stop()

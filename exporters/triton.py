@@ -36,6 +36,8 @@ DEFAULT_MAX_BATCH = 8
 DEFAULT_INSTANCES = 1
 DEFAULT_QUEUE_DELAY_US = 100
 PYTHON_MODEL_SOURCE = os.path.join(os.path.dirname(__file__), "triton_python_model.py")
+# Characters that end a line for Triton's labels.txt reader or Python's str.splitlines.
+_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 # Triton looks models up by directory name and puts the name in URLs: keep it to portable characters.
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -48,12 +50,23 @@ def model_config_pb2():
 
 
 def resolve_max_batch(info: ArtifactInfo, max_batch: int | None) -> int:
-    """Triton's max_batch_size: 0 for a fixed-batch artifact; for a plan at most its profile's max."""
+    """Triton's max_batch_size: 0 for a fixed-batch artifact; for a plan at most its profile's max.
+
+    A plan built for one batch size (its sidecar's metadata batch, a profile with min = max) is a fixed-batch
+    model too: Triton's TensorRT backend refuses max_batch_size > 0 for it. A plan whose profile starts above
+    batch 1 is refused: the dynamic batcher hands it single requests, which that engine cannot run.
+    """
     if info.batch is not None:
         if max_batch is not None:
+            fix = (f"rebuild it from a dynamic-batch export with `dnx build-engine --min-batch 1 --max-batch "
+                   f"{max_batch}`" if info.format == "plan" else "re-export it with `dnx export --batch dynamic`")
             raise ArtifactError(f"{info.path} has a fixed batch of {info.batch}, so Triton cannot batch it "
-                                f"(--max-batch {max_batch}); re-export it with `dnx export --batch dynamic`")
+                                f"(--max-batch {max_batch}); {fix}")
         return 0
+    if info.profile_min is not None and info.profile_min > 1:
+        raise ArtifactError(f"{info.path} was built for batch sizes {info.profile_min}..{info.profile_max} (its "
+                            "optimisation profile), but Triton's dynamic batcher also runs single requests (batch 1); "
+                            f"rebuild the plan with `dnx build-engine --min-batch 1 --max-batch {info.profile_max}`")
     if info.profile_max is not None:
         if max_batch is not None and max_batch > info.profile_max:
             raise ArtifactError(f"--max-batch {max_batch} is larger than the optimisation profile of {info.path} "
@@ -149,25 +162,48 @@ def _default_name(meta) -> str:
 
 
 def check_repo(repo) -> str:
+    """`repo` when it is an existing writable directory or one that can be created in an existing directory."""
     repo = os.fspath(repo)
-    if os.path.exists(repo) and not os.path.isdir(repo):
-        raise DnxError(f"--repo {repo} is a file, not a directory; give a new or existing repository directory")
+    if os.path.exists(repo):
+        if not os.path.isdir(repo):
+            raise DnxError(f"--repo {repo} is a file, not a directory; give a new or existing repository directory")
+        if not os.access(repo, os.W_OK | os.X_OK):
+            raise DnxError(f"--repo {repo}: the directory is not writable by this user")
+        return repo
     parent = os.path.dirname(os.path.abspath(repo))
     if not os.path.isdir(parent):
+        existing = parent
+        while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+            existing = os.path.dirname(existing)
+        if os.path.exists(existing) and not os.path.isdir(existing):
+            raise DnxError(f"cannot create repository {repo}: {existing} is a file, not a directory")
         raise DnxError(f"cannot create repository {repo}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DnxError(f"cannot create repository {repo}: directory {parent} is not writable by this user")
     return repo
+
+
+def _create_repo(repo: str) -> None:
+    # Some directories pass the checks above and still refuse new entries (/proc, /sys, read-only mounts,
+    # and root, for whom os.access says yes to everything).
+    try:
+        os.makedirs(repo, exist_ok=True)
+    except OSError as exc:
+        raise DnxError(f"cannot create repository {repo}: {exc.strerror or exc}") from exc
 
 
 def write_repository(artifacts, repo, name: str | None = None, max_batch: int | None = None,
                      instances: int | None = None, kind: str | None = None, preferred_batch=None,
                      max_queue_delay_us: int | None = None, version: int | None = None, as_: str = "versions",
-                     backend: str | None = None) -> dict:
+                     backend: str | None = None, replace: bool = False) -> dict:
     """Write (or update) a Triton model repository at `repo` serving `artifacts`.
 
     Several artifacts become versions 1, 2, ... of one model (`as_="versions"`, all served; they must share
     format and I/O) or separate models named NAME_<format>_<precision> (`as_="models"`). Other models in an
-    existing repository are left alone; an existing model gets the new versions (a version number that
-    exists is replaced) provided its inputs/outputs and platform match. `backend="python"` writes dnx's
+    existing repository are left alone; an existing model gets the new versions provided its inputs/outputs
+    and platform match. A `version` that exists is refused unless `replace`. Updating an existing model
+    starts from its config.pbtxt and changes only the fields dnx writes (see `_merge_config`), so fields
+    added by hand (model_warmup, parameters, a version policy, ...) stay. `backend="python"` writes dnx's
     python-backend model (a dnx Runner inside Triton) instead of the native backend. Nothing is left
     half-written: each model is assembled in a staging directory and moved into place.
 
@@ -194,6 +230,8 @@ def write_repository(artifacts, repo, name: str | None = None, max_batch: int | 
     model_config_pb2()  # fail on a missing extra before creating anything
 
     plans = _plan_models(infos, name, as_, version, repo)
+    for model_name, versions in plans:
+        _check_model_dir(repo, model_name, [v for v, _ in versions], explicit=version is not None, replace=replace)
     # Every config is built and checked before anything is written, so a refusal leaves the repo as it was.
     prepared = [_prepare_model(repo, model_name, versions, max_batch=max_batch, backend=backend,
                                instances=instances, kind=kind,
@@ -202,7 +240,7 @@ def write_repository(artifacts, repo, name: str | None = None, max_batch: int | 
                 for model_name, versions in plans]
     for p in prepared:  # only once nothing was refused: a refusal prints its one error line and nothing else
         _warn_parameters(p["versions"][0][1], backend)
-    os.makedirs(repo, exist_ok=True)
+    _create_repo(repo)
     written = [_write_model(repo, p) for p in prepared]
     first = written[0]
     return {"repo": os.path.abspath(repo), "model": first["model"], "platform": first["platform"],
@@ -233,6 +271,30 @@ def _plan_models(infos, name, as_, version, repo):
         check_model_name(model)
         plans.append((model, [(version or _next_version(os.path.join(repo, model)), info)]))
     return plans
+
+
+def _check_model_dir(repo: str, model: str, numbers: list[int], *, explicit: bool, replace: bool) -> None:
+    """Refuse, before anything is staged, a model path dnx cannot write into and versions it would overwrite."""
+    model_dir = os.path.join(repo, model)
+    if not os.path.exists(model_dir):
+        return
+    if not os.path.isdir(model_dir):
+        raise DnxError(f"{model_dir} exists and is not a directory, so model {model!r} cannot be written there; "
+                       "remove it or choose another --name")
+    for entry, want_dir in [*((str(n), True) for n in numbers), ("config.pbtxt", False), ("labels.txt", False),
+                            ("dnx.json", False)]:
+        path = os.path.join(model_dir, entry)
+        if os.path.exists(path) and os.path.isdir(path) != want_dir:
+            raise DnxError(f"{path} exists and is {'not ' if want_dir else ''}a directory; dnx writes "
+                           f"{'a version directory' if want_dir else 'a file'} there: remove it or choose another "
+                           "--name")
+    taken = sorted(set(numbers) & set(_existing_versions(model_dir)))
+    if taken and not replace:
+        shown = ", ".join(map(str, taken))
+        hint = f"or leave out --version to add it as version {_next_version(model_dir)}" if explicit else ""
+        raise DnxError(f"model {model!r} in {repo} already has version{'s' if len(taken) > 1 else ''} {shown} "
+                       f"({os.path.join(model_dir, str(taken[0]))}); pass --replace to overwrite "
+                       f"{'them' if len(taken) > 1 else 'it'}" + (f", {hint}" if hint else ""))
 
 
 def _existing_versions(model_dir: str) -> list[int]:
@@ -296,6 +358,14 @@ def _prepare_model(repo, model, versions, *, max_batch, backend, instances, kind
                                "platform) cannot run; write it with --backend python (dnx runs it on OpenVINO) or "
                                f"serve the TensorRT plan built from it (`dnx build-engine "
                                f"{os.path.basename(vinfo.path)} -o model.plan`)")
+            if vinfo.format == "onnx" and vinfo.ort_deployment:
+                # Its com.microsoft ops and NCHWc layout are tied to the ONNX Runtime build and the CPU's vector
+                # width it was optimised on; Triton's onnxruntime platform would load it without that check.
+                raise DnxError(f"{vinfo.path} is an ONNX Runtime deployment ({vinfo.ort_deployment}), optimised "
+                               "for the CPU it was built on; Triton's onnxruntime_onnx platform cannot check that: "
+                               "give `dnx triton` the plain export it was built from (Triton's ONNX Runtime "
+                               "optimises it at load time), or write it with --backend python (dnx's runner "
+                               "checks the CPU)")
     model_dir = os.path.join(repo, model)
     config_path = os.path.join(model_dir, "config.pbtxt")
     opts = _resolve_options(config_path, versions, {
@@ -307,6 +377,12 @@ def _prepare_model(repo, model, versions, *, max_batch, backend, instances, kind
     if labels and len(labels) != info.num_classes:
         log.warning("%s: %d labels for %d classes; not writing labels.txt", info.path, len(labels), info.num_classes)
         labels = None
+    for i, label in enumerate(labels or ()):
+        if any(c in str(label) for c in _LINE_BREAKS):
+            source = next(vi.path for _, vi in versions if vi.meta.labels)
+            raise DnxError(f"{source}: class label {i} ({str(label)!r}) contains a line break; Triton's labels.txt "
+                           "holds one label per line, so every later class would get the wrong label: give the "
+                           "model labels without line breaks (they come from the checkpoint's metadata)")
     existing = _existing_versions(model_dir)
     new_numbers = [v for v, _ in versions]
     served = sorted(set(existing) | set(new_numbers))
@@ -322,7 +398,9 @@ def _prepare_model(repo, model, versions, *, max_batch, backend, instances, kind
                           max_queue_delay_us=opts["max_queue_delay_us"], labels_file="labels.txt" if labels else None,
                           all_versions=multi or len(served) > 1, parameters=parameters)
     if os.path.isfile(config_path):
-        _check_compatible(config_path, read_config(config_path), config)
+        old = read_config(config_path)
+        _check_compatible(config_path, old, config)
+        config = _merge_config(old, config, new_numbers)
     return {"model": model, "versions": versions, "config": config, "labels": labels, "batch": batch,
             "backend": backend, "model_dir": model_dir, "config_path": config_path}
 
@@ -340,6 +418,9 @@ def _prepare_model(repo, model, versions, *, max_batch, backend, instances, kind
 # `count: N` with NUM_STREAMS N), and one instance gets the one-stream LATENCY hint.
 OPENVINO_PINNED = ("HINT_BF16",)
 PYTHON_PINNED = ("dnx.artifact", "dnx.backend")
+# Every `parameters` key dnx writes: on an update these follow the new config (a key dnx no longer writes,
+# e.g. NUM_STREAMS after --instances 1, is dropped); any other key was added by hand and is kept.
+DNX_PARAMETERS = ("PERFORMANCE_HINT", "NUM_STREAMS", *OPENVINO_PINNED, *PYTHON_PINNED, "dnx.metadata")
 
 
 def runner_backend(info: ArtifactInfo) -> str:
@@ -394,7 +475,13 @@ def _write_model(repo, prepared: dict) -> dict:
     model, versions, config, labels = prepared["model"], prepared["versions"], prepared["config"], prepared["labels"]
     backend, model_dir, info = prepared["backend"], prepared["model_dir"], versions[0][1]
     meta, new_numbers = info.meta, [v for v, _ in versions]
-    staging = tempfile.mkdtemp(prefix=f".dnx-staging-{model}-", dir=repo)
+    # Which file each version was made from: the existing dnx.json's entries for versions still there stay.
+    sources = _existing_sources(model_dir)
+    sources.update({str(v): os.path.basename(i.path) for v, i in versions})
+    try:
+        staging = tempfile.mkdtemp(prefix=f".dnx-staging-{model}-", dir=repo)
+    except OSError as exc:
+        raise DnxError(f"cannot write into repository {repo}: {exc.strerror or exc}") from exc
     try:
         # mkdtemp/mkstemp make 0700/0600 entries; a Triton container often runs as another user.
         os.chmod(staging, 0o755)
@@ -412,7 +499,7 @@ def _write_model(repo, prepared: dict) -> dict:
                 fh.write("\n".join(labels) + "\n")
         with open(os.path.join(staging, "dnx.json"), "w") as fh:
             json.dump({"metadata": meta.to_props(), "format": info.format, "backend": backend or info.format,
-                       "versions": {str(v): os.path.basename(i.path) for v, i in versions}}, fh, indent=2, sort_keys=True)
+                       "versions": sources}, fh, indent=2, sort_keys=True)
             fh.write("\n")
         _move_into_place(staging, model_dir, [str(v) for v in new_numbers])
     finally:
@@ -423,14 +510,45 @@ def _write_model(repo, prepared: dict) -> dict:
             "config": os.path.abspath(prepared["config_path"]), "labels": bool(labels), "path": os.path.abspath(model_dir)}
 
 
-def _check_compatible(path, old, new) -> None:
-    def signature(c):
-        return (c.platform, c.backend, [(i.name, i.data_type, list(i.dims)) for i in c.input],
-                [(o.name, o.data_type, list(o.dims)) for o in c.output])
+def _existing_sources(model_dir: str) -> dict:
+    """{version: source file name} from an existing dnx.json, for versions whose directory still exists."""
+    try:
+        with open(os.path.join(model_dir, "dnx.json")) as fh:
+            recorded = json.load(fh).get("versions") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    present = {str(v) for v in _existing_versions(model_dir)}
+    return {str(k): v for k, v in recorded.items() if str(k) in present} if isinstance(recorded, dict) else {}
 
-    if signature(old) != signature(new):
-        raise DnxError(f"{path} describes a model with another platform or input/output signature; give the new "
-                       "artifact another --name (other models and versions were left as they were)")
+
+def _check_compatible(path, old, new) -> None:
+    pb = model_config_pb2()
+
+    def engine(c):
+        return f"platform {c.platform}" if c.platform else f"backend {c.backend}" if c.backend else "no platform"
+
+    if (old.platform, old.backend) != (new.platform, new.backend):
+        if new.backend == "python":
+            hint = "drop --backend python to add a version the way the model is served, or give"
+        elif old.backend == "python":
+            hint = "add --backend python to add a version to this dnx python-backend model, or give"
+        else:
+            hint = "give"
+        raise DnxError(f"{path} serves its versions with {engine(old)}, but the new version needs {engine(new)} "
+                       f"and one Triton model has one backend; {hint} the new artifact another --name (other "
+                       "models and versions were left as they were)")
+
+    def tensors(c):
+        return [(kind, t.name, pb.DataType.Name(t.data_type), list(t.dims))
+                for kind, group in (("input", c.input), ("output", c.output)) for t in group]
+
+    if tensors(old) != tensors(new):
+        def shown(items):
+            return "; ".join(f"{k} {n!r} {t} {d}" for k, n, t, d in items) or "none"
+
+        raise DnxError(f"{path} describes a model with another input/output signature ({shown(tensors(old))}; the "
+                       f"new artifact has {shown(tensors(new))}); give the new artifact another --name (other models "
+                       "and versions were left as they were)")
     # The existing versions run with the config's parameters too: a new version must not change how they run.
     pinned_old = _pinned({k: v.string_value for k, v in old.parameters.items()})
     pinned_new = _pinned({k: v.string_value for k, v in new.parameters.items()})
@@ -444,6 +562,48 @@ def _check_compatible(path, old, new) -> None:
         raise DnxError(f"{path}: the new version needs other backend parameters than the model's existing "
                        f"versions ({changed}); give the new artifact another --name (other models and versions "
                        "were left as they were)")
+
+
+def _merge_config(old, new, new_numbers: list[int]):
+    """The existing config `old` with the fields dnx writes taken from `new`; every other field stays.
+
+    dnx's fields: name, max_batch_size, the input's format and the output's label_filename (names, types and
+    dims were checked to be equal), dynamic_batching's preferred sizes and queue delay, the first instance
+    group's count and kind, and the `parameters` keys in DNX_PARAMETERS. A `specific` version policy gets the
+    new version numbers; another policy set by hand stays, and a config without one gets dnx's.
+    """
+    pb = model_config_pb2()
+    merged = pb.ModelConfig()
+    merged.CopyFrom(old)
+    merged.name = new.name
+    merged.max_batch_size = new.max_batch_size
+    for mine, theirs in zip(merged.input, new.input):
+        mine.format = theirs.format
+    for mine, theirs in zip(merged.output, new.output):
+        mine.label_filename = theirs.label_filename
+    if new.HasField("dynamic_batching"):
+        batching = merged.dynamic_batching
+        del batching.preferred_batch_size[:]
+        batching.preferred_batch_size.extend(new.dynamic_batching.preferred_batch_size)
+        batching.max_queue_delay_microseconds = new.dynamic_batching.max_queue_delay_microseconds
+    else:
+        merged.ClearField("dynamic_batching")
+    group = merged.instance_group[0] if merged.instance_group else merged.instance_group.add()
+    group.count, group.kind = new.instance_group[0].count, new.instance_group[0].kind
+    if group.kind != pb.ModelInstanceGroup.KIND_GPU:
+        del group.gpus[:]  # Triton refuses GPU ids in a CPU (or auto) instance group
+    if merged.HasField("version_policy"):
+        if merged.version_policy.HasField("specific"):
+            served = sorted(set(merged.version_policy.specific.versions) | set(new_numbers))
+            del merged.version_policy.specific.versions[:]
+            merged.version_policy.specific.versions.extend(served)
+    elif new.HasField("version_policy"):
+        merged.version_policy.CopyFrom(new.version_policy)
+    for key in [k for k in merged.parameters if k in DNX_PARAMETERS and k not in new.parameters]:
+        del merged.parameters[key]
+    for key, value in new.parameters.items():
+        merged.parameters[key].CopyFrom(value)
+    return merged
 
 
 def _move_into_place(staging: str, model_dir: str, versions: list[str]) -> None:

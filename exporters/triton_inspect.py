@@ -28,13 +28,17 @@ class ArtifactInfo:
     num_classes: int
     batch: int | None  # None: dynamic batch axis; else the fixed batch
     profile_max: int | None = None  # plan: the optimisation profile's max batch
+    profile_min: int | None = None  # plan: the optimisation profile's min batch
+    # ONNX: why this graph is an ONNX Runtime deployment (`dnx build-engine --target onnxruntime`), else None.
+    ort_deployment: str | None = None
     # OpenVINO IR: the float precision OpenVINO should infer in ("f32", "bf16", "f16"; None: OpenVINO's own
     # choice), from the sidecar's openvino.inference_precision, else what the dnx runner would use.
     inference_precision: str | None = None
     files: list[tuple[str, str]] = field(default_factory=list)  # (source path, name in the version dir)
 
 
-def artifact_format(path: str) -> str:
+def artifact_format(path: str, command: str = "dnx triton") -> str:
+    """onnx | plan | openvino from the file name; ArtifactError naming what `command` accepts otherwise."""
     lower = path.lower()
     if lower.endswith(".onnx"):
         return "onnx"
@@ -42,8 +46,12 @@ def artifact_format(path: str) -> str:
         return "plan"
     if lower.endswith(".xml"):
         return "openvino"
-    raise ArtifactError(f"{path}: unknown artifact type; `dnx triton` takes .onnx, .plan/.engine (TensorRT) "
-                        "or .xml (OpenVINO IR) files")
+    hint = ""
+    if lower.endswith((".pt", ".pth")):
+        hint = (f"; {os.path.basename(path)} looks like a checkpoint: export it first "
+                f"(`dnx export {path} -o model.onnx`)")
+    raise ArtifactError(f"{path}: unknown artifact type; `{command}` takes .onnx, .plan/.engine (TensorRT) "
+                        f"or .xml (OpenVINO IR) files{hint}")
 
 
 def inspect_artifact(path) -> ArtifactInfo:
@@ -75,9 +83,18 @@ def _inspect_onnx(path: str) -> ArtifactInfo:
     # Weights stored outside the .onnx (models over 2 GB) travel with it, under the same relative names.
     locations = {e.value for t in proto.graph.initializer for e in t.external_data if e.key == "location"}
     files += [(os.path.join(os.path.dirname(path), loc), loc) for loc in sorted(locations)]
+    from densenet_deploy.metadata import sidecar_path
+
+    from .targets import deployment_reason
+
+    deployment = deployment_reason(proto, path)
+    if deployment and os.path.isfile(sidecar_path(path)):
+        # The sidecar records the CPU the deployment was optimised for: dnx's runner checks it at load time.
+        files.append((sidecar_path(path), "model.onnx.json"))
     return ArtifactInfo(path, "onnx", meta, inputs[0].name, proto.graph.output[0].name,
                         _onnx_type(path, inputs[0]), _onnx_type(path, proto.graph.output[0]),
-                        tuple(int(d.dim_value) for d in dims[1:]), int(classes), batch, files=files)
+                        tuple(int(d.dim_value) for d in dims[1:]), int(classes), batch, ort_deployment=deployment,
+                        files=files)
 
 
 def _onnx_type(path, value_info) -> str:
@@ -96,16 +113,26 @@ def _inspect_plan(path: str) -> ArtifactInfo:
     profile = doc.get("profile") or {}
     try:
         profile_max = int(profile["max"])
+        profile_min = int(profile.get("min", 1))
     except (KeyError, TypeError, ValueError):
-        raise ArtifactError(f"{sidecar_path(path)} has no optimisation profile (profile.max); rebuild the plan "
+        raise ArtifactError(f"{sidecar_path(path)} has no optimisation profile (profile.min/max); rebuild the plan "
                             "with `dnx build-engine`") from None
+    if not 1 <= profile_min <= profile_max:
+        raise ArtifactError(f"{sidecar_path(path)}: optimisation profile min {profile_min} / max {profile_max} is "
+                            "not a batch range; rebuild the plan with `dnx build-engine`")
+    # `dnx build-engine` records a fixed batch (a fixed-batch export, or --min-batch = --max-batch) as the
+    # metadata's batch with a one-size profile: such an engine takes exactly that batch, like a fixed ONNX.
+    batch = meta.batch if meta.batch is not None else (profile_max if profile_min == profile_max else None)
+    if batch is not None and not profile_min == profile_max == batch:
+        raise ArtifactError(f"{sidecar_path(path)} records a fixed batch of {batch} but an optimisation profile of "
+                            f"{profile_min}..{profile_max}; rebuild the plan with `dnx build-engine`")
     # Strongly typed plans keep the ONNX graph's I/O types; dnx's fp16/int8 graphs keep float32 I/O.
     io = doc.get("io") or {}
     in_type = _IR_TYPES.get(str(io.get("input_dtype", "fp32")).lower(), "TYPE_FP32")
     out_type = _IR_TYPES.get(str(io.get("output_dtype", "fp32")).lower(), "TYPE_FP32")
     return ArtifactInfo(path, "plan", meta, profile.get("input") or meta.input_name, meta.output_name,
-                        in_type, out_type, tuple(meta.input_size), meta.num_classes, None, profile_max,
-                        files=[(path, "model.plan"), (sidecar_path(path), "model.plan.json")])
+                        in_type, out_type, tuple(meta.input_size), meta.num_classes, batch, profile_max,
+                        profile_min=profile_min, files=[(path, "model.plan"), (sidecar_path(path), "model.plan.json")])
 
 
 def _inspect_ir(path: str) -> ArtifactInfo:

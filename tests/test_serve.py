@@ -209,3 +209,136 @@ def test_busy_port_and_unknown_host_are_refused_before_starting(tmp_path):
             TritonServer(str(tmp_path), http_port=port, grpc_port=0)
     with pytest.raises(DnxError, match="not a known host"):
         TritonServer(str(tmp_path), host="notahost.invalid", http_port=0, grpc_port=0)
+
+
+def process_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, dead but not yet reaped by its new parent, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+
+
+def group_alive(pgid: int) -> list[int]:
+    """Live processes in process group `pgid` (the server and the python-backend stubs it forked)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                found.append(int(entry))
+    return found
+
+
+def dnx_temp(tmpdir) -> list[str]:
+    """The temporary directories dnx made under `tmpdir` (dnx-serve-repo-*, dnx-triton-*)."""
+    return [d for d in os.listdir(tmpdir) if d.startswith("dnx-")]
+
+
+def start_dnx_serve(artifact, tmpdir, preexec_fn=None):
+    """`dnx serve ARTIFACT --json` as a separate process (temporary files under `tmpdir`); (process, info)."""
+    env = dict(os.environ, TMPDIR=str(tmpdir))
+    proc = subprocess.Popen([sys.executable, "-m", "densenet_deploy.cli", "serve", str(artifact), "--http-port", "0",
+                             "--grpc-port", "0", "--json", "--duration", "120"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True, preexec_fn=preexec_fn)
+    lines = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:  # the JSON object comes once the server is ready
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("}"):
+            break
+    if not lines or not lines[-1].startswith("}"):
+        proc.kill()
+        pytest.fail(f"dnx serve did not report a ready server: {proc.stderr.read()}")
+    return proc, json.loads("".join(lines))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG is Linux-only")
+@pytest.mark.parametrize("sig", ["SIGHUP", "SIGINT", "SIGKILL"])
+def test_dnx_serve_leaves_no_server_or_temp_dirs_behind(digits_onnx, tmp_path, sig):
+    """A closed terminal (SIGHUP), Ctrl-C (SIGINT, also when started with `&`, which ignores it) and SIGKILL:
+    tritonserver and its stubs must not outlive dnx holding the ports; a handled signal also removes the
+    temporary repository and backend directories."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    # A shell's `cmd &` starts the job with SIGINT ignored, which Python then leaves ignored.
+    ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sig == "SIGINT" else None
+    proc, info = start_dnx_serve(digits_onnx, tmpdir, preexec_fn=ignore_sigint)
+    server = info["pid"]
+    host, port = info["url"].removeprefix("http://").split(":")
+    try:
+        assert process_alive(server) and port_open(host, int(port))
+        assert sorted(d.split("-")[1] for d in dnx_temp(tmpdir)) == ["serve", "triton"]
+        proc.send_signal(getattr(signal, sig))
+        code = proc.wait(timeout=40)
+        deadline = time.monotonic() + 40  # after SIGKILL the server gets SIGTERM and shuts down gracefully
+        while group_alive(server) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not group_alive(server), f"left running after {sig}: {group_alive(server)}"
+        assert not port_open(host, int(port))
+        if sig != "SIGKILL":  # a handled signal: a clean stop, exit 0, nothing left in the temp directory
+            assert code == 0, proc.stderr.read()
+            assert dnx_temp(tmpdir) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        if group_alive(server):
+            os.killpg(server, signal.SIGKILL)
+
+
+def test_dnx_serve_names_what_it_serves(tmp_path):
+    from densenet_deploy.cli import cli
+
+    checkpoint = tmp_path / "digits.pt"
+    checkpoint.write_bytes(b"not read: the name alone is refused")
+    result = CliRunner().invoke(cli, ["serve", str(checkpoint)])
+    assert result.exit_code == 2, result.output
+    (line,) = [x for x in result.output.splitlines() if x.strip()]
+    assert line.startswith("error: ") and "`dnx serve` takes .onnx" in line and "dnx triton" not in line
+    assert f"dnx export {checkpoint}" in line
+
+
+def test_dnx_serve_plan_needs_tensorrt_and_a_gpu_before_starting(tmp_path):
+    """Without TensorRT or a CUDA GPU a plan cannot run: refused with build-engine's reason, before any
+    temporary directory, port or tritonserver exists (it used to start Triton and fail on KIND_GPU)."""
+    from densenet_deploy.errors import BackendUnavailableError
+    from densenet_deploy.metadata import ArtifactMeta, write_sidecar
+    from exporters.tensorrt import check_tensorrt_usable
+
+    try:
+        check_tensorrt_usable()
+        pytest.skip("TensorRT and a CUDA GPU are usable here")
+    except BackendUnavailableError as exc:
+        reason = str(exc)
+    plan = tmp_path / "model.plan"
+    plan.write_bytes(b"placeholder: refused before the engine is read")
+    meta = ArtifactMeta(model="densenet_bc22_k8", num_classes=10, input_size=(3, 32, 32), mean=(0.5,) * 3,
+                        std=(0.25,) * 3, precision="fp16")
+    write_sidecar(plan, meta, tensorrt={"version": "11.0.0"}, gpu={"name": "test", "compute_capability": "9.0"},
+                  profile={"input": "input", "min": 1, "opt": 8, "max": 16}, precision="fp16")
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    result = subprocess.run([sys.executable, "-m", "densenet_deploy.cli", "serve", str(plan), "--http-port", "0",
+                             "--grpc-port", "0"], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, TMPDIR=str(tmpdir)))
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = [x for x in (result.stdout + result.stderr).splitlines() if x.strip()]
+    assert line.startswith("error: cannot serve the TensorRT plan") and reason in line
+    assert dnx_temp(tmpdir) == []
+

@@ -193,10 +193,22 @@ def test_versions_models_and_updates_keep_other_models(tiny_onnx, labelled_onnx,
     assert config.version_policy.HasField("all")  # every version is served, clients pick one
     assert sorted(os.listdir(repo / "dn")) == ["1", "2", "config.pbtxt", "dnx.json", "labels.txt"]
 
-    # Updating adds the next version; an explicit --version replaces that one only.
+    # Updating adds the next version; an explicit --version of an existing one is refused (M5) unless
+    # --replace, which replaces that one only.
     assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "dn").exit_code == 0
     assert (repo / "dn" / "3" / "model.onnx").is_file()
-    assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "dn", "--version", 2).exit_code == 0
+    before = tree(repo)
+    line = one_line_error(dnx("triton", tiny_onnx, "--repo", repo, "--name", "dn", "--version", 2),
+                          match="already has version 2")
+    assert "--replace" in line and "version 4" in line
+    one_line_error(dnx("triton", tiny_onnx, labelled_onnx, "--repo", repo, "--name", "dn", "--version", 3),
+                   match="already has version 3")
+    assert tree(repo) == before
+    assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "dn", "--version", 2, "--replace").exit_code == 0
+    with open(tiny_onnx, "rb") as fh:
+        assert (repo / "dn" / "2" / "model.onnx").read_bytes() == fh.read()
+    versions = json.loads((repo / "dn" / "dnx.json").read_text())["versions"]
+    assert versions == {"1": "tiny.onnx", "2": "tiny.onnx", "3": "tiny.onnx"}  # every served version, not the last
     assert sorted(d for d in os.listdir(repo / "dn") if d.isdigit()) == ["1", "2", "3"]
     assert tree(repo / "other") == other
     assert not [d for d in os.listdir(repo) if d.startswith(".dnx-staging")]
@@ -473,3 +485,173 @@ def test_client_checks_local_images_before_contacting_the_server(tmp_path, name,
         one_line_error(dnx("triton-client", url, "m", *args, "--timeout", 1), match=match.format(tmp=tmp_path))
         with pytest.raises(BlockingIOError):
             server.accept()  # nobody connected
+
+
+def plan_with_profile(tmp_path, lo, opt, hi, batch=None, name="model.plan"):
+    """A placeholder plan with the sidecar `dnx build-engine` writes for profile lo/opt/hi (metadata batch
+    `batch`: what it records when the profile is a single size). Config generation reads only the sidecar."""
+    plan = tmp_path / name
+    plan.write_bytes(b"placeholder: config generation never reads the engine")
+    meta = ArtifactMeta(model="densenet_bc22_k8", num_classes=10, input_size=(3, 32, 32), mean=(0.5,) * 3,
+                        std=(0.25,) * 3, precision="fp16", batch=batch)
+    write_sidecar(plan, meta, tensorrt={"version": "11.0.0"}, gpu={"name": "test", "compute_capability": "9.0"},
+                  profile={"input": "input", "min": lo, "opt": opt, "max": hi}, precision="fp16")
+    return str(plan)
+
+
+def test_fixed_batch_plan_gets_full_dims_and_no_batching(tmp_path):
+    """build-engine of a fixed-batch export writes metadata batch 4 and profile 4/4/4: Triton's TensorRT backend
+    refuses max_batch_size > 0 for such an engine, so it is configured like a fixed-batch ONNX graph."""
+    plan = plan_with_profile(tmp_path, 4, 4, 4, batch=4)
+    for backend in ((), ("--backend", "python")):
+        repo = tmp_path / f"repo{len(backend)}"
+        result = dnx("triton", plan, "--repo", repo, "--name", "fixed", *backend)
+        assert result.exit_code == 0, result.output
+        config = parse(repo / "fixed" / "config.pbtxt")
+        assert config.max_batch_size == 0
+        assert list(config.input[0].dims) == [4, 3, 32, 32] and list(config.output[0].dims) == [4, 10]
+        assert config.input[0].format == mc.ModelInput.FORMAT_NONE
+        assert not config.HasField("dynamic_batching")
+    line = one_line_error(dnx("triton", plan, "--repo", tmp_path / "r2", "--max-batch", 4), match="fixed batch of 4")
+    assert "--min-batch 1" in line
+    assert not (tmp_path / "r2").exists()
+
+
+def test_plan_profile_above_batch_1_is_refused(tmp_path):
+    """The dynamic batcher hands the engine single requests; a profile from batch 2 up cannot run them."""
+    plan = plan_with_profile(tmp_path, 2, 8, 16)
+    for backend in ((), ("--backend", "python")):
+        line = one_line_error(dnx("triton", plan, "--repo", tmp_path / "repo", *backend), match="batch sizes 2..16")
+        assert "--min-batch 1" in line
+    assert not (tmp_path / "repo").exists()
+    # A sidecar whose fixed batch disagrees with its profile describes no engine dnx built.
+    bad = plan_with_profile(tmp_path, 1, 4, 8, batch=4, name="bad.plan")
+    one_line_error(dnx("triton", bad, "--repo", tmp_path / "repo"), match="fixed batch of 4")
+
+
+def test_model_path_that_is_a_file_is_refused_before_staging(tiny_onnx, tmp_path):
+    repo = tmp_path / "r3"
+    repo.mkdir()
+    (repo / "m4").write_text("a file")
+    one_line_error(dnx("triton", tiny_onnx, "--repo", repo, "--name", "m4"), match="m4 exists and is not a directory")
+    assert sorted(os.listdir(repo)) == ["m4"]  # no staging directory left behind
+    # A version path or a file dnx writes that has the wrong type is refused the same way.
+    assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "m").exit_code == 0
+    (repo / "m" / "2").write_text("a file")
+    one_line_error(dnx("triton", tiny_onnx, "--repo", repo, "--name", "m", "--version", 2, "--replace"),
+                   match="is not a directory")
+    (repo / "m" / "2").unlink()
+    (repo / "m" / "labels.txt").mkdir()
+    before = tree(repo)
+    one_line_error(dnx("triton", tiny_onnx, "--repo", repo, "--name", "m"),
+                   match="labels.txt exists and is a directory")
+    assert tree(repo) == before and sorted(os.listdir(repo)) == ["m", "m4"]
+
+
+def test_repo_that_cannot_be_created(tiny_onnx, tmp_path):
+    (tmp_path / "afile").write_text("I am a file")
+    for repo in (tmp_path / "afile" / "sub", tmp_path / "afile" / "sub" / "deeper"):
+        one_line_error(dnx("triton", tiny_onnx, "--repo", repo), match=f"{tmp_path / 'afile'} is a file")
+    one_line_error(dnx("triton", tiny_onnx, "--repo", tmp_path / "missing" / "repo"), match="does not exist")
+    if os.path.isdir("/proc/self"):  # a directory that refuses new entries, even to root
+        one_line_error(dnx("triton", tiny_onnx, "--repo", "/proc/dnx-repo"), match="cannot create repository /proc")
+
+
+def test_update_keeps_fields_dnx_does_not_write(tiny_onnx, labelled_onnx, tmp_path):
+    repo = tmp_path / "repo"
+    config_path = repo / "dn" / "config.pbtxt"
+    assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "dn", "--instances", 2).exit_code == 0
+    config = parse(config_path)
+    # What a user adds by hand: a parameter, a warmup request, a version policy, a batcher option, GPU ids.
+    config.parameters["user_key"].string_value = "user value"
+    warmup = config.model_warmup.add(name="zeros", batch_size=1)
+    warmup.inputs["input"].data_type = mc.TYPE_FP32
+    warmup.inputs["input"].dims.extend([3, 32, 32])
+    warmup.inputs["input"].zero_data = True
+    config.version_policy.specific.versions.append(1)
+    config.dynamic_batching.preserve_ordering = True
+    config.instance_group[0].kind = mc.ModelInstanceGroup.KIND_GPU
+    config.instance_group[0].gpus.append(0)
+    config_path.write_text(text_format.MessageToString(config))
+
+    result = dnx("triton", labelled_onnx, "--repo", repo, "--name", "dn", "--json")
+    assert result.exit_code == 0, result.output
+    merged = parse(config_path)
+    assert merged.parameters["user_key"].string_value == "user value"
+    assert list(merged.model_warmup) == list(config.model_warmup)
+    assert list(merged.version_policy.specific.versions) == [1, 2]  # the new version is served too
+    assert merged.dynamic_batching.preserve_ordering
+    assert (merged.instance_group[0].count, list(merged.instance_group[0].gpus)) == (2, [0])
+    # dnx's own fields follow the new artifact: it has labels.
+    assert merged.output[0].label_filename == "labels.txt"
+
+    # Explicit options still win; a CPU instance group cannot keep GPU ids.
+    assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "dn", "--kind", "cpu", "--max-batch", 4).exit_code == 0
+    merged = parse(config_path)
+    assert merged.max_batch_size == 4 and merged.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+    assert list(merged.instance_group[0].gpus) == []
+    assert merged.parameters["user_key"].string_value == "user value"
+    assert list(merged.version_policy.specific.versions) == [1, 2, 3]
+
+
+def test_python_backend_update_merges_parameters(tiny_onnx, tmp_path):
+    repo = tmp_path / "repo"
+    config_path = repo / "py" / "config.pbtxt"
+    assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "py", "--backend", "python").exit_code == 0
+    config = parse(config_path)
+    config.parameters["user_key"].string_value = "kept"
+    config.parameters["dnx.metadata"].string_value = "{}"  # a dnx key: the new version's value wins
+    config_path.write_text(text_format.MessageToString(config))
+    assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "py", "--backend", "python").exit_code == 0
+    params = params_of(config_path)
+    assert params["user_key"] == "kept" and params["dnx.backend"] == "onnxruntime"
+    assert ArtifactMeta.from_props(json.loads(params["dnx.metadata"])) == read_onnx_meta(tiny_onnx)
+
+
+def test_backend_mismatch_names_the_backend(tiny_onnx, tmp_path):
+    repo = tmp_path / "repo"
+    assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "native").exit_code == 0
+    assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "py", "--backend", "python").exit_code == 0
+    before = tree(repo)
+    line = one_line_error(dnx("triton", tiny_onnx, "--repo", repo, "--name", "native", "--backend", "python"),
+                          match="platform onnxruntime_onnx")
+    assert "backend python" in line and "drop --backend python" in line and "signature" not in line
+    line = one_line_error(dnx("triton", tiny_onnx, "--repo", repo, "--name", "py"), match="backend python")
+    assert "add --backend python" in line and "signature" not in line
+    assert tree(repo) == before
+
+
+def test_label_with_a_line_break_is_refused(tmp_path):
+    art = tiny_graph(tmp_path / "nl.onnx", labels=["cat", "sea\nlion", "dog"])
+    line = one_line_error(dnx("triton", art, "--repo", tmp_path / "repo"), match="class label 1")
+    assert "'sea\\nlion'" in line and "line break" in line
+    assert not (tmp_path / "repo").exists()
+    ok = tiny_graph(tmp_path / "ok.onnx", labels=["cat", "sea lion", "dog"])
+    assert dnx("triton", ok, "--repo", tmp_path / "repo").exit_code == 0
+    assert (tmp_path / "repo" / "handmade" / "labels.txt").read_text().splitlines() == ["cat", "sea lion", "dog"]
+
+
+@pytest.fixture(scope="module")
+def ort_deployment(tiny_onnx, tmp_path_factory):
+    """tiny_onnx built by `dnx build-engine --target onnxruntime` (com.microsoft ops, CPU recorded in the sidecar)."""
+    out = str(tmp_path_factory.mktemp("ort") / "tiny.ort.onnx")
+    result = dnx("build-engine", tiny_onnx, "--target", "onnxruntime", "-o", out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_ort_deployment_only_through_the_python_backend(ort_deployment, tmp_path):
+    from densenet_deploy.runners import open_runner
+
+    repo = tmp_path / "repo"
+    line = one_line_error(dnx("triton", ort_deployment, "--repo", repo), match="ONNX Runtime deployment")
+    assert "--backend python" in line and "plain export" in line
+    assert not repo.exists()
+    result = dnx("triton", ort_deployment, "--repo", repo, "--name", "ort", "--backend", "python")
+    assert result.exit_code == 0, result.output
+    version_dir = repo / "ort" / "1"
+    assert sorted(os.listdir(version_dir)) == ["model.onnx", "model.onnx.json", "model.py"]
+    # What model.py opens: the deployment with its sidecar, so dnx's runner checks this CPU.
+    with open_runner(str(version_dir / "model.onnx"), backend=params_of(repo / "ort" / "config.pbtxt")["dnx.backend"]) \
+            as runner:
+        assert runner.deployment and runner.deployment["optimized_offline"]

@@ -26,12 +26,30 @@ def command(artifact, max_batch, http_port, grpc_port, host, name, instances, ma
     import signal
     import time
 
+    from exporters.triton_inspect import artifact_format, inspect_artifact
+
+    # Everything that can be refused is refused before any directory, port or process exists.
+    fmt = artifact_format(artifact, command="dnx serve")
+    inspect_artifact(artifact)
+    if fmt == "plan":
+        _check_tensorrt(artifact)
+
     from exporters.triton_serve import serve_artifact
 
-    def _terminate(signum, frame):  # SIGTERM too must stop the server (it runs in its own session)
+    stopping = []
+
+    def _terminate(signum, frame):
+        # Ctrl-C, SIGTERM and SIGHUP (a closed terminal) all stop the server and remove its temporary
+        # directories; the server runs in its own session, so it sees none of them itself. A second signal
+        # while stopping is ignored: the stop is bounded (grace period, then SIGKILL) and must finish.
+        if stopping:
+            return
+        stopping.append(signum)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _terminate)
+    for sig in ("SIGTERM", "SIGINT", "SIGHUP"):
+        if hasattr(signal, sig):
+            signal.signal(getattr(signal, sig), _terminate)
 
     with serve_artifact(artifact, max_batch=max_batch, http_port=http_port, grpc_port=grpc_port, host=host, name=name,
                         instances=instances, max_queue_delay_us=max_queue_delay_us) as (server, model):
@@ -49,3 +67,16 @@ def command(artifact, max_batch, http_port, grpc_port, host, name, instances, ma
                 time.sleep(0.5)
         except KeyboardInterrupt:
             pass
+
+
+def _check_tensorrt(artifact: str) -> None:
+    """A plan runs only with TensorRT on a CUDA GPU: say what is missing, as `dnx build-engine` does."""
+    from exporters.tensorrt import check_tensorrt_usable
+
+    from ..errors import BackendUnavailableError
+
+    try:
+        check_tensorrt_usable()
+    except BackendUnavailableError as exc:
+        raise BackendUnavailableError(f"cannot serve the TensorRT plan {artifact} here: {exc}; serve the ONNX "
+                                      "export it was built from instead (`dnx serve model.onnx`)") from exc

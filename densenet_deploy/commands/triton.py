@@ -38,25 +38,29 @@ def _batch_list(ctx, param, value):
               help="How long the dynamic batcher may hold a request to form a larger batch "
                    "[default: existing model's; else 100].")
 @click.option("--version", type=click.IntRange(1), help="Version number of the (first) artifact [default: next free].")
+@click.option("--replace", is_flag=True, help="Overwrite versions that --version names and the model already has "
+              "[default: refuse].")
 @click.option("--as", "as_", type=click.Choice(["versions", "models"]), default="versions", show_default=True,
               help="Several artifacts: versions of one model, or separate models.")
 @click.option("--backend", type=click.Choice(["python"]), help="python: a model.py that runs a dnx runner "
               "[default: Triton's native backend for the format].")
 @json_option
-def command(artifacts, repo, name, max_batch, instances, kind, preferred_batch, max_queue_delay_us, version, as_,
-            backend, as_json):
+def command(artifacts, repo, name, max_batch, instances, kind, preferred_batch, max_queue_delay_us, version, replace,
+            as_, backend, as_json):
     """Write ARTIFACT(s) (.onnx, .plan, OpenVINO .xml) into the Triton model repository --repo.
 
     Each model gets config.pbtxt (from the artifact's metadata), labels.txt when the metadata has class
     labels, dnx.json (preprocessing for clients) and VERSION/ with the model files. Other models in the
     repository are left alone. Adding a version to an existing model keeps its serving options (max batch,
-    instances, kind, preferred batch sizes, queue delay) unless they are given again.
+    instances, kind, preferred batch sizes, queue delay) unless they are given again, and every config
+    field dnx does not write (parameters, model_warmup, version_policy, ...). An existing version is
+    overwritten only with --replace.
     """
     from exporters.triton import write_repository
 
     result = write_repository(list(artifacts), repo, name=name, max_batch=max_batch, instances=instances, kind=kind,
                               preferred_batch=preferred_batch, max_queue_delay_us=max_queue_delay_us,
-                              version=version, as_=as_, backend=backend)
+                              version=version, as_=as_, backend=backend, replace=replace)
     lines = [f"repository {result['repo']}"]
     for m in result["models"]:
         lines.append(f"  {m['model']:<28} {m['platform']:<18} versions {','.join(map(str, m['versions']))}  "
