@@ -18,7 +18,9 @@ def count_macs(model, input_size: tuple[int, int, int], batch: int = 1) -> int:
 
     was_training = model.training
     model.eval()
-    x = torch.zeros((batch, *input_size))
+    # A model on the meta device (shapes only, see zoo_listing) is counted with a meta input.
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    x = torch.zeros((batch, *input_size), device=device)
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(x)

@@ -10,7 +10,9 @@ def list_models(with_macs: bool = True) -> list[dict]:
     from .models import build_model, get_spec, listed_names
 
     rows = []
-    with torch.no_grad():
+    # Counting needs shapes, not values: on the meta device no weights are initialised and no convolution
+    # is computed, so the 18 models take seconds instead of a minute (same counts, tested).
+    with torch.no_grad(), torch.device("meta"):
         for name in listed_names():
             spec = get_spec(name)
             model = build_model(name)

@@ -168,3 +168,17 @@ def test_memory_efficient_training_step_updates_bn_stats_once():
         torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
     for (name, p), q in zip(plain.named_parameters(), efficient.parameters()):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_zoo_listing_on_the_meta_device_counts_what_real_models_count():
+    """`dnx models` counts shapes on the meta device; the figures must equal a real model's."""
+    from densenet_deploy.counting import count_macs, count_params
+    from densenet_deploy.models import build_model, get_spec
+    from densenet_deploy.zoo_listing import list_models
+
+    rows = {r["name"]: r for r in list_models()}
+    for name in ("densenet121", "densenet_bc100_k12", "preact_resnet164"):
+        model = build_model(name)
+        assert rows[name]["params"] == count_params(model)
+        assert rows[name]["macs"] == count_macs(model, get_spec(name).input_size)
+    assert rows["densenet121"]["macs"] == 2_834_161_664
