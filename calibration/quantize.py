@@ -113,7 +113,8 @@ def quantize_int8(onnx_path: str, output: str, data, *, method: str = DEFAULT_ME
     """
     from densenet_deploy.compare import Thresholds, compare_outputs
     from densenet_deploy.io import atomic_output, check_output_path
-    from densenet_deploy.metadata import check_plain_export, load_onnx, read_onnx_meta, write_onnx_meta
+    from densenet_deploy.metadata import (check_plain_export, drop_stale_sidecar, load_onnx, read_onnx_meta,
+                                          write_onnx_meta)
 
     start = time.perf_counter()
     check_output_path(output)
@@ -206,6 +207,7 @@ def quantize_int8(onnx_path: str, output: str, data, *, method: str = DEFAULT_ME
 
         with atomic_output(output) as tmp_out:
             onnx.save(qmodel, tmp_out)
+        drop_stale_sidecar(output)
     if write_trt_cache:
         tensors = _activation_tensors(qmodel)
         cal_cache.write_trt_cache(write_trt_cache, ranges_for(tensors, ranges, qmodel), tensors)

@@ -143,6 +143,17 @@ def sidecar_path(artifact_path) -> str:
     return os.fspath(artifact_path) + SIDECAR_SUFFIX
 
 
+def drop_stale_sidecar(onnx_path) -> None:
+    """Remove `<onnx_path>.json` left by an earlier artifact at this path (e.g. an ONNX Runtime deployment):
+    a plain ONNX file carries its metadata inside, and readers would take the old sidecar for its own."""
+    stale = sidecar_path(onnx_path)
+    if os.path.isfile(stale):
+        os.remove(stale)
+        import logging
+
+        logging.getLogger(__name__).info("removed %s: it described the file %s replaces", stale, onnx_path)
+
+
 ARTIFACT_SHA256 = "artifact_sha256"  # sidecar key: sha256 of the artifact it describes (the .xml for OpenVINO IR)
 
 

@@ -134,7 +134,8 @@ def convert_bf16(onnx_path: str, output: str, *, data: str | None = None, sample
 
     from densenet_deploy.compare import Thresholds, compare_outputs
     from densenet_deploy.io import atomic_output, check_output_path
-    from densenet_deploy.metadata import check_plain_export, load_onnx, read_onnx_meta, write_onnx_meta
+    from densenet_deploy.metadata import (check_plain_export, drop_stale_sidecar, load_onnx, read_onnx_meta,
+                                          write_onnx_meta)
 
     from calibration.quantize import run_onnx
 
@@ -195,6 +196,7 @@ def convert_bf16(onnx_path: str, output: str, *, data: str | None = None, sample
                                      f"{output} not written", result)
         with atomic_output(output) as tmp_out:
             onnx.save(converted, tmp_out)
+        drop_stale_sidecar(output)
     result.seconds = round(time.perf_counter() - start, 3)
     return result
 

@@ -26,7 +26,7 @@ import numpy as np
 from densenet_deploy.compare import ParityResult, Thresholds, compare_outputs
 from densenet_deploy.constants import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, MAX_OPSET, MIN_OPSET, OUTPUT_NAME
 from densenet_deploy.errors import DnxError, VerificationFailed
-from densenet_deploy.metadata import ArtifactMeta
+from densenet_deploy.metadata import ArtifactMeta, drop_stale_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ def export_onnx(model, path, *, weights=None, opset: int = DEFAULT_OPSET, input_
             fh.write(payload)
         batches = [fixed_batch] if fixed_batch else [1, PARITY_BATCH]
         combined, by_batch = _check_parity(tmp, inputs, reference, labels, batches)
+    drop_stale_sidecar(path)
     result = ExportResult(
         output=path, model=loaded.name, opset=opset, exporter=exporter, batch=fixed_batch,
         input_size=loaded.input_size, params=params, macs=macs, seconds=seconds, parity=combined,

@@ -376,3 +376,24 @@ def test_grayscale_state_dict_exports_with_one_input_channel(tmp_path):
 def test_dynamo_below_its_minimum_opset_names_the_real_minimum(tmp_path, opset):
     result = run_cli("export", TINY, "--exporter", "dynamo", "--opset", str(opset), "-o", str(tmp_path / "x.onnx"))
     assert_clean_failure(result, tmp_path, f"dynamo exporter cannot write opset {opset}: use --opset 15\\.\\.")
+
+
+def test_a_plain_onnx_written_over_a_deployment_drops_its_old_sidecar(tiny_onnx, tmp_path):
+    """A sidecar left by an earlier artifact at the same path would be read as the new file's (and refused
+    by its sha256): export, calibrate and fp16/bf16 remove it."""
+    from click.testing import CliRunner
+
+    from densenet_deploy.cli import cli
+    from densenet_deploy.metadata import read_artifact_meta
+
+    out = tmp_path / "m.ort.onnx"
+    built = CliRunner().invoke(cli, ["build-engine", tiny_onnx, "--target", "onnxruntime", "-o", str(out)])
+    assert built.exit_code == 0, built.output
+    assert (tmp_path / "m.ort.onnx.json").exists()
+    exported = CliRunner().invoke(cli, ["export", "densenet_bc22_k8", "-o", str(out)])
+    assert exported.exit_code == 0, exported.output
+    assert not (tmp_path / "m.ort.onnx.json").exists()
+    meta, doc = read_artifact_meta(str(out))
+    assert doc == {} and meta.model == "densenet_bc22_k8"
+    info = CliRunner().invoke(cli, ["info", str(out)])
+    assert info.exit_code == 0, info.output

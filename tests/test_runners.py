@@ -150,3 +150,13 @@ def test_open_runner_passes_providers_to_onnxruntime_only(tiny_onnx):
         assert runner.providers == ["CPUExecutionProvider"]
     with open_runner("densenet_bc22_k8", providers="cpu") as runner:  # torch: nothing to choose
         assert runner.backend == "torch"
+
+
+def test_a_zoo_name_on_a_file_backend_says_to_export_it():
+    from densenet_deploy.errors import ArtifactError
+    from densenet_deploy.runners import open_runner
+
+    with pytest.raises(ArtifactError, match="is a zoo model, which runs on torch; export it first"):
+        open_runner("densenet_bc22_k8", backend="onnxruntime")
+    with pytest.raises(ArtifactError, match="no such file"):
+        open_runner("no_such_model.onnx", backend="onnxruntime")

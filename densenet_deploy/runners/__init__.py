@@ -75,7 +75,15 @@ def open_runner(artifact: str, backend: str | None = None, providers=None, **opt
     if backend not in BACKENDS:
         raise DnxError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend != "torch" and not os.path.isfile(artifact):
-        raise ArtifactError(f"{artifact}: no such file")
+        from ..errors import UnknownModelError
+        from ..models import get_spec
+
+        try:
+            get_spec(artifact)
+        except (UnknownModelError, DnxError):
+            raise ArtifactError(f"{artifact}: no such file") from None
+        raise ArtifactError(f"{artifact} is a zoo model, which runs on torch; export it first "
+                            f"(`dnx export {artifact} -o {artifact}.onnx`) to run it on {backend}")
     if backend == "torch":
         from .torch_runner import TorchRunner
 
