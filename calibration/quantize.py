@@ -113,8 +113,7 @@ def quantize_int8(onnx_path: str, output: str, data, *, method: str = DEFAULT_ME
     """
     from densenet_deploy.compare import Thresholds, compare_outputs
     from densenet_deploy.io import atomic_output, check_output_path
-    from densenet_deploy.metadata import (check_plain_export, drop_stale_sidecar, load_onnx, read_onnx_meta,
-                                          write_onnx_meta)
+    from densenet_deploy.metadata import drop_stale_sidecar, load_fp32_export, load_onnx, write_onnx_meta
 
     start = time.perf_counter()
     check_output_path(output)
@@ -125,11 +124,7 @@ def quantize_int8(onnx_path: str, output: str, data, *, method: str = DEFAULT_ME
         raise DnxError("a TensorRT calibration cache needs symmetric int8 activations, not uint8")
     if samples < 1 or eval_samples < 1:
         raise DnxError(f"samples and eval samples must be >= 1, got {samples} and {eval_samples}")
-    model = load_onnx(onnx_path)
-    meta = read_onnx_meta(model)
-    if meta.precision != "fp32":
-        raise DnxError(f"{onnx_path} is already {meta.precision}; calibrate the fp32 export")
-    check_plain_export(model, meta, onnx_path, "calibrate")
+    model, meta = load_fp32_export(onnx_path, "calibrate")
     if isinstance(data, str) is False and eval_data is None:
         raise DnxError("with a Dataset as calibration data, pass eval_data (held-out samples) too")
 

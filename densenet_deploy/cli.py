@@ -9,6 +9,7 @@ VerificationFailed exit 1; --debug (or DNX_DEBUG=1) shows the traceback instead.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -139,6 +140,21 @@ def emit(result: dict, as_json: bool, text: str | None = None) -> None:
         click.echo(json.dumps(result, indent=2, default=_json_default))
     elif text is not None:
         click.echo(text)
+
+
+@contextlib.contextmanager
+def emit_on_failure(as_json: bool, formatter=None):
+    """Around a command's work: a VerificationFailed that carries its result (nothing written) prints it,
+    as JSON or through `formatter`, before the error line; exit 1 follows."""
+    from .errors import VerificationFailed
+
+    try:
+        yield
+    except VerificationFailed as exc:
+        if exc.result is not None:
+            doc = exc.result if isinstance(exc.result, dict) else exc.result.as_dict()
+            emit(doc, as_json, formatter(exc.result) if formatter else None)
+        raise
 
 
 def _json_default(value):

@@ -122,6 +122,19 @@ def load_onnx(path, load_weights: bool = True):
     return model
 
 
+def load_fp32_export(onnx_path, verb: str, output=None):
+    """(ModelProto, ArtifactMeta) of the plain fp32 export a precision step (calibrate, fp16, bf16) starts
+    from; ArtifactError for another precision, a deployment or a fixed batch, or an `output` that is it."""
+    if output is not None and os.path.realpath(output) == os.path.realpath(onnx_path):
+        raise ArtifactError(f"output {output} would overwrite the fp32 model; choose another output")
+    model = load_onnx(onnx_path)
+    meta = read_onnx_meta(model)
+    if meta.precision != "fp32":
+        raise ArtifactError(f"{onnx_path} is already {meta.precision}; {verb} the fp32 export")
+    check_plain_export(model, meta, onnx_path, verb)
+    return model, meta
+
+
 def check_plain_export(model_proto, meta: ArtifactMeta, source: str, verb: str) -> None:
     """Precision steps take `dnx export`'s plain graph: a dynamic batch axis and standard ONNX ops only.
 

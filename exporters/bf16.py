@@ -134,25 +134,18 @@ def convert_bf16(onnx_path: str, output: str, *, data: str | None = None, sample
 
     from densenet_deploy.compare import Thresholds, compare_outputs
     from densenet_deploy.io import atomic_output, check_output_path
-    from densenet_deploy.metadata import (check_plain_export, drop_stale_sidecar, load_onnx, read_onnx_meta,
-                                          write_onnx_meta)
+    from densenet_deploy.metadata import drop_stale_sidecar, load_fp32_export, write_onnx_meta
 
     from calibration.quantize import run_onnx
 
     start = time.perf_counter()
     check_output_path(output)
-    if os.path.abspath(output) == os.path.abspath(onnx_path):
-        raise DnxError(f"output {output} would overwrite the fp32 model; choose another output")
     if samples < 1:
         raise DnxError(f"samples must be >= 1, got {samples}")
     if engine not in ENGINES:
         raise DnxError(f"unknown bf16 check engine {engine!r}; choose one of {', '.join(ENGINES)}")
     _ml_dtypes()
-    model = load_onnx(onnx_path)
-    meta = read_onnx_meta(model)
-    if meta.precision != "fp32":
-        raise DnxError(f"{onnx_path} is already {meta.precision}; convert the fp32 export")
-    check_plain_export(model, meta, onnx_path, "convert")
+    model, meta = load_fp32_export(onnx_path, "convert", output=output)
     converted = to_bf16_graph(model)
     opset = next(o.version for o in converted.opset_import if o.domain in ("", "ai.onnx"))
     write_onnx_meta(converted, meta.replace(precision="bf16", extra={

@@ -123,8 +123,7 @@ def convert_fp16(onnx_path: str, output: str, *, precision: str = "fp16", data: 
     from densenet_deploy.compare import Thresholds, compare_outputs
     from densenet_deploy.deps import require
     from densenet_deploy.io import atomic_output, check_output_path
-    from densenet_deploy.metadata import (check_plain_export, drop_stale_sidecar, load_onnx, read_onnx_meta,
-                                          write_onnx_meta)
+    from densenet_deploy.metadata import drop_stale_sidecar, load_fp32_export, write_onnx_meta
 
     from calibration.quantize import run_onnx
 
@@ -133,14 +132,8 @@ def convert_fp16(onnx_path: str, output: str, *, precision: str = "fp16", data: 
         raise DnxError(f"convert_fp16 makes fp16 graphs, not {precision!r}; bf16 graphs come from "
                        "exporters.bf16.convert_bf16 (`dnx build-engine --bf16`)")
     check_output_path(output)
-    if os.path.abspath(output) == os.path.abspath(onnx_path):
-        raise DnxError(f"output {output} would overwrite the fp32 model; choose another output")
+    model, meta = load_fp32_export(onnx_path, "convert", output=output)
     float16 = require("onnxconverter_common.float16", purpose="FP16 conversion")
-    model = load_onnx(onnx_path)
-    meta = read_onnx_meta(model)
-    if meta.precision != "fp32":
-        raise DnxError(f"{onnx_path} is already {meta.precision}; convert the fp32 export")
-    check_plain_export(model, meta, onnx_path, "convert")
     if data:
         from densenet_deploy.data import load_data_for
 

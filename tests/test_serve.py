@@ -163,21 +163,8 @@ def test_serve_bf16_onnx_on_the_openvino_runner(tiny_onnx, tmp_path):
 def test_dnx_serve_cli_starts_answers_and_stops_on_sigterm(digits_onnx):
     import tritonclient.http as http
 
-    proc = subprocess.Popen([sys.executable, "-m", "densenet_deploy.cli", "serve", digits_onnx, "--http-port", "0",
-                             "--grpc-port", "0", "--json", "--duration", "120"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc, info = start_dnx_serve(digits_onnx)
     try:
-        lines = []
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:  # the JSON object comes once the server is ready
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("}"):
-                break
-        assert lines, proc.stderr.read() if proc.poll() is not None else "no output from dnx serve"
-        info = json.loads("".join(lines))
         host, port = info["url"].removeprefix("http://").split(":")
         assert host == "127.0.0.1"
         client = http.InferenceServerClient(f"{host}:{port}", network_timeout=30)
@@ -246,9 +233,10 @@ def dnx_temp(tmpdir) -> list[str]:
     return [d for d in os.listdir(tmpdir) if d.startswith("dnx-")]
 
 
-def start_dnx_serve(artifact, tmpdir, preexec_fn=None):
-    """`dnx serve ARTIFACT --json` as a separate process (temporary files under `tmpdir`); (process, info)."""
-    env = dict(os.environ, TMPDIR=str(tmpdir))
+def start_dnx_serve(artifact, tmpdir=None, preexec_fn=None):
+    """`dnx serve ARTIFACT --json` as a separate process (temporary files under `tmpdir`, if given) in its
+    own session; (process, info) once it reports a ready server."""
+    env = dict(os.environ, TMPDIR=str(tmpdir)) if tmpdir else None
     proc = subprocess.Popen([sys.executable, "-m", "densenet_deploy.cli", "serve", str(artifact), "--http-port", "0",
                              "--grpc-port", "0", "--json", "--duration", "120"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,

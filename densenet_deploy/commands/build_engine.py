@@ -5,7 +5,7 @@ import click
 from calibration.ranges import METHODS
 from exporters.targets import TARGETS
 
-from ..cli import emit, json_option, output_option
+from ..cli import emit, emit_on_failure, json_option, output_option
 
 
 @click.command("build-engine")
@@ -73,14 +73,8 @@ def command(onnx_path, output, target, fp16, bf16, int8, calib_data, method, sam
                            samples=samples, engine=engine, optimization=optimization, threads=threads,
                            extra={"recipe": recipe if "recipe" in given else None,  # None: nncf
                                   "verify_data": verify_data} if target == "openvino" else {})
-    from ..errors import VerificationFailed
-
-    try:
+    with emit_on_failure(as_json):  # without --json the error line says it all
         result = build_deployment(onnx_path, output, options)
-    except VerificationFailed as exc:
-        if isinstance(exc.result, dict):  # the failing check's result (nothing written); the error line follows
-            emit(exc.result, as_json)
-        raise
     text = (f"wrote {result['output']} ({result['target']}, {result['precision']}) in {result['seconds']:.1f} s"
             + (f"\nsidecar {result['sidecar']}" if result.get("sidecar") else ""))
     emit(result, as_json, text)

@@ -4,7 +4,7 @@ import click
 
 from calibration import CONCAT_MODES, METHODS
 
-from ..cli import emit, json_option, output_option, progress_enabled
+from ..cli import emit, emit_on_failure, json_option, output_option, progress_enabled
 
 
 @click.command("calibrate")
@@ -44,9 +44,7 @@ def command(model, data, output, method, samples, eval_samples, cache, concat_sc
     """
     from calibration.quantize import quantize_int8
 
-    from ..errors import VerificationFailed
-
-    try:
+    with emit_on_failure(as_json, format_result):
         result = quantize_int8(model, output, data, method=method, samples=samples, eval_samples=eval_samples,
                                cache=cache, concat_scales=concat_scales,
                                exclude_nodes=[n.strip() for n in exclude_nodes.split(",") if n.strip()],
@@ -55,10 +53,6 @@ def command(model, data, output, method, samples, eval_samples, cache, concat_sc
                                activation_type=activation_type, percentile=percentile,
                                max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement, seed=seed,
                                progress=progress_enabled(as_json))
-    except VerificationFailed as exc:
-        if exc.result is not None:
-            emit(exc.result.as_dict(), as_json, format_result(exc.result))
-        raise
     emit(result.as_dict(), as_json, format_result(result))
 
 

@@ -2,7 +2,7 @@
 
 import click
 
-from ..cli import emit, json_option, output_option
+from ..cli import emit, emit_on_failure, json_option, output_option
 from ..constants import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
 
@@ -48,16 +48,10 @@ def command(model, output, weights, opset, input_size, batch, num_classes, expor
     """
     from exporters.onnx import export_onnx
 
-    from ..errors import VerificationFailed
-
-    try:
+    with emit_on_failure(as_json, format_export):
         result = export_onnx(model, output, weights=weights, opset=opset, input_size=input_size, batch=batch,
                              num_classes=num_classes, exporter=exporter, softmax=softmax, data=data,
                              samples=samples, seed=seed)
-    except VerificationFailed as exc:
-        if exc.result is not None:
-            emit(exc.result.as_dict(), as_json, format_export(exc.result))
-        raise
     emit(result.as_dict(), as_json, format_export(result))
 
 
