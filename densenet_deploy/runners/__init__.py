@@ -23,20 +23,26 @@ def backend_for(artifact: str) -> str:
     return "torch"
 
 
+def _bf16_fallback(artifact: str) -> str | None:
+    """"openvino" for a bf16 ONNX graph when OpenVINO is installed (ONNX Runtime's CPU provider has no bf16
+    Conv; OpenVINO runs bf16 graphs on the CPU), ArtifactError without it, None for any other graph."""
+    from .onnxruntime_runner import guess_precision
+
+    if guess_precision(artifact) != "bf16":
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("openvino"):
+        return "openvino"
+    raise ArtifactError(f"{artifact} is a bf16 graph (for TensorRT), which ONNX Runtime's CPU provider "
+                        "cannot run; pip install 'densenet-deploy[openvino]' to run it on the CPU, or "
+                        "build a TensorRT engine from it")
+
+
 def _default_backend(artifact: str) -> str:
     backend = backend_for(artifact)
     if backend == "onnxruntime" and os.path.isfile(artifact):
-        from .onnxruntime_runner import guess_precision
-
-        if guess_precision(artifact) == "bf16":
-            # ONNX Runtime's CPU provider has no bf16 Conv; OpenVINO runs bf16 graphs on the CPU.
-            import importlib.util
-
-            if importlib.util.find_spec("openvino"):
-                return "openvino"
-            raise ArtifactError(f"{artifact} is a bf16 graph (for TensorRT), which ONNX Runtime's CPU provider "
-                                "cannot run; pip install 'densenet-deploy[openvino]' to run it on the CPU, or "
-                                "build a TensorRT engine from it")
+        return _bf16_fallback(artifact) or backend
     return backend
 
 
@@ -71,7 +77,7 @@ def open_runner(artifact: str, backend: str | None = None, providers=None, **opt
     by file type; a bf16 ONNX graph goes to OpenVINO, since ONNX Runtime's CPU provider cannot run it).
     `providers` (ONNX Runtime execution providers, see onnxruntime_runner.choose_providers) applies to the
     onnxruntime backend only; other backends ignore it."""
-    backend = resolve_backend(artifact, backend)
+    chosen, backend = backend, backend or backend_for(artifact)
     if backend not in BACKENDS:
         raise DnxError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend != "torch" and not os.path.isfile(artifact):
@@ -91,9 +97,14 @@ def open_runner(artifact: str, backend: str | None = None, providers=None, **opt
     if backend == "onnxruntime":
         from .onnxruntime_runner import OnnxRuntimeRunner
 
-        if providers is not None:
-            options["providers"] = providers
-        return OnnxRuntimeRunner(artifact, **options)
+        ort_options = options if providers is None else {**options, "providers": providers}
+        try:
+            return OnnxRuntimeRunner(artifact, **ort_options)
+        except ArtifactError:
+            # Only when ONNX Runtime refuses the file is the graph read again: a bf16 one goes to OpenVINO.
+            if chosen is not None or _bf16_fallback(artifact) is None:
+                raise
+        backend = "openvino"
     if backend == "openvino":
         from .openvino import OpenVinoRunner
 
