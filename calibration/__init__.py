@@ -1,32 +1,9 @@
-"""INT8 calibration: data sources, activation ranges, Q/DQ placement for TensorRT, calibration caches.
+"""INT8 calibration: activation ranges (ranges), Q/DQ placement for TensorRT (qdq), per-layer sensitivity
+(sensitivity), range and TensorRT caches (cache), and the whole step with its held-out gate (quantize).
+Its data comes from densenet_deploy.data."""
 
-Public API: quantize_int8(onnx_path, output, data, ...) -> CalibrationResult (see calibration.quantize);
-heavy imports happen on first use, so `import calibration` stays cheap.
-"""
+from densenet_deploy.calibration.qdq import CONCAT_MODES
+from densenet_deploy.calibration.quantize import CalibrationResult, quantize_int8
+from densenet_deploy.calibration.ranges import METHODS
 
-from __future__ import annotations
-
-__all__ = ["quantize_int8", "calibrate", "CalibrationResult", "METHODS", "CONCAT_MODES"]
-
-METHODS = ("entropy", "minmax", "percentile")
-CONCAT_MODES = ("shared", "independent", "float")
-
-
-def quantize_int8(onnx_path, output, data, **options):
-    """Calibrate and write an explicit Q/DQ INT8 model; see calibration.quantize.quantize_int8."""
-    from .quantize import quantize_int8 as _quantize
-
-    return _quantize(onnx_path, output, data, **options)
-
-
-def calibrate(onnx_path, data, output, **options):
-    """quantize_int8 with (model, data, output) argument order, kept for callers that use it."""
-    return quantize_int8(onnx_path, output, data, **options)
-
-
-def __getattr__(name):
-    if name == "CalibrationResult":
-        from .quantize import CalibrationResult
-
-        return CalibrationResult
-    raise AttributeError(name)
+__all__ = ["quantize_int8", "CalibrationResult", "METHODS", "CONCAT_MODES"]

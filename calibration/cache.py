@@ -16,10 +16,9 @@ import os
 import re
 import struct
 
-from densenet_deploy.errors import DataError
-from densenet_deploy.io import atomic_write_text
-
-from .ranges import Ranges
+from densenet_deploy.calibration.ranges import Ranges
+from densenet_deploy.core.errors import DataError
+from densenet_deploy.core.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -25,14 +25,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from densenet_deploy.errors import DnxError
-
-from .ranges import Ranges, to_tensors_data
+from densenet_deploy.calibration.ranges import Ranges, to_tensors_data
+from densenet_deploy.core.errors import DnxError, did_you_mean
 
 log = logging.getLogger(__name__)
 
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
-from . import CONCAT_MODES
+CONCAT_MODES = ("shared", "independent", "float")
 
 
 @dataclass
@@ -126,8 +125,6 @@ def insert_qdq(model_path: str, output_path: str, ranges: Ranges, *, exclude: li
     names = {n.name for n in model.graph.node}
     unknown = [n for n in exclude if n not in names]
     if unknown:
-        from densenet_deploy.errors import did_you_mean
-
         raise DnxError(f"--exclude-nodes: no node named {unknown[0]!r} in {model_path}{did_you_mean(unknown[0], names)}")
     if concat_scales == "shared":
         ranges = share_concat_ranges(model, ranges)

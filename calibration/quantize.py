@@ -11,13 +11,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from densenet_deploy.compare import CheckedResult
-from densenet_deploy.errors import DataError, DnxError, VerificationFailed
-
-from . import cache as cal_cache
-from .qdq import check_qdq, end_nodes, insert_qdq
-from .ranges import (DEFAULT_NUM_BINS, DEFAULT_NUM_QUANTIZED_BINS, DEFAULT_PERCENTILE, RangeSettings,
-                     check_images, compute_ranges)
+from densenet_deploy.calibration import cache as cal_cache
+from densenet_deploy.calibration.qdq import WEIGHTED_OPS, check_qdq, end_nodes, insert_qdq
+from densenet_deploy.calibration.ranges import (
+    DEFAULT_NUM_BINS,
+    DEFAULT_NUM_QUANTIZED_BINS,
+    DEFAULT_PERCENTILE,
+    Ranges,
+    RangeSettings,
+    check_images,
+    compute_ranges,
+)
+from densenet_deploy.calibration.sensitivity import rank_layers
+from densenet_deploy.core.errors import DataError, DnxError, VerificationFailed
+from densenet_deploy.core.io import atomic_output, check_output_path
+from densenet_deploy.core.metadata import load_fp32_export, load_onnx, write_onnx_meta
+from densenet_deploy.core.results import CheckedResult
+from densenet_deploy.core.sidecars import drop_stale_sidecar
+from densenet_deploy.data.loading import Dataset, load_data_for
+from densenet_deploy.verify.compare import Thresholds, compare_outputs
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +69,6 @@ class CalibrationResult(CheckedResult):
 
 
 def _load(data, meta, split, limit, seed, progress):
-    from densenet_deploy.data import Dataset, load_data_for
-
     if isinstance(data, Dataset):
         return data
     if not isinstance(data, str):
@@ -111,10 +121,6 @@ def quantize_int8(onnx_path: str, output: str, data, *, method: str = DEFAULT_ME
     `activation_type="uint8"` makes an ONNX Runtime-only variant (asymmetric activations; TensorRT
     rejects it). Raises DataError for unusable data, DnxError for bad options.
     """
-    from densenet_deploy.compare import Thresholds, compare_outputs
-    from densenet_deploy.io import atomic_output, check_output_path
-    from densenet_deploy.metadata import drop_stale_sidecar, load_fp32_export, load_onnx, write_onnx_meta
-
     start = time.perf_counter()
     check_output_path(output)
     _check_distinct_paths(onnx_path, output, cache, write_trt_cache, from_trt_cache)
@@ -163,8 +169,6 @@ def quantize_int8(onnx_path: str, output: str, data, *, method: str = DEFAULT_ME
         path, parity, failures = attempt(excluded)
         auto = []
         if failures and auto_exclude:
-            from .sensitivity import rank_layers
-
             ranking = [n for n in rank_layers(onnx_path, images[:64], meta.input_name, ranges) if n not in excluded]
             step = 1
             while failures and len(auto) < min(max_auto_exclude, len(ranking)):
@@ -229,8 +233,6 @@ def _check_distinct_paths(onnx_path, output, cache, write_trt_cache, from_trt_ca
 
 def _check_coverage(model, ranges, concat_scales, source) -> None:
     """Every activation the Q/DQ model quantizes needs a scale in an imported TensorRT cache."""
-    from .qdq import WEIGHTED_OPS
-
     inits = {i.name for i in model.graph.initializer}
     ops = WEIGHTED_OPS + (("Concat",) if concat_scales != "float" else ())
     needed = [t for n in model.graph.node if n.op_type in ops
@@ -251,8 +253,6 @@ def _activation_tensors(qmodel) -> list[str]:
 def ranges_for(tensors, ranges, qmodel):
     """Ranges of `tensors` as the Q/DQ model actually uses them (its scales x 127), for the TRT cache."""
     from onnx import numpy_helper
-
-    from .ranges import Ranges
 
     inits = {i.name: i for i in qmodel.graph.initializer}
     values = {}

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from densenet_deploy.errors import DataError, DnxError
+from densenet_deploy.core.errors import DataError, DnxError
 
 log = logging.getLogger(__name__)
 
-from . import METHODS  # noqa: E402  (one list for CLI and library)
+METHODS = ("entropy", "minmax", "percentile")
 
 # Ops whose inputs (and Concat outputs) get Q/DQ; the calibrator records their float tensors.
 CALIBRATED_OPS = ("Conv", "Gemm", "MatMul", "Concat")

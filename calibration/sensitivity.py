@@ -12,8 +12,9 @@ import logging
 
 import numpy as np
 
-from .qdq import weighted_nodes
-from .ranges import Ranges
+from densenet_deploy.calibration.qdq import weighted_nodes
+from densenet_deploy.calibration.ranges import Ranges
+from densenet_deploy.runners.probe import open_probe_session
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,6 @@ def layer_sqnr(model_path: str, images: np.ndarray, input_name: str, ranges: Ran
     """SQNR in dB per weighted node (higher is better), measured on `images`."""
     import onnx
     from onnx import numpy_helper
-
-    from densenet_deploy.onnx_probe import open_probe_session
 
     model = onnx.load(model_path)
     inits = {i.name: i for i in model.graph.initializer}

@@ -27,9 +27,17 @@ import time
 
 import numpy as np
 
-from densenet_deploy.errors import DnxError, VerificationFailed
-
-from .fp16 import PrecisionResult
+from densenet_deploy.calibration.quantize import run_onnx
+from densenet_deploy.core.deps import require
+from densenet_deploy.core.errors import DnxError, VerificationFailed
+from densenet_deploy.core.io import atomic_output, check_output_path
+from densenet_deploy.core.metadata import load_fp32_export, write_onnx_meta
+from densenet_deploy.core.sidecars import drop_stale_sidecar
+from densenet_deploy.data.loading import load_data_for
+from densenet_deploy.exporters.fp16 import PrecisionResult
+from densenet_deploy.runners.batches import run_batches
+from densenet_deploy.runners.openvino import OpenVinoRunner
+from densenet_deploy.verify.compare import Thresholds, compare_outputs
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +108,8 @@ def run_bf16_graph(path: str, images: np.ndarray, engine: str = "auto", threads:
 
         engine = "openvino" if importlib.util.find_spec("openvino") else "reference"
     if engine == "openvino":
-        from densenet_deploy.runners.openvino import OpenVinoRunner
-
-        from densenet_deploy.verify import run_all
-
         with OpenVinoRunner(path, precision_hint="bf16", threads=threads) as runner:
-            outputs = run_all(runner, images, 16)
+            outputs = run_batches(runner, images, 16)
         import openvino
 
         return outputs, f"openvino {openvino.get_version().split('-')[0]} (bf16 inference precision)"
@@ -132,12 +136,6 @@ def convert_bf16(onnx_path: str, output: str, *, data: str | None = None, sample
     """
     import onnx
 
-    from densenet_deploy.compare import Thresholds, compare_outputs
-    from densenet_deploy.io import atomic_output, check_output_path
-    from densenet_deploy.metadata import drop_stale_sidecar, load_fp32_export, write_onnx_meta
-
-    from calibration.quantize import run_onnx
-
     start = time.perf_counter()
     check_output_path(output)
     if samples < 1:
@@ -160,8 +158,6 @@ def convert_bf16(onnx_path: str, output: str, *, data: str | None = None, sample
                     "with OpenVINO installed (pip install 'densenet-deploy[openvino]') all are checked",
                     limit, samples)
     if data:
-        from densenet_deploy.data import load_data_for
-
         held = load_data_for(data, meta, split="val", limit=limit, seed=seed)
         images, labels = held.images, held.labels
     else:
@@ -195,7 +191,5 @@ def convert_bf16(onnx_path: str, output: str, *, data: str | None = None, sample
 
 
 def _ml_dtypes():
-    from densenet_deploy.deps import require
-
     # onnx stores bfloat16 as raw uint16; ml_dtypes (an onnx dependency) does the fp32 -> bf16 rounding.
     return require("ml_dtypes", purpose="bf16 conversion")

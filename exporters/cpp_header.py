@@ -6,9 +6,9 @@ import math
 import os
 import re
 
-from densenet_deploy.errors import ArtifactError
-from densenet_deploy.io import atomic_write_text, check_output_path
-from densenet_deploy.metadata import read_artifact_meta
+from densenet_deploy.core.errors import ArtifactError
+from densenet_deploy.core.io import atomic_write_text, check_output_path
+from densenet_deploy.core.sidecars import read_artifact_meta
 
 DEFAULT_NAMESPACE = "dnx_model"
 

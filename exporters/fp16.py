@@ -22,8 +22,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from densenet_deploy.compare import CheckedResult
-from densenet_deploy.errors import DnxError, VerificationFailed
+from densenet_deploy.calibration.quantize import run_onnx
+from densenet_deploy.core.deps import require
+from densenet_deploy.core.errors import DnxError, VerificationFailed
+from densenet_deploy.core.io import atomic_output, check_output_path
+from densenet_deploy.core.metadata import load_fp32_export, write_onnx_meta
+from densenet_deploy.core.results import CheckedResult
+from densenet_deploy.core.sidecars import drop_stale_sidecar
+from densenet_deploy.data.loading import load_data_for
+from densenet_deploy.runners.probe import open_probe_session
+from densenet_deploy.verify.compare import Thresholds, compare_outputs
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +60,6 @@ class PrecisionResult(CheckedResult):
 
 def _node_magnitudes(model, images: np.ndarray, input_name: str) -> dict[str, float]:
     """max |output| per node (any output) over `images`, from one ONNX Runtime run exposing all tensors."""
-    from densenet_deploy.onnx_probe import open_probe_session
-
     session, names = open_probe_session(model, [out for node in model.graph.node for out in node.output])
     peak = dict.fromkeys(names, 0.0)
     for start in range(0, len(images), 16):
@@ -120,13 +126,6 @@ def convert_fp16(onnx_path: str, output: str, *, precision: str = "fp16", data: 
     """
     import onnx
 
-    from densenet_deploy.compare import Thresholds, compare_outputs
-    from densenet_deploy.deps import require
-    from densenet_deploy.io import atomic_output, check_output_path
-    from densenet_deploy.metadata import drop_stale_sidecar, load_fp32_export, write_onnx_meta
-
-    from calibration.quantize import run_onnx
-
     start = time.perf_counter()
     if precision != "fp16":
         raise DnxError(f"convert_fp16 makes fp16 graphs, not {precision!r}; bf16 graphs come from "
@@ -135,8 +134,6 @@ def convert_fp16(onnx_path: str, output: str, *, precision: str = "fp16", data: 
     model, meta = load_fp32_export(onnx_path, "convert", output=output)
     float16 = require("onnxconverter_common.float16", purpose="FP16 conversion")
     if data:
-        from densenet_deploy.data import load_data_for
-
         probe = load_data_for(data, meta, split="train", limit=samples, seed=seed).images
         held = load_data_for(data, meta, split="val", limit=samples, seed=seed)
         held_images, labels = held.images, held.labels
@@ -178,4 +175,3 @@ def convert_fp16(onnx_path: str, output: str, *, precision: str = "fp16", data: 
     return result
 
 
-convert_precision = convert_fp16

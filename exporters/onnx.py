@@ -23,10 +23,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from densenet_deploy.compare import ParityResult, Thresholds, compare_outputs
-from densenet_deploy.constants import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, MAX_OPSET, MIN_OPSET, OUTPUT_NAME
-from densenet_deploy.errors import DnxError, VerificationFailed
-from densenet_deploy.metadata import ArtifactMeta, drop_stale_sidecar
+from densenet_deploy.core.constants import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, MAX_OPSET, MIN_OPSET, OUTPUT_NAME
+from densenet_deploy.core.errors import DnxError, VerificationFailed
+from densenet_deploy.core.io import atomic_output, check_output_path
+from densenet_deploy.core.metadata import ArtifactMeta, write_onnx_meta
+from densenet_deploy.core.sidecars import drop_stale_sidecar
+from densenet_deploy.data.loading import load_data_for
+from densenet_deploy.exporters.onnx_graph import ALLOWED_OPS, canonicalize, check_ops, op_counts
+from densenet_deploy.models.counting import count_onnx_macs, count_onnx_params
+from densenet_deploy.models.loading import LoadedModel, load_model
+from densenet_deploy.verify.compare import ParityResult, Thresholds, compare_outputs
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +92,6 @@ def export_onnx(model, path, *, weights=None, opset: int = DEFAULT_OPSET, input_
     images from `data`) at batch 1 and 4 (or the fixed batch). A failed parity check keeps the file and
     raises VerificationFailed carrying the ExportResult; any other error leaves no file behind.
     """
-    from densenet_deploy.io import atomic_output, check_output_path
-    from densenet_deploy.models.loading import LoadedModel, load_model
-
     started = time.perf_counter()
     opset, exporter, fixed_batch = _check_options(opset, exporter, batch, samples)
     path = check_output_path(path)
@@ -112,9 +115,6 @@ def export_onnx(model, path, *, weights=None, opset: int = DEFAULT_OPSET, input_
     proto = _finish(proto, loaded.name, meta, exporter)
     seconds = time.perf_counter() - t0
     payload = proto.SerializeToString(deterministic=True)
-
-    from densenet_deploy.onnx_info import count_onnx_macs, count_onnx_params
-    from exporters.onnx_graph import op_counts
 
     params = count_onnx_params(proto)["params"]
     macs = count_onnx_macs(proto)
@@ -283,9 +283,6 @@ def _finish(proto, name, meta, exporter):
     """Canonicalise, attach metadata, run the full checker and shape inference."""
     import onnx
 
-    from densenet_deploy.metadata import write_onnx_meta
-    from exporters.onnx_graph import ALLOWED_OPS, canonicalize, check_ops
-
     canonicalize(proto, graph_name=name)
     _convert_opset(proto, meta.extra["opset"], exporter)
     allowed = ALLOWED_OPS if meta.softmax else ALLOWED_OPS - {"Softmax"}
@@ -327,7 +324,6 @@ def _parity_inputs(data, meta, samples, seed):
     if not data:
         rng = np.random.default_rng(seed)
         return rng.standard_normal((samples,) + tuple(meta.input_size), dtype=np.float32), None
-    from densenet_deploy.data import load_data_for  # only when real images are asked for
 
     dataset = load_data_for(data, meta, limit=samples, seed=seed)
     return np.ascontiguousarray(dataset.images, dtype=np.float32), dataset.labels

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from densenet_deploy.errors import DnxError
+from densenet_deploy.core.errors import DnxError
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import numpy as np
 
 
 def _prepare(workdir: str, notes: list[str]) -> dict:
-    from exporters.onnx import export_onnx
+    from densenet_deploy.exporters.onnx import export_onnx
 
     paths = {}
     for model, short in (("densenet121", "d"), ("resnet50", "r")):
@@ -39,7 +39,7 @@ def _prepare(workdir: str, notes: list[str]) -> dict:
         if not os.path.isfile(int8):
             print(f"calibrating {model} INT8 ...", file=sys.stderr)
             try:
-                from calibration import quantize_int8
+                from densenet_deploy.calibration import quantize_int8
 
                 quantize_int8(fp32, int8, "random", samples=32, eval_samples=16, min_agreement=0.0,
                               max_accuracy_drop=100.0)
@@ -96,7 +96,7 @@ def _ratios(result: dict, paths: dict, batches) -> dict:
 
 def harness_overhead(onnx_path: str, seconds: float, passes: int, batch: int = 1, threads=None) -> dict:
     """Bench's timed loop (Runner.run + synchronize) vs a bare session.run loop on the SAME session."""
-    from densenet_deploy.bench import latency_stats, timed_loop
+    from densenet_deploy.bench.timing import latency_stats, timed_loop
     from densenet_deploy.runners import open_runner
 
     runner = open_runner(onnx_path, "onnxruntime", **({"threads": threads} if threads else {}))
@@ -144,8 +144,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="JSON path (default WORKDIR/figures.json)")
     args = parser.parse_args(argv)
 
-    from densenet_deploy.bench import bench, format_table, parse_batches
-    from densenet_deploy.deps import available
+    from densenet_deploy.bench.timing import bench, format_table, parse_batches
+    from densenet_deploy.core.deps import available
 
     started = time.perf_counter()
     os.makedirs(args.workdir, exist_ok=True)

@@ -48,7 +48,7 @@ def parse_args(argv=None):
 # --- builds -------------------------------------------------------------------------------------------
 def variants_spec():
     """name -> (kind, options). kind: torch | ort | ov-fp32 | ov-bf16 | dnx-nncf | dnx-qdq | plain-nncf."""
-    from exporters.openvino import NncfOptions
+    from densenet_deploy.exporters.targets.openvino import NncfOptions
 
     return {
         "torch eager fp32": ("torch", {}),
@@ -72,8 +72,9 @@ def build_plain_nncf(onnx_path: str, out_xml: str, calib: str, samples: int) -> 
     import nncf
     import openvino as ov
 
-    from densenet_deploy.data import load_data_for
-    from densenet_deploy.metadata import read_onnx_meta, write_sidecar
+    from densenet_deploy.core.metadata import read_onnx_meta
+    from densenet_deploy.core.sidecars import write_sidecar
+    from densenet_deploy.data.loading import load_data_for
 
     meta = read_onnx_meta(onnx_path)
     data = load_data_for(calib, meta, split="train", limit=samples)
@@ -90,9 +91,9 @@ def build_plain_nncf(onnx_path: str, out_xml: str, calib: str, samples: int) -> 
 
 def build_all(onnx_path: str, workdir: str, tag: str, calib: str, samples: int, names) -> dict:
     """Build every OpenVINO variant of `onnx_path`; returns name -> {path, build info}."""
-    from densenet_deploy.errors import DnxError
-    from exporters.openvino import build_openvino
-    from exporters.openvino_nncf import classifier_and_stem
+    from densenet_deploy.core.errors import DnxError
+    from densenet_deploy.exporters.targets.openvino import build_openvino
+    from densenet_deploy.exporters.targets.openvino_nncf import classifier_and_stem
 
     built = {}
     for name, (kind, opts) in variants_spec().items():
@@ -108,7 +109,7 @@ def build_all(onnx_path: str, workdir: str, tag: str, calib: str, samples: int, 
                 if opts.pop("stem_head", False):
                     import openvino as ov
 
-                    from exporters.openvino import NncfOptions
+                    from densenet_deploy.exporters.targets.openvino import NncfOptions
 
                     opts["nncf_options"] = NncfOptions(ignored_scope=classifier_and_stem(ov.convert_model(onnx_path)))
                 kw = {"calib_data": calib, "samples": samples} if opts["precision"] == "int8" else {}
@@ -127,11 +128,11 @@ def build_all(onnx_path: str, workdir: str, tag: str, calib: str, samples: int, 
 
 # --- accuracy -----------------------------------------------------------------------------------------
 def accuracy(workdir: str, samples: int, names) -> dict:
-    from densenet_deploy.data import load_data_for
-    from densenet_deploy.metadata import read_onnx_meta
+    from densenet_deploy.core.metadata import read_onnx_meta
+    from densenet_deploy.data.loading import load_data_for
+    from densenet_deploy.exporters.onnx import export_onnx
     from densenet_deploy.runners import open_runner
-    from densenet_deploy.train import digits_preset, train
-    from exporters.onnx import export_onnx
+    from densenet_deploy.train.loop import digits_preset, train
 
     ckpt = os.path.join(workdir, "digits.pt")
     if not os.path.isfile(ckpt):
@@ -245,14 +246,14 @@ def verdicts(speed: dict, acc: dict | None) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("nncf", "densenet_deploy.data_formats"):
+    for noisy in ("nncf", "densenet_deploy.data.readers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.makedirs(args.workdir, exist_ok=True)
     start = time.perf_counter()
     names = [n for n in variants_spec() if not args.only or n in args.only.split(",")]
 
-    from densenet_deploy.bench import environment
-    from exporters.onnx import export_onnx
+    from densenet_deploy.core.host import environment
+    from densenet_deploy.exporters.onnx import export_onnx
 
     onnx_path = os.path.join(args.workdir, f"{args.model}.onnx")
     if not os.path.isfile(onnx_path):

@@ -19,7 +19,7 @@ def artifacts_dir(tmp_path_factory):
 def digits_checkpoint(artifacts_dir):
     """A small DenseNet-BC trained on scikit-learn's digits (the preset the demo uses)."""
     pytest.importorskip("sklearn", reason="scikit-learn (extra 'demo') provides the digits data")
-    from densenet_deploy.train import digits_preset, train
+    from densenet_deploy.train.loop import digits_preset, train
 
     options = digits_preset(output=str(artifacts_dir / "digits.pt"))
     train(options)
@@ -29,7 +29,7 @@ def digits_checkpoint(artifacts_dir):
 @pytest.fixture(scope="session")
 def digits_onnx(digits_checkpoint, artifacts_dir):
     """The digits checkpoint exported to ONNX (fp32, dynamic batch, dnx metadata inside)."""
-    from exporters.onnx import export_onnx
+    from densenet_deploy.exporters.onnx import export_onnx
 
     path = artifacts_dir / "digits.onnx"
     export_onnx(digits_checkpoint, str(path))
@@ -39,7 +39,7 @@ def digits_onnx(digits_checkpoint, artifacts_dir):
 @pytest.fixture(scope="session")
 def tiny_onnx(artifacts_dir):
     """A random-weight CIFAR-style DenseNet-BC (L=22, k=8) at 32x32, exported once."""
-    from exporters.onnx import export_onnx
+    from densenet_deploy.exporters.onnx import export_onnx
 
     path = artifacts_dir / "tiny.onnx"
     export_onnx("densenet_bc22_k8", str(path))

@@ -5,9 +5,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from densenet_deploy.bench import BenchTarget, bench, latency_stats, parse_batches, timed_loop
-from densenet_deploy.cli import cli
-from densenet_deploy.errors import DnxError
+from densenet_deploy.bench.timing import BenchTarget, bench, latency_stats, parse_batches, timed_loop
+from densenet_deploy.cli.main import cli
+from densenet_deploy.core.errors import DnxError
 
 LATENCY_KEYS = {"p50", "p90", "p99", "mean", "min", "max", "iqr"}
 
@@ -15,7 +15,7 @@ LATENCY_KEYS = {"p50", "p90", "p99", "mean", "min", "max", "iqr"}
 @pytest.fixture(scope="module")
 def wrong_onnx(tmp_path_factory):
     """Same architecture as tiny_onnx, different random weights: fast, valid, and wrong."""
-    from exporters.onnx import export_onnx
+    from densenet_deploy.exporters.onnx import export_onnx
 
     path = tmp_path_factory.mktemp("bench") / "other_seed.onnx"
     export_onnx("densenet_bc22_k8", str(path), seed=1, samples=2)
@@ -73,7 +73,7 @@ def test_bench_table_and_target_syntax(tiny_onnx):
     result = bench([f"{tiny_onnx}@onnxruntime"], batch="2", iters=2, warmup=0, passes=2, threads=1)
     assert result["results"][0]["parity"] is None and result["results"][0]["iterations"] == 2
     assert len(result["results"][0]["pass_p50_ms"]) == 2
-    from densenet_deploy.bench import format_table
+    from densenet_deploy.bench.timing import format_table
 
     assert "reference" in format_table(result) and "onnxruntime-cpu fp32" in format_table(result)
     assert BenchTarget.parse("a@b.onnx") == BenchTarget("a@b.onnx", None)
@@ -116,7 +116,7 @@ def test_bench_cli_errors(tiny_onnx, tmp_path):
 @pytest.fixture(scope="module")
 def digits_int8(digits_onnx, tmp_path_factory):
     """A correctly calibrated INT8 copy of the trained digits model."""
-    from calibration import quantize_int8
+    from densenet_deploy.calibration import quantize_int8
 
     path = tmp_path_factory.mktemp("bench_int8") / "digits.int8.onnx"
     quantize_int8(digits_onnx, str(path), "digits", samples=64, eval_samples=100)
@@ -141,7 +141,7 @@ def test_bench_parity_on_real_data(digits_onnx, digits_int8):
 
 
 def test_bench_random_parity_is_labelled_and_points_to_data(digits_onnx, digits_int8):
-    from densenet_deploy.bench import format_table
+    from densenet_deploy.bench.timing import format_table
 
     result = bench([digits_onnx, digits_int8], batch="8", iters=1, warmup=0, passes=1, threads=1)
     assert result["settings"]["parity_data"] == "random" and result["settings"]["parity_split"] is None
@@ -167,7 +167,7 @@ def test_bench_unknown_backend_names_the_backend(tiny_onnx):
 
 
 def test_bench_fixed_batch_model_skips_other_batches_or_refuses(tmp_path, caplog):
-    from exporters.onnx import export_onnx
+    from densenet_deploy.exporters.onnx import export_onnx
 
     fixed = tmp_path / "fixed4.onnx"
     export_onnx("densenet_bc22_k8", str(fixed), batch=4, samples=4)
@@ -185,7 +185,7 @@ def test_bench_fixed_batch_model_skips_other_batches_or_refuses(tmp_path, caplog
 
 
 def test_bench_throughput_mode_refuses_iters_and_says_what_it_measured(tiny_onnx, tmp_path):
-    from densenet_deploy.bench import format_table
+    from densenet_deploy.bench.timing import format_table
 
     # --iters used to be swapped silently for a 0.5 s budget: now it is one line on stderr, before any work.
     out = CliRunner().invoke(cli, ["bench", tiny_onnx, "--mode", "throughput", "--iters", "3", "--report",
@@ -216,7 +216,7 @@ def test_bench_throughput_mode_refuses_iters_and_says_what_it_measured(tiny_onnx
 
 
 def test_bench_footer_calls_agreement_weak_only_on_random_inputs(digits_onnx, tmp_path):
-    from densenet_deploy.bench import format_table
+    from densenet_deploy.bench.timing import format_table
 
     real = bench([digits_onnx, f"{digits_onnx}@onnxruntime"], batch="8", iters=1, warmup=0, passes=1, threads=1,
                  data="digits", samples=16, report=str(tmp_path / "real"))
@@ -247,7 +247,7 @@ def test_bench_report_outputs_are_checked_before_benching(tiny_onnx, tmp_path):
 def test_bench_report_write_failure_leaves_no_report_files(bench_json, tmp_path):
     import copy
 
-    from densenet_deploy.bench_report import write_bench_report
+    from densenet_deploy.bench.report import write_bench_report
 
     doc, _ = bench_json
     broken = copy.deepcopy(doc)
@@ -281,7 +281,7 @@ def test_bench_refuses_empty_batch_items_and_says_when_passes_are_capped(tiny_on
 
 def test_bench_skips_batches_outside_a_runner_batch_range(tiny_onnx, caplog):
     # What a TensorRT plan built with --min-batch 2 --max-batch 4 looks like to bench: a batch range.
-    from densenet_deploy.bench import _check_batches, _measure
+    from densenet_deploy.bench.timing import _check_batches, _measure
     from densenet_deploy.runners import open_runner
 
     with open_runner(tiny_onnx, threads=1) as runner:
@@ -313,7 +313,7 @@ def test_bench_provider_option(tiny_onnx):
 def test_build_engine_fixed_batch_refusal_gives_advice_for_the_target(tmp_path):
     """(build-engine, kept with the bench tests of fixed-batch exports) The refusal of a fixed-batch export
     for a precision step names what the chosen target can do: only TensorRT has --min/--opt/--max-batch."""
-    from exporters.onnx import export_onnx
+    from densenet_deploy.exporters.onnx import export_onnx
 
     fixed = tmp_path / "fixed2.onnx"
     export_onnx("densenet_bc22_k8", str(fixed), batch=2, samples=2)

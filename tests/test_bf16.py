@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="module")
 def digits_bf16(digits_onnx, tmp_path_factory):
     pytest.importorskip("openvino", reason="the openvino extra runs the bf16 check at full sample count")
-    from exporters.bf16 import convert_bf16
+    from densenet_deploy.exporters.bf16 import convert_bf16
 
     out = tmp_path_factory.mktemp("bf16") / "digits.bf16.onnx"
     result = convert_bf16(digits_onnx, str(out), data="digits", samples=200)
@@ -39,7 +39,7 @@ def test_bf16_graph_is_bf16_inside_with_fp32_io(digits_bf16):
 
 
 def test_bf16_matches_fp32_on_held_out_digits(digits_bf16, digits_checkpoint):
-    from densenet_deploy.verify import verify
+    from densenet_deploy.verify.parity import verify
 
     path, result = digits_bf16
     parity = result.parity
@@ -60,9 +60,9 @@ def test_bf16_matches_fp32_on_held_out_digits(digits_bf16, digits_checkpoint):
 
 def test_reference_evaluator_runs_the_same_file(digits_bf16):
     """Without OpenVINO the check runs on onnx's reference evaluator; both engines must agree."""
-    from densenet_deploy.data import load_data_for
-    from densenet_deploy.metadata import read_onnx_meta
-    from exporters.bf16 import run_bf16_graph
+    from densenet_deploy.core.metadata import read_onnx_meta
+    from densenet_deploy.data.loading import load_data_for
+    from densenet_deploy.exporters.bf16 import run_bf16_graph
 
     path, _ = digits_bf16
     images = load_data_for("digits", read_onnx_meta(path), split="val", limit=8).images
@@ -75,7 +75,7 @@ def test_reference_evaluator_runs_the_same_file(digits_bf16):
 
 
 def test_reference_engine_check_passes_on_a_random_model(tiny_onnx, tmp_path):
-    from exporters.bf16 import REFERENCE_MAX_SAMPLES, convert_bf16
+    from densenet_deploy.exporters.bf16 import REFERENCE_MAX_SAMPLES, convert_bf16
 
     out = tmp_path / "tiny.bf16.onnx"
     result = convert_bf16(tiny_onnx, str(out), engine="reference", samples=64)
@@ -84,8 +84,8 @@ def test_reference_engine_check_passes_on_a_random_model(tiny_onnx, tmp_path):
 
 
 def test_failed_parity_writes_nothing(tiny_onnx, tmp_path):
-    from densenet_deploy.errors import VerificationFailed
-    from exporters.bf16 import convert_bf16
+    from densenet_deploy.core.errors import VerificationFailed
+    from densenet_deploy.exporters.bf16 import convert_bf16
 
     out = tmp_path / "strict.bf16.onnx"
     with pytest.raises(VerificationFailed, match="bf16 model failed parity") as info:
@@ -95,8 +95,8 @@ def test_failed_parity_writes_nothing(tiny_onnx, tmp_path):
 
 
 def test_bf16_needs_the_fp32_export(digits_bf16, tmp_path):
-    from densenet_deploy.errors import DnxError
-    from exporters.bf16 import convert_bf16
+    from densenet_deploy.core.errors import DnxError
+    from densenet_deploy.exporters.bf16 import convert_bf16
 
     with pytest.raises(DnxError, match="already bf16"):
         convert_bf16(digits_bf16[0], str(tmp_path / "again.onnx"))
@@ -108,7 +108,7 @@ def test_build_engine_bf16_is_a_tensorrt_precision(tiny_onnx, tmp_path):
 
     from click.testing import CliRunner
 
-    from densenet_deploy.cli import cli
+    from densenet_deploy.cli.main import cli
 
     plan = tmp_path / "tiny.bf16.plan"
     result = CliRunner().invoke(cli, ["build-engine", tiny_onnx, "--bf16", "-o", str(plan)])
@@ -121,7 +121,7 @@ def test_build_engine_bf16_is_a_tensorrt_precision(tiny_onnx, tmp_path):
 
 
 def test_onnxruntime_cannot_run_bf16_and_says_so(digits_bf16):
-    from densenet_deploy.errors import ArtifactError
+    from densenet_deploy.core.errors import ArtifactError
     from densenet_deploy.runners import open_runner
 
     with pytest.raises(ArtifactError, match="ONNX Runtime cannot load"):
@@ -130,8 +130,8 @@ def test_onnxruntime_cannot_run_bf16_and_says_so(digits_bf16):
 
 def test_triton_refuses_a_bf16_onnx_model(digits_bf16, tmp_path):
     """Triton would load it with ONNX Runtime, which has no bf16 Conv: refused before anything is written."""
-    from densenet_deploy.errors import DnxError
-    from exporters.triton import write_repository
+    from densenet_deploy.core.errors import DnxError
+    from densenet_deploy.serve.repository import write_repository
 
     repo = tmp_path / "repo"
     with pytest.raises(DnxError, match="bf16 graph, which ONNX Runtime"):
@@ -142,9 +142,9 @@ def test_triton_refuses_a_bf16_onnx_model(digits_bf16, tmp_path):
 def test_bad_arguments_are_one_line_errors(tiny_onnx, tmp_path):
     import shutil
 
-    from densenet_deploy.errors import DnxError
-    from exporters.bf16 import convert_bf16
-    from exporters.fp16 import convert_fp16
+    from densenet_deploy.core.errors import DnxError
+    from densenet_deploy.exporters.bf16 import convert_bf16
+    from densenet_deploy.exporters.fp16 import convert_fp16
 
     own = tmp_path / "own.onnx"
     shutil.copy(tiny_onnx, own)
@@ -159,8 +159,8 @@ def test_bad_arguments_are_one_line_errors(tiny_onnx, tmp_path):
 
 def test_labelled_data_gates_agreement_and_accuracy(digits_onnx, tmp_path):
     """On real digits the calibration gates apply: an impossible agreement bound fails the check."""
-    from densenet_deploy.errors import VerificationFailed
-    from exporters.bf16 import convert_bf16
+    from densenet_deploy.core.errors import VerificationFailed
+    from densenet_deploy.exporters.bf16 import convert_bf16
 
     out = tmp_path / "d.bf16.onnx"
     with pytest.raises(VerificationFailed, match="agreement"):

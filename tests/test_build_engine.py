@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from densenet_deploy.cli import cli
-from densenet_deploy.errors import DnxError
-from densenet_deploy.metadata import read_onnx_meta, read_sidecar
+from densenet_deploy.cli.main import cli
+from densenet_deploy.core.errors import DnxError
+from densenet_deploy.core.metadata import read_onnx_meta
+from densenet_deploy.core.sidecars import read_sidecar
 
 
 def dnx(*args):
@@ -19,7 +20,7 @@ def dnx(*args):
 
 
 def _tensorrt_usable() -> bool:
-    from densenet_deploy.deps import available
+    from densenet_deploy.core.deps import available
 
     if not available("tensorrt"):
         return False
@@ -139,7 +140,7 @@ def test_options_of_other_targets_are_refused_not_ignored(tiny_onnx, tmp_path, t
 
 
 def test_target_options_given_for_their_own_target_are_accepted(tiny_onnx, tmp_path):
-    from exporters.targets import check_target_options
+    from densenet_deploy.exporters.targets.build import check_target_options
 
     check_target_options("tensorrt", ["min_batch", "timing_cache", "version_compatible", "calib_data", "output"])
     check_target_options("openvino", ["recipe", "verify_data", "threads"])
@@ -173,7 +174,7 @@ def test_onnx_without_dnx_metadata_is_refused(tiny_onnx, tmp_path):
 
 
 def test_engine_options_are_validated_before_any_work():
-    from exporters.tensorrt import EngineOptions
+    from densenet_deploy.exporters.targets.tensorrt import EngineOptions
 
     EngineOptions().validate()
     with pytest.raises(DnxError, match="1 <= min <= opt <= max"):
@@ -185,7 +186,7 @@ def test_engine_options_are_validated_before_any_work():
 
 
 def test_build_engine_python_api_matches_the_cli(tiny_onnx, tmp_path):
-    from exporters.targets import TARGETS, BuildOptions, build_deployment
+    from densenet_deploy.exporters.targets.build import TARGETS, BuildOptions, build_deployment
 
     assert {"tensorrt", "onnxruntime"} <= set(TARGETS)
     result = build_deployment(tiny_onnx, str(tmp_path / "api.ort.onnx"), BuildOptions(target="onnxruntime",
@@ -238,7 +239,7 @@ def test_info_knows_an_onnxruntime_deployment_without_its_sidecar(ort_fp32, tiny
 @pytest.fixture(scope="module")
 def bf16_onnx(tiny_onnx, tmp_path_factory):
     """exporters/bf16.py's output: a TensorRT bf16 graph (opset 22 bf16 Conv)."""
-    from exporters.bf16 import convert_bf16
+    from densenet_deploy.exporters.bf16 import convert_bf16
 
     path = str(tmp_path_factory.mktemp("bf16") / "tiny.bf16.onnx")
     convert_bf16(tiny_onnx, path, samples=4)
@@ -256,7 +257,7 @@ def int8_onnx(tiny_onnx, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fp16_onnx(tiny_onnx, tmp_path_factory):
-    from exporters.fp16 import convert_fp16
+    from densenet_deploy.exporters.fp16 import convert_fp16
 
     path = str(tmp_path_factory.mktemp("fp16") / "tiny.fp16.onnx")
     convert_fp16(tiny_onnx, path, samples=4)

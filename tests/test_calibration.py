@@ -16,7 +16,7 @@ SAMPLES, EVAL = 256, 300
 @pytest.fixture(scope="module")
 def int8_models(digits_onnx, tmp_path_factory):
     """entropy and percentile INT8 models of the digits fixture, with their CalibrationResults."""
-    from calibration import quantize_int8
+    from densenet_deploy.calibration import quantize_int8
 
     out = tmp_path_factory.mktemp("int8")
     results = {}
@@ -64,9 +64,9 @@ def test_every_conv_has_symmetric_int8_qdq(int8_models, digits_onnx):
 
 
 def test_entropy_ranges_differ_from_minmax(digits_onnx):
-    from calibration.ranges import RangeSettings, compute_ranges
-    from densenet_deploy.data import load_data_for
-    from densenet_deploy.metadata import read_onnx_meta
+    from densenet_deploy.calibration.ranges import RangeSettings, compute_ranges
+    from densenet_deploy.core.metadata import read_onnx_meta
+    from densenet_deploy.data.loading import load_data_for
 
     meta = read_onnx_meta(digits_onnx)
     images = load_data_for("digits", meta, split="train", limit=128).images
@@ -81,7 +81,7 @@ def test_entropy_ranges_differ_from_minmax(digits_onnx):
 def test_fast_entropy_threshold_matches_onnxruntime():
     from onnxruntime.quantization.calibrate import HistogramCollector
 
-    from calibration.ranges import entropy_threshold
+    from densenet_deploy.calibration.ranges import entropy_threshold
 
     rng = np.random.default_rng(0)
     for data, bins, qbins in [(np.maximum(rng.normal(size=20000), 0) ** 2, 512, 128),
@@ -97,7 +97,7 @@ def test_cache_reuse_skips_calibration(digits_onnx, tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    from calibration import quantize_int8
+    from densenet_deploy.calibration import quantize_int8
 
     cache = tmp_path / "ranges.json"
     kw = dict(method="minmax", samples=64, eval_samples=100, cache=str(cache), concat_scales="float", min_agreement=0)
@@ -122,8 +122,8 @@ def test_trt_cache_round_trip(digits_onnx, tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    from calibration import quantize_int8
-    from calibration.cache import read_trt_cache
+    from densenet_deploy.calibration import quantize_int8
+    from densenet_deploy.calibration.cache import read_trt_cache
 
     trt = tmp_path / "calib.cache"
     kw = dict(method="minmax", samples=64, eval_samples=100, min_agreement=0)
@@ -145,9 +145,9 @@ def test_trt_cache_round_trip(digits_onnx, tmp_path):
 
 
 def test_keep_ends_float_and_exclude(digits_onnx, tmp_path):
-    from calibration import quantize_int8
-    from calibration.qdq import end_nodes
-    from densenet_deploy.metadata import load_onnx
+    from densenet_deploy.calibration import quantize_int8
+    from densenet_deploy.calibration.qdq import end_nodes
+    from densenet_deploy.core.metadata import load_onnx
 
     model = load_onnx(digits_onnx)
     weighted = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
@@ -159,7 +159,7 @@ def test_keep_ends_float_and_exclude(digits_onnx, tmp_path):
 
 
 def _cli(args):
-    from densenet_deploy.cli import cli
+    from densenet_deploy.cli.main import cli
 
     return CliRunner().invoke(cli, args)
 
@@ -215,9 +215,9 @@ def test_cli_bad_data_exit_2(digits_onnx, tmp_path, case, pattern):
 
 def test_auto_exclude_keeps_the_broken_layer_float(digits_onnx, tmp_path):
     """A crippled range on the first conv's input fails the gate; auto mode finds that layer by SQNR."""
-    from calibration import quantize_int8
-    from densenet_deploy.errors import VerificationFailed
-    from densenet_deploy.metadata import load_onnx
+    from densenet_deploy.calibration import quantize_int8
+    from densenet_deploy.core.errors import VerificationFailed
+    from densenet_deploy.core.metadata import load_onnx
 
     model = load_onnx(digits_onnx)
     first = next(n for n in model.graph.node if n.op_type == "Conv")
@@ -237,7 +237,7 @@ def test_auto_exclude_keeps_the_broken_layer_float(digits_onnx, tmp_path):
 @pytest.mark.parametrize("method", ["percentile", "entropy"])
 def test_sample_counts_that_do_not_fill_the_last_batch(digits_onnx, tmp_path, method):
     """ORT's histogram collectors stack per-batch outputs: a short last batch used to crash them."""
-    from calibration import quantize_int8
+    from densenet_deploy.calibration import quantize_int8
 
     result = quantize_int8(digits_onnx, str(tmp_path / "a.onnx"), "digits", method=method, samples=37,
                            eval_samples=100, min_agreement=0)
@@ -246,10 +246,10 @@ def test_sample_counts_that_do_not_fill_the_last_batch(digits_onnx, tmp_path, me
 
 def test_fixed_batch_exports_and_ort_deployments_are_refused(tmp_path, tiny_onnx):
     """Calibration takes the plain dynamic-batch export; anything else is a one-line error, no file."""
-    from calibration import quantize_int8
-    from densenet_deploy.errors import ArtifactError
-    from exporters.onnx import export_onnx
-    from exporters.ort_target import build_ort_deployment
+    from densenet_deploy.calibration import quantize_int8
+    from densenet_deploy.core.errors import ArtifactError
+    from densenet_deploy.exporters.onnx import export_onnx
+    from densenet_deploy.exporters.targets.onnxruntime import build_ort_deployment
 
     fixed = str(tmp_path / "b2.onnx")
     export_onnx("densenet_bc22_k8", fixed, batch=2, samples=2)
@@ -288,7 +288,7 @@ def test_colliding_paths_are_refused_before_work(digits_onnx, tmp_path, case):
 
 def _broken_caches(digits_onnx, tmp_path):
     """A valid range cache, then copies with a broken structure or broken values under the same key."""
-    from calibration.quantize import quantize_int8
+    from densenet_deploy.calibration.quantize import quantize_int8
 
     good = tmp_path / "good.json"
     quantize_int8(digits_onnx, str(tmp_path / "q0.onnx"), "digits", method="minmax", samples=32, eval_samples=50,

@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 
-from densenet_deploy.errors import CheckpointError
+from densenet_deploy.core.errors import CheckpointError
 from densenet_deploy.models import build_model
 from densenet_deploy.models.checkpoint import load_state_dict_strict, normalize_keys, read_checkpoint
 from densenet_deploy.models.loading import load_model

@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from densenet_deploy.cli import cli
+from densenet_deploy.cli.main import cli
 
 
 def run(*args):

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from densenet_deploy.cli import COMMANDS, _command_exists
+from densenet_deploy.cli.main import COMMANDS, _command_exists
 
 HEAVY = ("torch", "onnx", "onnxruntime", "tensorrt", "openvino")
 
@@ -14,7 +14,7 @@ HEAVY = ("torch", "onnx", "onnxruntime", "tensorrt", "openvino")
 SCRIPT = r"""
 import json, sys
 from click.testing import CliRunner
-from densenet_deploy.cli import cli, COMMANDS, _command_exists
+from densenet_deploy.cli.main import cli, COMMANDS, _command_exists
 heavy = %r
 report = {}
 for args in [[]] + [[name] for name, module in COMMANDS.items() if _command_exists(module)]:

@@ -103,7 +103,7 @@ def _npy_with_header(path: Path, shape_text: str, data: bytes = b"") -> Path:
 def _export(path: Path) -> str:
     """densenet_bc100_k12, 10 classes, 3x32x32, dynamic batch; returns which exporter made it."""
     if importlib.util.find_spec("exporters.onnx") is not None:
-        from exporters.onnx import export_onnx
+        from densenet_deploy.exporters.onnx import export_onnx
 
         export_onnx(MODEL, str(path), num_classes=10)
         return "exporters.onnx.export_onnx"
@@ -111,7 +111,7 @@ def _export(path: Path) -> str:
     import onnx
     import torch
 
-    from densenet_deploy.metadata import ArtifactMeta, write_onnx_meta
+    from densenet_deploy.core.metadata import ArtifactMeta, write_onnx_meta
     from densenet_deploy.models import build_model, get_spec
 
     spec = get_spec(MODEL)
@@ -133,7 +133,7 @@ def cpp_artifacts(tmp_path_factory) -> dict:
     import onnx
     from PIL import Image
 
-    from densenet_deploy.metadata import read_onnx_meta, write_onnx_meta
+    from densenet_deploy.core.metadata import read_onnx_meta, write_onnx_meta
 
     pytest.importorskip("sklearn", reason="scikit-learn provides the digits images")
     from sklearn.datasets import load_digits
@@ -200,8 +200,8 @@ def test_npy_logits_match_python_onnxruntime(dnx_infer, cpp_artifacts):
 
 def test_image_top1_matches_python_preprocessing(dnx_infer, cpp_artifacts):
     """Images: C++ (stb decode + resize) against densenet_deploy.data.preprocess_image + ONNX Runtime."""
-    from densenet_deploy.data import preprocess_image
-    from densenet_deploy.metadata import read_onnx_meta
+    from densenet_deploy.core.metadata import read_onnx_meta
+    from densenet_deploy.data.loading import preprocess_image
 
     art = cpp_artifacts
     meta = read_onnx_meta(art["model"])
@@ -224,8 +224,8 @@ def test_16bit_png_logits_match_python(dnx_infer, cpp_artifacts, tmp_path):
     from PIL import Image
     from sklearn.datasets import load_digits
 
-    from densenet_deploy.data import preprocess_image
-    from densenet_deploy.metadata import read_onnx_meta
+    from densenet_deploy.core.metadata import read_onnx_meta
+    from densenet_deploy.data.loading import preprocess_image
 
     art = cpp_artifacts
     meta = read_onnx_meta(art["model"])
@@ -324,8 +324,8 @@ def test_bf16_graph_is_refused_naming_the_reason(dnx_infer, cpp_artifacts, tmp_p
     """A bf16 graph (for TensorRT) parses but ONNX Runtime's CPU provider has no bfloat16 Conv: say so,
     not "not a readable ONNX model"."""
     pytest.importorskip("ml_dtypes", reason="ml_dtypes writes bfloat16 weights")
-    from exporters.bf16 import convert_bf16
-    from exporters.onnx import export_onnx
+    from densenet_deploy.exporters.bf16 import convert_bf16
+    from densenet_deploy.exporters.onnx import export_onnx
 
     export_onnx("densenet_bc22_k8", str(tmp_path / "tiny.onnx"), num_classes=10, samples=2)
     convert_bf16(str(tmp_path / "tiny.onnx"), str(tmp_path / "tiny.bf16.onnx"), samples=2)
@@ -341,7 +341,8 @@ def test_bf16_graph_is_refused_naming_the_reason(dnx_infer, cpp_artifacts, tmp_p
 
 def test_plan_needs_tensorrt_build(dnx_infer, cpp_artifacts, tmp_path):
     """A .plan with a valid sidecar is refused by a build without TensorRT, naming the CMake option."""
-    from densenet_deploy.metadata import read_onnx_meta, write_sidecar
+    from densenet_deploy.core.metadata import read_onnx_meta
+    from densenet_deploy.core.sidecars import write_sidecar
 
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"\0" * 16)
@@ -354,8 +355,8 @@ def test_plan_needs_tensorrt_build(dnx_infer, cpp_artifacts, tmp_path):
 
 # --- cpp-header ------------------------------------------------------------------------------------------
 def test_cpp_header_compiles_and_matches_metadata(cpp_artifacts, tmp_path):
-    from densenet_deploy.metadata import read_onnx_meta
-    from exporters.cpp_header import write_cpp_header
+    from densenet_deploy.core.metadata import read_onnx_meta
+    from densenet_deploy.exporters.cpp_header import write_cpp_header
 
     if shutil.which("g++") is None:
         _skip_or_fail("g++ is not installed")
@@ -384,9 +385,9 @@ def test_cpp_header_compiles_and_matches_metadata(cpp_artifacts, tmp_path):
 
 
 def test_cpp_header_escapes_and_refuses(tmp_path):
-    from densenet_deploy.errors import ArtifactError
-    from densenet_deploy.metadata import ArtifactMeta
-    from exporters.cpp_header import render_cpp_header, write_cpp_header
+    from densenet_deploy.core.errors import ArtifactError
+    from densenet_deploy.core.metadata import ArtifactMeta
+    from densenet_deploy.exporters.cpp_header import render_cpp_header, write_cpp_header
 
     meta = ArtifactMeta(model="m", num_classes=2, input_size=(1, 8, 8), mean=(0.5,), std=(0.25,),
                         labels=['say "hi"\\', "caf\u00e9??="])

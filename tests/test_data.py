@@ -9,9 +9,15 @@ import pickle
 import numpy as np
 import pytest
 
-from densenet_deploy.data import (channel_stats, iter_batches, load_data, load_data_for, load_raw,
-                                  preprocess_image)
-from densenet_deploy.errors import DataError
+from densenet_deploy.core.errors import DataError
+from densenet_deploy.data.loading import (
+    channel_stats,
+    iter_batches,
+    load_data,
+    load_data_for,
+    load_raw,
+    preprocess_image,
+)
 
 pytest.importorskip("sklearn", reason="scikit-learn (extra 'demo') provides the digits data")
 pytest.importorskip("PIL", reason="pillow (extra 'demo') reads image files")
@@ -106,7 +112,7 @@ def test_limit_is_seeded_and_fingerprint_tracks_everything():
 
 
 def test_load_data_for_reads_artifact_meta():
-    from densenet_deploy.metadata import ArtifactMeta
+    from densenet_deploy.core.metadata import ArtifactMeta
 
     meta = ArtifactMeta(model="m", num_classes=10, input_size=(1, 12, 12), mean=(0.3,), std=(0.3,))
     ds = load_data_for("digits", meta, split="val", limit=3)
@@ -133,7 +139,7 @@ def test_npz_with_labels(tmp_path, keys):
 
 
 def test_npz_labels_outside_the_models_classes_warn_or_refuse(tmp_path, caplog):
-    from densenet_deploy.metadata import ArtifactMeta
+    from densenet_deploy.core.metadata import ArtifactMeta
 
     meta = ArtifactMeta(model="m", num_classes=10, input_size=SIZE, mean=(0.0,), std=(1.0,))
     x = np.random.default_rng(0).standard_normal((6, *SIZE)).astype(np.float32)
@@ -151,7 +157,7 @@ def test_npz_labels_outside_the_models_classes_warn_or_refuse(tmp_path, caplog):
 def test_npz_labels_without_a_label_name_count_as_wrong_or_refuse(tmp_path, caplog):
     """Labels index the file's own label_names: 2 (past the end) or -1 (NumPy would read the last name)
     cannot be mapped to the model's classes."""
-    from densenet_deploy.metadata import ArtifactMeta
+    from densenet_deploy.core.metadata import ArtifactMeta
 
     meta = ArtifactMeta(model="m", num_classes=10, input_size=SIZE, mean=(0.0,), std=(1.0,))
     x = np.random.default_rng(0).standard_normal((6, *SIZE)).astype(np.float32)
@@ -343,16 +349,10 @@ def test_channel_stats_and_batches():
     assert sizes == [16, 16, 16, 2]
 
 
-def test_calibration_reexports_the_same_api():
-    from calibration import sources
-
-    assert sources.load_data is load_data and sources.load_raw is load_raw
-
-
 def test_cli_reports_data_errors_with_exit_2(tmp_path):
     from click.testing import CliRunner
 
-    from densenet_deploy.cli import cli
+    from densenet_deploy.cli.main import cli
 
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(cli, ["train", "densenet_bc10_k4", "--dataset", "cifar10", "--data-dir",
@@ -374,8 +374,8 @@ def test_class_folders_take_the_models_class_indices(tmp_path):
     from PIL import Image
     from sklearn.datasets import load_digits
 
-    from densenet_deploy.data import load_data_for
-    from densenet_deploy.metadata import ArtifactMeta
+    from densenet_deploy.core.metadata import ArtifactMeta
+    from densenet_deploy.data.loading import load_data_for
 
     digits = load_digits()
     for cls in (3, 7):
@@ -396,21 +396,21 @@ def test_class_names_mismatch_warns_once_per_command(tmp_path, caplog):
     """A command that loads the same data twice (two checks) says the mismatch once; the next command again."""
     from PIL import Image
 
-    from densenet_deploy import data_formats
-    from densenet_deploy.metadata import ArtifactMeta
+    from densenet_deploy.core.metadata import ArtifactMeta
+    from densenet_deploy.core.log import reset_warnings
 
     for name in ("cat", "dog"):
         (tmp_path / "pets" / name).mkdir(parents=True)
         Image.new("L", (8, 8), 0 if name == "cat" else 255).save(tmp_path / "pets" / name / "0.png")
     meta = ArtifactMeta(model="m", num_classes=10, input_size=(1, 8, 8), mean=(0.5,), std=(0.5,),
                         labels=[str(i) for i in range(10)])
-    data_formats.reset_warnings()  # what the CLI does when a command starts
+    reset_warnings()  # what the CLI does when a command starts
     with caplog.at_level(logging.WARNING):
         for _ in range(2):
             assert load_data_for(str(tmp_path / "pets"), meta).labels is None
     assert caplog.text.count("do not match") == 1
     caplog.clear()
-    data_formats.reset_warnings()
+    reset_warnings()
     with caplog.at_level(logging.WARNING):
         load_data_for(str(tmp_path / "pets"), meta)
     assert caplog.text.count("do not match") == 1
@@ -421,7 +421,7 @@ def test_train_val_folder_layout_gives_its_own_split(tmp_path):
     from PIL import Image
     from sklearn.datasets import load_digits
 
-    from densenet_deploy.data import load_data
+    from densenet_deploy.data.loading import load_data
 
     digits = load_digits()
     counts = {"train": 5, "val": 3}
@@ -532,7 +532,7 @@ def test_images_over_pils_pixel_limit_are_unreadable(tmp_path, caplog):
     a one-line DataError alone; PIL's global limit is left as it is."""
     from PIL import Image
 
-    from densenet_deploy.data import open_image
+    from densenet_deploy.data.loading import open_image
 
     limit = Image.MAX_IMAGE_PIXELS
     write_digit_pngs(tmp_path / "dir", per_class=2)
@@ -553,7 +553,7 @@ def test_images_over_pils_pixel_limit_are_unreadable(tmp_path, caplog):
     pytest.importorskip("tritonclient.http", reason="tritonclient (extra 'triton') for `dnx triton-client`")
     from click.testing import CliRunner
 
-    from densenet_deploy.cli import cli
+    from densenet_deploy.cli.main import cli
 
     result = CliRunner().invoke(cli, ["triton-client", "http://127.0.0.1:9", "densenet", str(huge)])
     assert result.exit_code == 2, result.output

@@ -8,7 +8,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from densenet_deploy.cli import cli
+from densenet_deploy.cli.main import cli
 
 pytest.importorskip("sklearn", reason="scikit-learn (extra 'demo') provides the digits data")
 
@@ -21,14 +21,14 @@ def invoke(*args):
 
 
 def _openvino_installed() -> bool:
-    from densenet_deploy.deps import available
+    from densenet_deploy.core.deps import available
 
     return available("openvino")
 
 
 @pytest.mark.slow
 def test_demo_runs_every_stage_and_writes_the_report(digits_checkpoint, tmp_path):
-    from densenet_deploy.metadata import read_onnx_meta
+    from densenet_deploy.core.metadata import read_onnx_meta
 
     workdir = tmp_path / "demo"
     r = invoke("demo", "--workdir", workdir, "--checkpoint", digits_checkpoint, *QUICK, "--json")
@@ -65,7 +65,7 @@ def test_demo_runs_every_stage_and_writes_the_report(digits_checkpoint, tmp_path
     assert doc["bench"]["settings"]["batches"] == [1, 32]
     report = doc["report"]
     assert os.path.isfile(report["markdown"]) and os.path.isfile(report["json"])
-    from densenet_deploy.deps import available
+    from densenet_deploy.core.deps import available
 
     assert os.path.isfile(report["plot"]) if available("matplotlib") else "plot" not in report
     saved = json.loads((workdir / "results.json").read_text())
@@ -120,8 +120,8 @@ def test_bad_checkpoints_exit_2(tmp_path):
 
 
 def test_insisting_on_a_missing_backend_exits_2(tmp_path):
-    from densenet_deploy.errors import BackendUnavailableError
-    from exporters.tensorrt import check_tensorrt_usable
+    from densenet_deploy.core.errors import BackendUnavailableError
+    from densenet_deploy.exporters.targets.tensorrt import check_tensorrt_usable
 
     try:
         check_tensorrt_usable()
@@ -138,8 +138,8 @@ def test_insisting_on_a_missing_backend_exits_2(tmp_path):
 
 
 def test_a_failed_demo_removes_the_work_directory_it_created(tmp_path):
-    from densenet_deploy.demo import run_demo
-    from densenet_deploy.errors import DnxError
+    from densenet_deploy.core.errors import DnxError
+    from densenet_deploy.demo.pipeline import run_demo
     from densenet_deploy.models import build_model
     from densenet_deploy.models.checkpoint import save_checkpoint
 

@@ -6,8 +6,8 @@ import json
 
 from click.testing import CliRunner
 
-from densenet_deploy.cli import cli
-from densenet_deploy.doctor import cpu_info
+from densenet_deploy.cli.main import cli
+from densenet_deploy.core.host import cpu_info
 
 
 def test_doctor_json_reports_every_backend():
@@ -48,7 +48,7 @@ def test_doctor_reports_nncf_next_to_openvino():
     """NNCF runs the default `--target openvino --int8` recipe: doctor says whether it is there."""
     from importlib import metadata
 
-    from densenet_deploy.doctor import optional_package
+    from densenet_deploy.reports.doctor import optional_package
 
     result = CliRunner().invoke(cli, ["doctor", "--json"], catch_exceptions=False)
     backends = json.loads(result.stdout)["backends"]

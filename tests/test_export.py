@@ -16,14 +16,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from densenet_deploy.cli import cli
-from densenet_deploy.constants import BATCH_AXIS, INPUT_NAME, MAX_OPSET, MIN_OPSET, OUTPUT_NAME
-from densenet_deploy.errors import DnxError, VerificationFailed
-from densenet_deploy.io import sha256_file
-from densenet_deploy.metadata import read_onnx_meta
+from densenet_deploy.cli.main import cli
+from densenet_deploy.core.constants import BATCH_AXIS, INPUT_NAME, MAX_OPSET, MIN_OPSET, OUTPUT_NAME
+from densenet_deploy.core.errors import DnxError, VerificationFailed
+from densenet_deploy.core.io import sha256_file
+from densenet_deploy.core.metadata import read_onnx_meta
+from densenet_deploy.exporters.onnx import export_onnx
+from densenet_deploy.exporters.onnx_graph import ALLOWED_OPS
 from densenet_deploy.models import build_model
-from exporters.onnx import export_onnx
-from exporters.onnx_graph import ALLOWED_OPS
 
 TINY = "densenet_bc22_k8"
 
@@ -210,7 +210,7 @@ def test_failed_parity_keeps_the_file_and_raises(tmp_path):
 
 # --- info ----------------------------------------------------------------------------------------------
 def test_info_on_onnx_counts_equal_pytorch(tiny_onnx):
-    from densenet_deploy.counting import count_macs, count_params
+    from densenet_deploy.models.counting import count_macs, count_params
 
     result = run_cli("info", tiny_onnx, "--json")
     assert result.exit_code == 0, result.output
@@ -383,8 +383,8 @@ def test_a_plain_onnx_written_over_a_deployment_drops_its_old_sidecar(tiny_onnx,
     by its sha256): export, calibrate and fp16/bf16 remove it."""
     from click.testing import CliRunner
 
-    from densenet_deploy.cli import cli
-    from densenet_deploy.metadata import read_artifact_meta
+    from densenet_deploy.cli.main import cli
+    from densenet_deploy.core.sidecars import read_artifact_meta
 
     out = tmp_path / "m.ort.onnx"
     built = CliRunner().invoke(cli, ["build-engine", tiny_onnx, "--target", "onnxruntime", "-o", str(out)])

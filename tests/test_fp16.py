@@ -17,7 +17,7 @@ def _io_types(path):
 def test_fp16_matches_fp32_on_digits(digits_onnx, tmp_path):
     import onnx
 
-    from exporters.fp16 import convert_fp16
+    from densenet_deploy.exporters.fp16 import convert_fp16
 
     out = tmp_path / "fp16.onnx"
     result = convert_fp16(digits_onnx, str(out), data="digits", samples=200)
@@ -38,7 +38,7 @@ def test_fp16_keeps_large_activations_fp32(digits_onnx, tmp_path):
     """A low bound forces the data-driven rule to keep nodes fp32; I/O must still be fp32 (converter bug)."""
     import onnx
 
-    from exporters.fp16 import convert_fp16
+    from densenet_deploy.exporters.fp16 import convert_fp16
 
     out = tmp_path / "mixed.onnx"
     result = convert_fp16(digits_onnx, str(out), data="digits", samples=32, data_max=1.0)
@@ -51,8 +51,8 @@ def test_fp16_keeps_large_activations_fp32(digits_onnx, tmp_path):
 
 
 def test_bf16_is_refused_with_a_pointer(digits_onnx, tmp_path):
-    from densenet_deploy.errors import DnxError
-    from exporters.fp16 import convert_fp16
+    from densenet_deploy.core.errors import DnxError
+    from densenet_deploy.exporters.fp16 import convert_fp16
 
     with pytest.raises(DnxError, match="convert_bf16"):
         convert_fp16(digits_onnx, str(tmp_path / "x.onnx"), precision="bf16")

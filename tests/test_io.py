@@ -4,12 +4,12 @@ import os
 
 import pytest
 
-from densenet_deploy.errors import DnxError
-from densenet_deploy.io import atomic_write_text, check_output_path
+from densenet_deploy.core.errors import DnxError
+from densenet_deploy.core.io import atomic_write_text, check_output_path
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
-    from densenet_deploy.io import atomic_output
+    from densenet_deploy.core.io import atomic_output
 
     target = tmp_path / "out.txt"
     with pytest.raises(RuntimeError):

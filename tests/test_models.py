@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from densenet_deploy.counting import count_macs, count_params
-from densenet_deploy.errors import UnknownModelError
+from densenet_deploy.core.errors import UnknownModelError
 from densenet_deploy.models import build_model, get_spec
+from densenet_deploy.models.counting import count_macs, count_params
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -144,7 +144,7 @@ def test_largest_table2_models_stay_within_bounds():
 
 
 def test_allocation_failure_while_building_is_a_one_line_error():
-    from densenet_deploy.errors import DnxError
+    from densenet_deploy.core.errors import DnxError
 
     # 10**12 classes: the classifier alone cannot be allocated.
     with pytest.raises(DnxError, match="not enough memory to build densenet_bc10_k8"):
@@ -172,9 +172,9 @@ def test_memory_efficient_training_step_updates_bn_stats_once():
 
 def test_zoo_listing_on_the_meta_device_counts_what_real_models_count():
     """`dnx models` counts shapes on the meta device; the figures must equal a real model's."""
-    from densenet_deploy.counting import count_macs, count_params
     from densenet_deploy.models import build_model, get_spec
-    from densenet_deploy.zoo_listing import list_models
+    from densenet_deploy.models.counting import count_macs, count_params
+    from densenet_deploy.reports.zoo_listing import list_models
 
     rows = {r["name"]: r for r in list_models()}
     for name in ("densenet121", "densenet_bc100_k12", "preact_resnet164"):

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("openvino", reason="openvino (extra 'openvino') is not installed")
 
-from densenet_deploy.errors import DnxError, VerificationFailed  # noqa: E402
+from densenet_deploy.core.errors import DnxError, VerificationFailed  # noqa: E402
 
 
 def _ort(path, x):
@@ -26,8 +26,8 @@ def _rel_l2(ref, cand):
 
 @pytest.fixture(scope="module")
 def val_digits(digits_onnx):
-    from densenet_deploy.data import load_data_for
-    from densenet_deploy.metadata import read_onnx_meta
+    from densenet_deploy.core.metadata import read_onnx_meta
+    from densenet_deploy.data.loading import load_data_for
 
     return load_data_for("digits", read_onnx_meta(digits_onnx), split="val")
 
@@ -106,9 +106,10 @@ def test_throughput_mode_uses_an_async_queue(tiny_onnx):
 
 # --- IR build -----------------------------------------------------------------------------------------
 def test_fp32_ir_round_trip_with_sidecar(tiny_onnx, tmp_path):
-    from densenet_deploy.metadata import read_onnx_meta, read_sidecar
+    from densenet_deploy.core.metadata import read_onnx_meta
+    from densenet_deploy.core.sidecars import read_sidecar
+    from densenet_deploy.exporters.targets.openvino import build_openvino
     from densenet_deploy.runners import open_runner
-    from exporters.openvino import build_openvino
 
     out = str(tmp_path / "tiny.xml")
     result = build_openvino(tiny_onnx, out, precision="fp32", verify_samples=16)
@@ -121,8 +122,8 @@ def test_fp32_ir_round_trip_with_sidecar(tiny_onnx, tmp_path):
     with open_runner(out) as runner:  # .xml -> openvino
         assert runner.backend == "openvino" and runner.precision == "fp32"
         assert _rel_l2(_ort(tiny_onnx, x), runner.run(x)) < 1e-4
-    from densenet_deploy.info import describe
-    from densenet_deploy.onnx_info import describe_onnx
+    from densenet_deploy.reports.info import describe
+    from densenet_deploy.reports.info import describe_onnx
 
     info, onnx_info = describe(out), describe_onnx(tiny_onnx)  # `dnx info model.xml` reads the sidecar
     assert (info["model"], info["params"], info["macs"], info["target"]) == \
@@ -130,8 +131,8 @@ def test_fp32_ir_round_trip_with_sidecar(tiny_onnx, tmp_path):
 
 
 def test_bf16_digits_agrees_with_torch(digits_onnx, val_digits, torch_digits, tmp_path):
+    from densenet_deploy.exporters.targets.openvino import build_openvino
     from densenet_deploy.runners import open_runner
-    from exporters.openvino import build_openvino
 
     out = str(tmp_path / "digits.bf16.xml")
     build_openvino(digits_onnx, out, precision="bf16", verify_data="digits", verify_samples=64)
@@ -142,8 +143,8 @@ def test_bf16_digits_agrees_with_torch(digits_onnx, val_digits, torch_digits, tm
 
 
 def test_int8_nncf_digits_within_one_point(digits_onnx, val_digits, torch_digits, tmp_path):
+    from densenet_deploy.exporters.targets.openvino import build_openvino
     from densenet_deploy.runners import open_runner
-    from exporters.openvino import build_openvino
 
     out = str(tmp_path / "digits.int8.xml")
     result = build_openvino(digits_onnx, out, precision="int8", recipe="nncf", calib_data="digits", samples=128,
@@ -158,8 +159,8 @@ def test_int8_nncf_digits_within_one_point(digits_onnx, val_digits, torch_digits
 
 
 def test_int8_qdq_recipe_digits(digits_onnx, val_digits, torch_digits, tmp_path):
+    from densenet_deploy.exporters.targets.openvino import build_openvino
     from densenet_deploy.runners import open_runner
-    from exporters.openvino import build_openvino
 
     out = str(tmp_path / "digits.qdq.xml")
     result = build_openvino(digits_onnx, out, precision="int8", recipe="qdq", calib_data="digits", samples=128,
@@ -180,7 +181,7 @@ def _check_close_to_fp32(ref, cand, labels):
 
 # --- safety nets ------------------------------------------------------------------------------------
 def test_verification_failure_writes_nothing(tiny_onnx, tmp_path):
-    from exporters.openvino import VerifyThresholds, build_openvino
+    from densenet_deploy.exporters.targets.openvino import VerifyThresholds, build_openvino
 
     out = tmp_path / "strict.xml"
     with pytest.raises(VerificationFailed, match="disagrees with ONNX Runtime.*nothing was written"):
@@ -197,8 +198,9 @@ def test_verify_ir_catches_wrong_logits(tiny_onnx, tmp_path):
     import openvino as ov
     from onnx import numpy_helper
 
-    from densenet_deploy.metadata import read_onnx_meta, write_sidecar
-    from exporters.openvino import VerifyThresholds, verify_ir
+    from densenet_deploy.core.metadata import read_onnx_meta
+    from densenet_deploy.core.sidecars import write_sidecar
+    from densenet_deploy.exporters.targets.openvino import VerifyThresholds, verify_ir
 
     proto = onnx.load(tiny_onnx)
     gemm = next(n for n in proto.graph.node if n.op_type in ("Gemm", "MatMul"))
@@ -215,7 +217,7 @@ def test_verify_ir_catches_wrong_logits(tiny_onnx, tmp_path):
 
 
 def test_child_process_crash_is_a_one_line_error(asym_onnx):
-    from exporters.openvino_child import run_in_child
+    from densenet_deploy.exporters.targets.openvino_child import run_in_child
 
     # Really crashes: OpenVINO 2026.4 segfaults compiling this model at a static batch.
     with pytest.raises(DnxError, match=r"OpenVINO crashed \(SIG\w+\)") as info:
@@ -226,8 +228,9 @@ def test_child_process_crash_is_a_one_line_error(asym_onnx):
 def test_child_process_compile_error_is_reported(tiny_onnx, tmp_path):
     import openvino as ov
 
-    from densenet_deploy.metadata import read_onnx_meta, write_sidecar
-    from exporters.openvino_child import run_in_child
+    from densenet_deploy.core.metadata import read_onnx_meta
+    from densenet_deploy.core.sidecars import write_sidecar
+    from densenet_deploy.exporters.targets.openvino_child import run_in_child
 
     xml = str(tmp_path / "broken.xml")
     ov.save_model(ov.convert_model(tiny_onnx), xml, compress_to_fp16=False)
@@ -242,7 +245,7 @@ def test_child_process_compile_error_is_reported(tiny_onnx, tmp_path):
 def test_asymmetric_qdq_is_refused(asym_onnx, tmp_path):
     from click.testing import CliRunner
 
-    from densenet_deploy.cli import cli
+    from densenet_deploy.cli.main import cli
     from densenet_deploy.runners.openvino import OpenVinoRunner
 
     with pytest.raises(DnxError, match="asymmetrically.*OpenVINO 2026.4 crashes"):
@@ -257,7 +260,7 @@ def test_asymmetric_qdq_is_refused(asym_onnx, tmp_path):
 def test_cli_build_engine_openvino(tiny_onnx, tmp_path):
     from click.testing import CliRunner
 
-    from densenet_deploy.cli import cli
+    from densenet_deploy.cli.main import cli
 
     out = tmp_path / "tiny.bf16.xml"
     result = CliRunner().invoke(cli, ["build-engine", tiny_onnx, "--target", "openvino", "--bf16", "-o", str(out),
@@ -273,8 +276,8 @@ def test_cli_build_engine_openvino(tiny_onnx, tmp_path):
 @pytest.fixture(scope="module")
 def digit_arrays(tiny_onnx, tmp_path_factory):
     """Real digits, preprocessed for the tiny model, saved as .npz files of 1, 3 and 10 images."""
-    from densenet_deploy.data import load_data_for
-    from densenet_deploy.metadata import read_onnx_meta
+    from densenet_deploy.core.metadata import read_onnx_meta
+    from densenet_deploy.data.loading import load_data_for
 
     pytest.importorskip("sklearn", reason="scikit-learn provides the digits")
     data = load_data_for("digits", read_onnx_meta(tiny_onnx), split="val", limit=10)
@@ -288,8 +291,8 @@ def digit_arrays(tiny_onnx, tmp_path_factory):
 
 def test_verify_data_uses_all_of_a_source_without_a_held_out_split(tiny_onnx, digit_arrays, tmp_path):
     """As `dnx verify --data FILE.npz`: all of an .npz (it has no train/val split of its own), not its 20 %."""
-    from densenet_deploy.data import held_out_split
-    from exporters.openvino import build_openvino
+    from densenet_deploy.data.loading import held_out_split
+    from densenet_deploy.exporters.targets.openvino import build_openvino
 
     result = build_openvino(tiny_onnx, str(tmp_path / "a.xml"), verify_data=digit_arrays[10])
     assert result["parity"]["samples"] == 10 and result["parity"]["data"] == digit_arrays[10]
@@ -305,9 +308,9 @@ def test_verify_data_uses_all_of_a_source_without_a_held_out_split(tiny_onnx, di
 
 def test_a_one_image_verify_source_is_checked_and_an_empty_held_out_split_names_the_source(
         tiny_onnx, digit_arrays, tmp_path, caplog):
-    from exporters.openvino import build_openvino
+    from densenet_deploy.exporters.targets.openvino import build_openvino
 
-    with caplog.at_level("WARNING", logger="exporters.openvino"):
+    with caplog.at_level("WARNING", logger="densenet_deploy.exporters.targets.openvino"):
         result = build_openvino(tiny_onnx, str(tmp_path / "one.xml"), verify_data=digit_arrays[1])
     assert result["parity"]["samples"] == 1
     assert any("only 1 sample of" in r.getMessage() and digit_arrays[1] in r.getMessage() for r in caplog.records)
@@ -321,10 +324,10 @@ def test_a_one_image_verify_source_is_checked_and_an_empty_held_out_split_names_
 
 def test_fewer_samples_than_asked_and_a_tiny_check_are_warned_about(tiny_onnx, digit_arrays, tmp_path, caplog):
     """3 images: NNCF calibrates on the 2 of the train split and the check runs on 1 (val): both said."""
-    from exporters.openvino import VerifyThresholds, build_openvino
+    from densenet_deploy.exporters.targets.openvino import VerifyThresholds, build_openvino
 
     loose = VerifyThresholds(max_rel_l2=1.0, min_agreement=0.0, max_accuracy_drop=1.0)  # 1 sample: the warning's point
-    with caplog.at_level("WARNING", logger="exporters.openvino"):
+    with caplog.at_level("WARNING", logger="densenet_deploy.exporters.targets.openvino"):
         result = build_openvino(tiny_onnx, str(tmp_path / "q.xml"), precision="int8", recipe="nncf",
                                 calib_data=digit_arrays[3], samples=5000, thresholds=loose)
     messages = [r.getMessage() for r in caplog.records]
@@ -338,9 +341,9 @@ def test_fewer_samples_than_asked_and_a_tiny_check_are_warned_about(tiny_onnx, d
 def test_build_openvino_refuses_a_bf16_graph_and_an_ort_deployment_before_converting(tiny_onnx, tmp_path):
     from click.testing import CliRunner
 
-    from densenet_deploy.cli import cli
-    from exporters.bf16 import convert_bf16
-    from exporters.openvino import build_openvino
+    from densenet_deploy.cli.main import cli
+    from densenet_deploy.exporters.bf16 import convert_bf16
+    from densenet_deploy.exporters.targets.openvino import build_openvino
 
     bf16 = str(tmp_path / "t.bf16.onnx")
     convert_bf16(tiny_onnx, bf16, samples=4)
@@ -356,8 +359,8 @@ def test_build_openvino_refuses_a_bf16_graph_and_an_ort_deployment_before_conver
 
 
 def test_a_bad_data_source_stops_the_build_before_any_work(tiny_onnx, tmp_path):
-    from densenet_deploy.errors import DataError
-    from exporters.openvino import build_openvino
+    from densenet_deploy.core.errors import DataError
+    from densenet_deploy.exporters.targets.openvino import build_openvino
 
     missing = str(tmp_path / "missing.npz")
     with pytest.raises(DataError, match="^--verify-data: .*missing.npz"):

@@ -5,8 +5,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from densenet_deploy.cli import cli
-from densenet_deploy.paper_report import CIFAR_MODELS, IMAGENET_MODELS, check_paper
+from densenet_deploy.cli.main import cli
+from densenet_deploy.reports.paper import CIFAR_MODELS, IMAGENET_MODELS, check_paper
 
 VERDICTS = {"holds", "does not hold", "consistent", "follows MACs", "does not follow MACs", "inconclusive"}
 
@@ -85,7 +85,7 @@ def test_paper_latency_on_onnxruntime_exports_the_deepest_model(tmp_path):
     assert [c["verdict"] for c in latency] == ["inconclusive"]
     md = (tmp_path / "report.md").read_text()
     assert "1 timed run per model in 1 pass" in md and "interleaved" not in md and "**inconclusive**" in md
-    from densenet_deploy.paper_report import format_paper
+    from densenet_deploy.reports.paper_report import format_paper
 
     assert "1 timed run per model in 1 pass" in format_paper(result)
 
@@ -140,7 +140,7 @@ def test_paper_report_outputs_are_checked_before_counting(tmp_path):
 
 def _latency_rows(a_ms, b_ms, samples=5):
     """Real counted rows of two CIFAR models with given latency figures: (p25, p50, p75) in ms."""
-    from densenet_deploy.paper_report import model_row
+    from densenet_deploy.reports.paper import model_row
 
     rows = {n: model_row(n) for n in ("densenet_bc100_k12", "preact_resnet1001")}
     for row, (p25, p50, p75) in zip(rows.values(), (a_ms, b_ms)):
@@ -150,7 +150,7 @@ def _latency_rows(a_ms, b_ms, samples=5):
 
 
 def test_paper_latency_verdicts_are_inconclusive_when_spread_or_samples_do_not_decide():
-    from densenet_deploy.claims import latency_claims
+    from densenet_deploy.reports.claims import latency_claims
 
     rows = _latency_rows((1.0, 1.0, 1.0), (5.0, 5.0, 5.0))
     macs_ratio = rows["densenet_bc100_k12"]["macs"] / rows["preact_resnet1001"]["macs"]

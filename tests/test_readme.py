@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pytest
 
-from densenet_deploy.cli import cli
+from densenet_deploy.cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from densenet_deploy.counting import count_macs, count_params
 from densenet_deploy.models import build_model, get_spec, listed_names
+from densenet_deploy.models.counting import count_macs, count_params
 
 # torchvision's published parameter counts (IMAGENET1K_V1 model cards) and GFLOPS (= MACs).
 TORCHVISION = {"resnet18": (11_689_512, 1.81), "resnet34": (21_797_672, 3.66), "resnet50": (25_557_032, 4.09),
@@ -71,8 +71,8 @@ def test_resnets_listed_and_registered():
 
 def test_resnet_weights_round_trip_and_export(tmp_path):
     """A torchvision-style state dict loads through --weights; export to ONNX keeps params and parity."""
+    from densenet_deploy.exporters.onnx import export_onnx
     from densenet_deploy.models.loading import load_model
-    from exporters.onnx import export_onnx
 
     torch.manual_seed(3)
     source = build_model("resnet18", num_classes=7)

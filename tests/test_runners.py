@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from densenet_deploy.errors import ArtifactError, BackendUnavailableError, DataError, DnxError
+from densenet_deploy.core.errors import ArtifactError, BackendUnavailableError, DataError, DnxError
 from densenet_deploy.runners import backend_for, open_runner
 from densenet_deploy.runners.onnxruntime_runner import check_ort_deployment, choose_providers
 
@@ -113,7 +113,7 @@ def test_ort_deployment_for_another_cpu_is_refused():
 
 def test_openvino_runner_refuses_a_checkpoint_with_a_pointer(digits_checkpoint):
     pytest.importorskip("openvino", reason="the openvino extra")
-    from densenet_deploy.errors import DnxError
+    from densenet_deploy.core.errors import DnxError
     from densenet_deploy.runners import open_runner
 
     with pytest.raises(DnxError, match="takes an .onnx model or OpenVINO IR"):
@@ -123,7 +123,7 @@ def test_openvino_runner_refuses_a_checkpoint_with_a_pointer(digits_checkpoint):
 @pytest.fixture(scope="module")
 def fixed4_onnx(tmp_path_factory):
     """densenet_bc22_k8 exported with a fixed batch of 4 (`dnx export --batch 4`)."""
-    from exporters.onnx import export_onnx
+    from densenet_deploy.exporters.onnx import export_onnx
 
     path = tmp_path_factory.mktemp("fixed") / "fixed4.onnx"
     export_onnx("densenet_bc22_k8", str(path), batch=4, samples=4)
@@ -153,7 +153,7 @@ def test_open_runner_passes_providers_to_onnxruntime_only(tiny_onnx):
 
 
 def test_a_zoo_name_on_a_file_backend_says_to_export_it():
-    from densenet_deploy.errors import ArtifactError
+    from densenet_deploy.core.errors import ArtifactError
     from densenet_deploy.runners import open_runner
 
     with pytest.raises(ArtifactError, match="is a zoo model, which runs on torch; export it first"):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from densenet_deploy import deps
+from densenet_deploy.core import deps
 
 pytestmark = pytest.mark.skipif(not deps.available("tritonclient.http") or not deps.available("pytriton"),
                                 reason="tritonclient[http] and nvidia-pytriton (extra 'triton') are not installed")
@@ -36,8 +36,8 @@ def port_open(host: str, port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def digits(digits_onnx):
-    from densenet_deploy.data import load_data_for
-    from densenet_deploy.metadata import read_onnx_meta
+    from densenet_deploy.core.metadata import read_onnx_meta
+    from densenet_deploy.data.loading import load_data_for
 
     return load_data_for("digits", read_onnx_meta(digits_onnx), split="val", limit=CLIENTS * REQUESTS_PER_CLIENT * 2)
 
@@ -46,7 +46,7 @@ def test_serve_batches_concurrent_clients_and_matches_the_runner(digits_onnx, di
     import tritonclient.http as http
 
     from densenet_deploy.runners import open_runner
-    from exporters.triton_serve import serve_artifact
+    from densenet_deploy.serve.local import serve_artifact
 
     with open_runner(digits_onnx) as runner:
         expected = runner.run(digits.images)
@@ -93,7 +93,7 @@ def test_serve_batches_concurrent_clients_and_matches_the_runner(digits_onnx, di
         # The same PNG files through `dnx triton-client`, its top-1 against the runner on the same files.
         from PIL import Image
 
-        from densenet_deploy.data import load_raw, preprocess_image
+        from densenet_deploy.data.loading import load_raw, preprocess_image
 
         raw = load_raw("digits", meta.input_size, split="val", limit=3)
         paths = []
@@ -101,12 +101,12 @@ def test_serve_batches_concurrent_clients_and_matches_the_runner(digits_onnx, di
             path = tmp_path / f"digit{i}.png"
             Image.fromarray(np.round(img[0] * 255).astype(np.uint8), mode="L").save(path)
             paths.append(str(path))
-        from densenet_deploy.cli import cli
+        from densenet_deploy.cli.main import cli
 
         result = CliRunner().invoke(cli, ["triton-client", f"http://{server.url}", model["model"], *paths,
                                           "--topk", "3", "--json"])
         assert result.exit_code == 0, result.output
-        doc = json.loads(result.output)
+        doc = json.loads(result.stdout)
         with open_runner(digits_onnx) as runner:
             files_logits = runner.run(np.stack([preprocess_image(p, meta.input_size, meta.mean, meta.std)
                                                 for p in paths]))
@@ -137,9 +137,9 @@ def test_serve_bf16_onnx_on_the_openvino_runner(tiny_onnx, tmp_path):
     pytest.importorskip("openvino", reason="openvino (extra 'openvino') runs bf16 ONNX graphs on the CPU")
     import tritonclient.http as http
 
+    from densenet_deploy.exporters.bf16 import convert_bf16
     from densenet_deploy.runners import open_runner
-    from exporters.bf16 import convert_bf16
-    from exporters.triton_serve import serve_artifact
+    from densenet_deploy.serve.local import serve_artifact
 
     bf16 = str(tmp_path / "tiny.bf16.onnx")
     convert_bf16(tiny_onnx, bf16)
@@ -185,8 +185,8 @@ def test_busy_port_and_unknown_host_are_refused_before_starting(tmp_path):
     """A server already on the port would answer our readiness probe: refuse before starting."""
     import socket
 
-    from densenet_deploy.errors import DnxError
-    from densenet_deploy.serve import TritonServer
+    from densenet_deploy.core.errors import DnxError
+    from densenet_deploy.serve.server import TritonServer
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -291,7 +291,7 @@ def test_dnx_serve_leaves_no_server_or_temp_dirs_behind(digits_onnx, tmp_path, s
 
 
 def test_dnx_serve_names_what_it_serves(tmp_path):
-    from densenet_deploy.cli import cli
+    from densenet_deploy.cli.main import cli
 
     checkpoint = tmp_path / "digits.pt"
     checkpoint.write_bytes(b"not read: the name alone is refused")
@@ -305,9 +305,10 @@ def test_dnx_serve_names_what_it_serves(tmp_path):
 def test_dnx_serve_plan_needs_tensorrt_and_a_gpu_before_starting(tmp_path):
     """Without TensorRT or a CUDA GPU a plan cannot run: refused with build-engine's reason, before any
     temporary directory, port or tritonserver exists (it used to start Triton and fail on KIND_GPU)."""
-    from densenet_deploy.errors import BackendUnavailableError
-    from densenet_deploy.metadata import ArtifactMeta, write_sidecar
-    from exporters.tensorrt import check_tensorrt_usable
+    from densenet_deploy.core.errors import BackendUnavailableError
+    from densenet_deploy.core.metadata import ArtifactMeta
+    from densenet_deploy.core.sidecars import write_sidecar
+    from densenet_deploy.exporters.targets.tensorrt import check_tensorrt_usable
 
     try:
         check_tensorrt_usable()

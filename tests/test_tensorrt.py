@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from densenet_deploy.errors import ArtifactError, BackendUnavailableError
+from densenet_deploy.core.errors import ArtifactError, BackendUnavailableError
 from densenet_deploy.runners.tensorrt import check_plan_compatibility
 
 H100 = {"name": "NVIDIA H100 80GB HBM3", "cc": "9.0"}
@@ -64,7 +64,7 @@ def test_sidecar_without_the_build_environment_is_refused():
 
 
 def test_opening_a_plan_without_tensorrt_or_gpu_is_a_clear_error(tmp_path):
-    from densenet_deploy.deps import available
+    from densenet_deploy.core.deps import available
     from densenet_deploy.runners import open_runner
 
     if available("tensorrt"):
@@ -95,7 +95,7 @@ def test_tensorrt_engine_builds_runs_and_verifies(tiny_onnx, tmp_path, precision
     trt = _need_tensorrt_gpu()
     from click.testing import CliRunner
 
-    from densenet_deploy.cli import cli
+    from densenet_deploy.cli.main import cli
     from densenet_deploy.runners import open_runner
 
     plan, cache = tmp_path / f"tiny.{precision}.plan", tmp_path / "timing.cache"
@@ -123,8 +123,7 @@ def test_tensorrt_engine_builds_runs_and_verifies(tiny_onnx, tmp_path, precision
 @pytest.mark.tensorrt
 def test_plan_sidecar_from_another_gpu_is_refused_on_open(tiny_onnx, tmp_path):
     _need_tensorrt_gpu()
-    from exporters.tensorrt import build_engine
-
+    from densenet_deploy.exporters.targets.tensorrt import build_engine
     from densenet_deploy.runners import open_runner
 
     plan = tmp_path / "tiny.plan"

@@ -15,8 +15,9 @@ pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient (
 from google.protobuf import text_format  # noqa: E402
 from tritonclient.grpc import model_config_pb2 as mc  # noqa: E402
 
-from densenet_deploy.cli import cli  # noqa: E402
-from densenet_deploy.metadata import ArtifactMeta, read_onnx_meta, write_onnx_meta, write_sidecar  # noqa: E402
+from densenet_deploy.cli.main import cli  # noqa: E402
+from densenet_deploy.core.metadata import ArtifactMeta, read_onnx_meta, write_onnx_meta
+from densenet_deploy.core.sidecars import write_sidecar
 
 LABELS = [f"class_{i}" for i in range(10)]
 
@@ -103,7 +104,7 @@ def test_onnx_repository_config_fields(tiny_onnx, tmp_path):
     result = dnx("triton", tiny_onnx, "--repo", repo, "--max-batch", 8, "--preferred-batch", "2,4", "--instances", 2,
                  "--kind", "cpu", "--max-queue-delay-us", 500, "--json")
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.output)
+    doc = json.loads(result.stdout)
     assert doc["model"] == "densenet_bc22_k8" and doc["platform"] == "onnxruntime_onnx"
     assert doc["repo"] == str(repo.resolve())
 
@@ -188,7 +189,7 @@ def test_versions_models_and_updates_keep_other_models(tiny_onnx, labelled_onnx,
 
     result = dnx("triton", tiny_onnx, labelled_onnx, "--repo", repo, "--name", "dn", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["models"][0]["versions"] == [1, 2]
+    assert json.loads(result.stdout)["models"][0]["versions"] == [1, 2]
     config = parse(repo / "dn" / "config.pbtxt")
     assert config.version_policy.HasField("all")  # every version is served, clients pick one
     assert sorted(os.listdir(repo / "dn")) == ["1", "2", "config.pbtxt", "dnx.json", "labels.txt"]
@@ -223,7 +224,7 @@ def test_versions_models_and_updates_keep_other_models(tiny_onnx, labelled_onnx,
     # ...but they can be separate models.
     result = dnx("triton", tiny_onnx, fake_plan, "--repo", repo, "--name", "pair", "--as", "models", "--json")
     assert result.exit_code == 0, result.output
-    models = {m["model"]: m["platform"] for m in json.loads(result.output)["models"]}
+    models = {m["model"]: m["platform"] for m in json.loads(result.stdout)["models"]}
     assert models == {"pair_onnx_fp32": "onnxruntime_onnx", "pair_plan_int8": "tensorrt_plan"}
     for name in models:
         assert parse(repo / name / "config.pbtxt").name == name
@@ -239,7 +240,7 @@ def test_new_version_keeps_existing_serving_options(tiny_onnx, labelled_onnx, tm
     # A new version without flags: the config keeps every serving option (it used to reset them).
     result = dnx("triton", labelled_onnx, "--repo", repo, "--name", "dn", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["models"][0]["versions"] == [2]
+    assert json.loads(result.stdout)["models"][0]["versions"] == [2]
     config = parse(config_path)
     assert config.max_batch_size == 16
     assert [(g.count, g.kind) for g in config.instance_group] == [(2, mc.ModelInstanceGroup.KIND_CPU)]
@@ -328,7 +329,7 @@ def test_openvino_config_keeps_the_irs_inference_precision(built_irs, tmp_path, 
 
     # fp32 build ("f32"): the backend has no key that forces f32, so none is written, and the user is told
     # (on AMX CPUs OpenVINO would run it in bf16) and pointed to the python backend, which keeps f32.
-    with caplog.at_level("WARNING", logger="exporters.triton"):
+    with caplog.at_level("WARNING", logger="densenet_deploy.serve.repository"):
         assert dnx("triton", built_irs["fp32"], "--repo", repo, "--name", "fp").exit_code == 0
     params = params_of(repo / "fp" / "config.pbtxt")
     assert params == {"PERFORMANCE_HINT": "LATENCY"}
@@ -367,7 +368,7 @@ def open_runner_for(path):
 @pytest.fixture(scope="module")
 def bf16_onnx(tiny_onnx, tmp_path_factory):
     pytest.importorskip("openvino", reason="openvino (extra 'openvino') runs bf16 ONNX graphs on the CPU")
-    from exporters.bf16 import convert_bf16
+    from densenet_deploy.exporters.bf16 import convert_bf16
 
     path = str(tmp_path_factory.mktemp("bf16") / "tiny.bf16.onnx")
     convert_bf16(tiny_onnx, path)
@@ -437,8 +438,8 @@ def test_written_model_file_is_the_artifact(tiny_onnx, tmp_path):
 
 def test_client_metadata_from_repository_and_unreachable_server(labelled_onnx, tmp_path):
     pytest.importorskip("tritonclient.http", reason="tritonclient[http] (extra 'triton') is not installed")
-    from densenet_deploy.serve import free_port
-    from densenet_deploy.triton_client import load_client_meta, top_k
+    from densenet_deploy.serve.client import load_client_meta, top_k
+    from densenet_deploy.serve.server import free_port
 
     assert dnx("triton", labelled_onnx, "--repo", tmp_path / "repo", "--name", "m").exit_code == 0
     meta = load_client_meta(str(tmp_path / "repo" / "m"))  # reads the model directory's dnx.json

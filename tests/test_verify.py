@@ -8,7 +8,7 @@ import math
 import pytest
 from click.testing import CliRunner
 
-from densenet_deploy.cli import cli
+from densenet_deploy.cli.main import cli
 
 CONTRACT = {"samples", "max_abs_diff", "mean_abs_diff", "rel_l2", "cosine_min", "centered_cosine_min",
             "top1_agreement", "accuracy", "passed"}
@@ -64,7 +64,7 @@ def test_mismatched_inputs_are_a_usage_error(tiny_onnx):
 
 
 def test_precision_aware_default_thresholds():
-    from densenet_deploy.verify import default_thresholds
+    from densenet_deploy.verify.parity import default_thresholds
 
     fp32, fp16, int8 = (default_thresholds(p) for p in ("fp32", "fp16", "int8"))
     assert fp32.rel_atol == 1e-3 and fp32.max_rel_l2 == 1e-3 and fp32.min_agreement >= 0.99
@@ -75,8 +75,8 @@ def test_precision_aware_default_thresholds():
 
 
 def test_verify_python_api_raises_on_failure(tiny_onnx):
-    from densenet_deploy.errors import VerificationFailed
-    from densenet_deploy.verify import verify
+    from densenet_deploy.core.errors import VerificationFailed
+    from densenet_deploy.verify.parity import verify
 
     result = verify("densenet_bc22_k8", tiny_onnx, samples=4)
     assert result and result.as_dict()["passed"]
@@ -108,7 +108,7 @@ def test_run_all_chunks_and_pads_inside_the_runner_batch_range(tiny_onnx):
     import numpy as np
 
     from densenet_deploy.runners import open_runner
-    from densenet_deploy.verify import run_all
+    from densenet_deploy.runners.batches import run_batches
 
     images = np.random.default_rng(0).standard_normal((11, 3, 32, 32)).astype(np.float32)
     with open_runner(tiny_onnx) as runner:
@@ -117,16 +117,16 @@ def test_run_all_chunks_and_pads_inside_the_runner_batch_range(tiny_onnx):
         seen = []
         run = runner.run
         runner.run = lambda batch: seen.append(len(batch)) or run(batch)  # records the chunk sizes
-        out = run_all(runner, images, batch_size=16)  # 16 > max: chunks of 5, and the last one (1) padded to 3
+        out = run_batches(runner, images, batch_size=16)  # 16 > max: chunks of 5, and the last one (1) padded to 3
         assert seen == [5, 5, 3] and out.shape == (11, 10)
         np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
         seen.clear()
-        np.testing.assert_allclose(run_all(runner, images[:2], batch_size=1), expected[:2], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(run_batches(runner, images[:2], batch_size=1), expected[:2], rtol=1e-4, atol=1e-4)
         assert seen == [3]  # batch size 1 < min: chunks of 3, padded
 
 
 def test_verify_fixed_batch_export_above_and_below_batch_size(tiny_onnx, tmp_path):
-    from exporters.onnx import export_onnx
+    from densenet_deploy.exporters.onnx import export_onnx
 
     fixed = str(tmp_path / "fixed4.onnx")
     export_onnx("densenet_bc22_k8", fixed, batch=4, samples=4)
@@ -148,7 +148,7 @@ def test_different_models_get_a_warning_naming_both(tiny_onnx):
 
 @pytest.fixture(scope="module")
 def ort_deployment(tiny_onnx, tmp_path_factory):
-    from exporters.ort_target import build_ort_deployment
+    from densenet_deploy.exporters.targets.onnxruntime import build_ort_deployment
 
     out = tmp_path_factory.mktemp("ortdep") / "tiny.ort.onnx"
     build_ort_deployment(tiny_onnx, str(out), optimization="extended", threads=1)
@@ -156,7 +156,7 @@ def ort_deployment(tiny_onnx, tmp_path_factory):
 
 
 def test_sidecar_records_the_artifact_hash(ort_deployment):
-    from densenet_deploy.io import sha256_file
+    from densenet_deploy.core.io import sha256_file
 
     with open(ort_deployment + ".json") as fh:
         doc = json.load(fh)
@@ -166,8 +166,8 @@ def test_sidecar_records_the_artifact_hash(ort_deployment):
 def test_a_sidecar_copied_beside_another_file_is_refused(tiny_onnx, ort_deployment, tmp_path):
     import shutil
 
-    from densenet_deploy.errors import ArtifactError
-    from densenet_deploy.metadata import read_artifact_meta
+    from densenet_deploy.core.errors import ArtifactError
+    from densenet_deploy.core.sidecars import read_artifact_meta
 
     # `cp d.int8.ort.onnx.json d.ort.onnx.json`: here a deployment's sidecar beside the plain fp32 export.
     other = tmp_path / "plain.ort.onnx"

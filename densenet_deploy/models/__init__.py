@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from .zoo import ModelSpec, get_spec, listed_names, register
+from densenet_deploy.models.zoo import ModelSpec, get_spec, listed_names, register
 
 BUILDERS = {}
 
 
 def _densenet(spec: ModelSpec, num_classes: int, in_channels: int, drop_rate: float, memory_efficient: bool):
-    from .densenet import DenseNet
+    from densenet_deploy.models.densenet import DenseNet
 
     return DenseNet(num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate,
                     memory_efficient=memory_efficient, **spec.arch)
@@ -18,14 +18,14 @@ BUILDERS["densenet"] = _densenet
 
 
 def _resnet(spec: ModelSpec, num_classes: int, in_channels: int, drop_rate: float, memory_efficient: bool):
-    from .resnet import ResNet
+    from densenet_deploy.models.resnet import ResNet
 
     return ResNet(num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate, **spec.arch)
 
 
 def _preact_resnet(spec: ModelSpec, num_classes: int, in_channels: int, drop_rate: float,
                    memory_efficient: bool):
-    from .resnet import PreActResNet
+    from densenet_deploy.models.resnet import PreActResNet
 
     return PreActResNet(num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate, **spec.arch)
 
@@ -47,7 +47,7 @@ def model_config(name: str, num_classes: int | None = None, in_channels: int | N
 def build_model(name: str, num_classes: int | None = None, in_channels: int | None = None,
                 drop_rate: float = 0.0, memory_efficient: bool = False):
     """Build a freshly initialised zoo model (eval mode is the caller's choice)."""
-    from ..errors import DnxError
+    from densenet_deploy.core.errors import DnxError
 
     config = model_config(name, num_classes, in_channels, drop_rate)
     if config["num_classes"] < 1 or config["in_channels"] < 1:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 import re
 
-from ..errors import CheckpointError
+from densenet_deploy.core.errors import CheckpointError
+from densenet_deploy.core.io import atomic_output
 
 CHECKPOINT_FORMAT = "dnx-checkpoint-1"
 # Old torchvision DenseNet checkpoints spell `denselayer1.norm.1.weight`; the dot before 1/2 is dropped.
@@ -109,8 +110,6 @@ def save_checkpoint(path, model, *, epoch: int = 0, optimizer_state=None, schedu
                     mean=None, std=None, input_size=None, labels=None, history=None, extra=None) -> None:
     """Write a dnx checkpoint atomically; it carries everything export needs (config, normalisation, labels)."""
     import torch
-
-    from ..io import atomic_output
 
     doc = {
         "format": CHECKPOINT_FORMAT,

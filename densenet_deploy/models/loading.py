@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..errors import CheckpointError, UnknownModelError
+from densenet_deploy.core.errors import CheckpointError, UnknownModelError
+from densenet_deploy.core.io import sha256_file
+from densenet_deploy.models import build_from_config, build_model, get_spec
+from densenet_deploy.models.checkpoint import (
+    classifier_classes,
+    extract_state_dict,
+    is_dnx_checkpoint,
+    load_state_dict_strict,
+    read_checkpoint,
+)
 
 
 @dataclass
@@ -28,8 +37,6 @@ def looks_like_path(model: str) -> bool:
     happens to sit in the working directory (write ./densenet121 to mean the file)."""
     if os.sep in model or model.endswith((".pt", ".pth", ".ckpt", ".bin")):
         return True
-    from ..errors import UnknownModelError
-    from . import get_spec
 
     try:
         get_spec(model)
@@ -51,11 +58,6 @@ def load_model(model: str, weights: str | None = None, num_classes: int | None =
                input_size: int | tuple | None = None, seed: int = 0) -> LoadedModel:
     """Load a zoo model (random Kaiming init, seeded), a zoo model with --weights, or a dnx checkpoint."""
     import torch
-
-    from ..io import sha256_file
-    from . import build_from_config, build_model, get_spec
-    from .checkpoint import (classifier_classes, extract_state_dict, is_dnx_checkpoint,
-                             load_state_dict_strict, read_checkpoint)
 
     if looks_like_path(model):
         if weights:

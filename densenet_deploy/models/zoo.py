@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..constants import IMAGENET_MEAN, IMAGENET_STD
-from ..errors import UnknownModelError, did_you_mean
+from densenet_deploy.core.constants import IMAGENET_MEAN, IMAGENET_STD
+from densenet_deploy.core.errors import UnknownModelError, did_you_mean
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)

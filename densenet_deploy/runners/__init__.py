@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import os
 
-from ..errors import ArtifactError, DnxError
-from .base import InputSpec, Runner
+from densenet_deploy.core.deps import available
+from densenet_deploy.core.errors import ArtifactError, DnxError, UnknownModelError
+from densenet_deploy.core.formats import format_of, guess_precision
+from densenet_deploy.core.metadata import load_onnx
+from densenet_deploy.models import get_spec
+from densenet_deploy.runners.base import InputSpec, Runner
+from densenet_deploy.runners.batches import run_batches
+from densenet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner, choose_providers
+from densenet_deploy.runners.openvino import OpenVinoRunner
+from densenet_deploy.runners.tensorrt import open_tensorrt_runner
+from densenet_deploy.runners.torch_runner import TorchRunner
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 
@@ -13,26 +22,16 @@ BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 def backend_for(artifact: str) -> str:
     """Which backend runs `artifact` by default: .onnx -> onnxruntime, .xml -> openvino,
     .plan/.engine -> tensorrt, anything else (zoo name, checkpoint) -> torch."""
-    lower = artifact.lower()
-    if lower.endswith(".onnx"):
-        return "onnxruntime"
-    if lower.endswith(".xml"):
-        return "openvino"
-    if lower.endswith((".plan", ".engine")):
-        return "tensorrt"
-    return "torch"
+    fmt = format_of(artifact)
+    return fmt.backend if fmt else "torch"
 
 
 def _bf16_fallback(artifact: str) -> str | None:
     """"openvino" for a bf16 ONNX graph when OpenVINO is installed (ONNX Runtime's CPU provider has no bf16
     Conv; OpenVINO runs bf16 graphs on the CPU), ArtifactError without it, None for any other graph."""
-    from .onnxruntime_runner import guess_precision
-
-    if guess_precision(artifact) != "bf16":
+    if guess_precision(load_onnx(artifact, load_weights=False)) != "bf16":
         return None
-    import importlib.util
-
-    if importlib.util.find_spec("openvino"):
+    if available("openvino"):
         return "openvino"
     raise ArtifactError(f"{artifact} is a bf16 graph (for TensorRT), which ONNX Runtime's CPU provider "
                         "cannot run; pip install 'densenet-deploy[openvino]' to run it on the CPU, or "
@@ -66,8 +65,6 @@ def check_provider_option(providers, artifacts_backends) -> list[str] | None:
     if not any(resolve_backend(a, b) == "onnxruntime" for a, b in pairs):
         raise DnxError(f"--provider {','.join(names)} picks ONNX Runtime execution providers, but none of "
                        f"{', '.join(a for a, _ in pairs)} runs on the onnxruntime backend")
-    from .onnxruntime_runner import choose_providers
-
     choose_providers(names)  # BackendUnavailableError naming the installed ones
     return names
 
@@ -81,9 +78,6 @@ def open_runner(artifact: str, backend: str | None = None, providers=None, **opt
     if backend not in BACKENDS:
         raise DnxError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend != "torch" and not os.path.isfile(artifact):
-        from ..errors import UnknownModelError
-        from ..models import get_spec
-
         try:
             get_spec(artifact)
         except (UnknownModelError, DnxError):
@@ -91,12 +85,8 @@ def open_runner(artifact: str, backend: str | None = None, providers=None, **opt
         raise ArtifactError(f"{artifact} is a zoo model, which runs on torch; export it first "
                             f"(`dnx export {artifact} -o {artifact}.onnx`) to run it on {backend}")
     if backend == "torch":
-        from .torch_runner import TorchRunner
-
         return TorchRunner(artifact, **options)
     if backend == "onnxruntime":
-        from .onnxruntime_runner import OnnxRuntimeRunner
-
         ort_options = options if providers is None else {**options, "providers": providers}
         try:
             return OnnxRuntimeRunner(artifact, **ort_options)
@@ -106,12 +96,9 @@ def open_runner(artifact: str, backend: str | None = None, providers=None, **opt
                 raise
         backend = "openvino"
     if backend == "openvino":
-        from .openvino import OpenVinoRunner
-
         return OpenVinoRunner(artifact, **options)
-    from .tensorrt import open_tensorrt_runner
-
     return open_tensorrt_runner(artifact, **options)
 
 
-__all__ = ["InputSpec", "Runner", "open_runner", "backend_for", "resolve_backend", "check_provider_option", "BACKENDS"]
+__all__ = ["InputSpec", "Runner", "open_runner", "run_batches", "backend_for", "resolve_backend",
+           "check_provider_option", "BACKENDS"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DataError
+from densenet_deploy.core.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Runner(abc.ABC):
     `batch_range` is (least, most) batch size the artifact runs, most None for no bound: by default
     (1, None), or (N, N) for a fixed batch of N; a runner with another range (a TensorRT plan's
     optimisation profile) assigns its own. run() refuses batches outside it; callers chunk and pad
-    (verify.run_all) or skip (bench) accordingly.
+    (verify.run_batches) or skip (bench) accordingly.
     """
 
     name: str

@@ -7,9 +7,12 @@ import os
 
 import numpy as np
 
-from ..errors import ArtifactError, BackendUnavailableError, DnxError, did_you_mean
-from ..metadata import read_onnx_meta, read_sidecar, sidecar_path
-from .base import InputSpec, Runner
+from densenet_deploy.core.errors import ArtifactError, BackendUnavailableError, DnxError, did_you_mean
+from densenet_deploy.core.formats import guess_precision, sidecar_path
+from densenet_deploy.core.host import cpu_info
+from densenet_deploy.core.metadata import load_onnx, read_onnx_meta
+from densenet_deploy.core.sidecars import read_sidecar
+from densenet_deploy.runners.base import InputSpec, Runner
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +62,6 @@ def choose_providers(requested=None, available=None) -> list[str]:
 
 def graph_input_spec(path_or_proto) -> InputSpec:
     """Input name and (C, H, W) from the graph itself, for ONNX files without dnx metadata."""
-    from ..metadata import load_onnx
-
     proto = load_onnx(path_or_proto, load_weights=False) if isinstance(path_or_proto, (str, os.PathLike)) \
         else path_or_proto
     initializers = {t.name for t in proto.graph.initializer}
@@ -112,7 +113,6 @@ class OnnxRuntimeRunner(Runner):
         if os.path.isfile(sidecar_path(self.name)):  # built by `dnx build-engine --target onnxruntime`
             self.meta, doc = read_sidecar(self.name)
             self.deployment = doc.get("onnxruntime") or {}
-            from ..doctor import cpu_info
 
             check_ort_deployment(self.deployment, cpu_info(), self.name)
             if providers is None:
@@ -152,7 +152,7 @@ class OnnxRuntimeRunner(Runner):
             if tuple(self.meta.input_size) != tuple(spec.shape):
                 raise ArtifactError(f"{self.name}: metadata says input {self.meta.input_size}, graph says {spec.shape}")
         else:
-            self.precision = guess_precision(self.name)
+            self.precision = guess_precision(load_onnx(self.name, load_weights=False))
         log.debug("onnxruntime runner: %s providers=%s optimization=%s", self.name, used, optimization)
 
     def _read_meta(self):
@@ -198,19 +198,3 @@ def _ort_level(name: str):
     return level
 
 
-def guess_precision(path: str) -> str:
-    """fp32 / fp16 / bf16 / int8 from the graph itself (its initializer types and Q/DQ nodes)."""
-    from ..metadata import load_onnx
-
-    proto = load_onnx(path, load_weights=False)
-    ops = {n.op_type for n in proto.graph.node}
-    if "QuantizeLinear" in ops or "QLinearConv" in ops:
-        return "int8"
-    from onnx import TensorProto
-
-    types = {t.data_type for t in proto.graph.initializer}
-    if TensorProto.FLOAT16 in types:
-        return "fp16"
-    if TensorProto.BFLOAT16 in types:
-        return "bf16"
-    return "fp32"

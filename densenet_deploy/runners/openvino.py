@@ -20,9 +20,11 @@ import time
 
 import numpy as np
 
-from ..deps import require
-from ..errors import ArtifactError, DnxError
-from .base import InputSpec, Runner
+from densenet_deploy.core.deps import require
+from densenet_deploy.core.errors import ArtifactError, DnxError
+from densenet_deploy.core.metadata import load_onnx
+from densenet_deploy.core.sidecars import read_artifact_meta as read_meta
+from densenet_deploy.runners.base import InputSpec, Runner
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +193,6 @@ class OpenVinoRunner(Runner):
 
 def read_artifact_meta(path: str):
     """(ArtifactMeta, sidecar dict) for an ONNX file (metadata inside) or an IR .xml (sidecar)."""
-    from ..metadata import read_artifact_meta as read_meta
-
     if path.lower().endswith(".xml"):
         if not os.path.isfile(os.path.splitext(path)[0] + ".bin"):
             raise ArtifactError(f"{path}: its weights file {os.path.splitext(path)[0] + '.bin'} is missing")
@@ -208,8 +208,6 @@ def check_qdq_supported(onnx_path_or_proto) -> int:
     0) and unsigned activations with zero point 0 are accepted.
     """
     from onnx import numpy_helper
-
-    from ..metadata import load_onnx
 
     proto = load_onnx(onnx_path_or_proto) if isinstance(onnx_path_or_proto, (str, os.PathLike)) \
         else onnx_path_or_proto

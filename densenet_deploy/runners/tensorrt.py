@@ -19,9 +19,9 @@ import os
 
 import numpy as np
 
-from ..errors import ArtifactError, BackendUnavailableError, DataError, DnxError
-from ..metadata import read_sidecar
-from .base import InputSpec, Runner
+from densenet_deploy.core.errors import ArtifactError, BackendUnavailableError, DataError, DnxError
+from densenet_deploy.core.sidecars import read_sidecar
+from densenet_deploy.runners.base import InputSpec, Runner
 
 log = logging.getLogger(__name__)
 

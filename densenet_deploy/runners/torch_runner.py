@@ -6,10 +6,11 @@ import logging
 
 import numpy as np
 
-from ..constants import INPUT_NAME
-from ..errors import BackendUnavailableError
-from ..metadata import ArtifactMeta
-from .base import InputSpec, Runner
+from densenet_deploy.core.constants import INPUT_NAME
+from densenet_deploy.core.errors import BackendUnavailableError
+from densenet_deploy.core.metadata import ArtifactMeta
+from densenet_deploy.models.loading import load_model
+from densenet_deploy.runners.base import InputSpec, Runner
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,6 @@ class TorchRunner(Runner):
                  threads: int | None = None, device: str = "cpu", num_classes: int | None = None,
                  input_size: int | None = None):
         import torch
-
-        from ..models.loading import load_model
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendUnavailableError(f"device {device!r} asked for, but torch sees no CUDA GPU; use --device cpu")

@@ -1,0 +1,44 @@
+"""What every command shares: the --json and -o options, printing a result, and when progress bars show."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+
+import click
+
+from densenet_deploy.core.errors import VerificationFailed
+from densenet_deploy.core.results import json_default
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+
+
+def output_option(required: bool = True, help: str = "Output file."):
+    return click.option("-o", "--output", type=click.Path(dir_okay=False), required=required, help=help)
+
+
+def emit(result: dict, as_json: bool, text: str | None = None) -> None:
+    """Print the result: JSON (and nothing else on stdout) or human text."""
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=json_default))
+    elif text is not None:
+        click.echo(text)
+
+
+@contextlib.contextmanager
+def emit_on_failure(as_json: bool, formatter=None):
+    """Around a command's work: a VerificationFailed that carries its result (nothing written) prints it,
+    as JSON or through `formatter`, before the error line; exit 1 follows."""
+    try:
+        yield
+    except VerificationFailed as exc:
+        if exc.result is not None:
+            doc = exc.result if isinstance(exc.result, dict) else exc.result.as_dict()
+            emit(doc, as_json, formatter(exc.result) if formatter else None)
+        raise
+
+
+def progress_enabled(as_json: bool) -> bool:
+    """Progress bars go to stderr; hide them for --json or when stderr is not a terminal... unless asked."""
+    return not as_json and sys.stderr.isatty()
