@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test install cpp-deps clean
+.PHONY: demo test lint install cpp-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/dnx demo --workdir dnx-demo
+
+# Style and layout: ruff (lint + format) here; import-linter's layer contracts run inside the test suite.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: $(STAMP) cpp-deps
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q

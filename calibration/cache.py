@@ -36,8 +36,12 @@ def graph_hash(model) -> str:
 
 
 def cache_key(graph_sha256: str, data_fingerprint: str, settings: dict, samples: int) -> dict:
-    return {"graph_sha256": graph_sha256, "data_fingerprint": data_fingerprint, "settings": settings,
-            "samples": int(samples)}
+    return {
+        "graph_sha256": graph_sha256,
+        "data_fingerprint": data_fingerprint,
+        "settings": settings,
+        "samples": int(samples),
+    }
 
 
 def load_cache(path: str, key: dict) -> Ranges | None:
@@ -51,10 +55,12 @@ def load_cache(path: str, key: dict) -> Ranges | None:
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise DataError(f"calibration cache {path} is not readable JSON ({reason}); delete it to recalibrate") from exc
     if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT:
-        found = f"format {doc.get('format')!r}" if isinstance(doc, dict) else \
-            f"it holds a JSON {type(doc).__name__}, not an object"
-        raise DataError(f"{path} is not a dnx calibration cache ({found}); "
-                        "for a TensorRT cache use --from-trt-cache")
+        found = (
+            f"format {doc.get('format')!r}"
+            if isinstance(doc, dict)
+            else f"it holds a JSON {type(doc).__name__}, not an object"
+        )
+        raise DataError(f"{path} is not a dnx calibration cache ({found}); for a TensorRT cache use --from-trt-cache")
     stored = doc.get("key")
     if not isinstance(stored, dict):
         raise DataError(f"calibration cache {path} has no valid 'key' object; delete it to recalibrate")
@@ -72,30 +78,41 @@ def _cache_ranges(path: str, ranges) -> dict[str, tuple[float, float]]:
 
     advice = "delete it to recalibrate"
     if not isinstance(ranges, dict) or not ranges:
-        raise DataError(f"calibration cache {path}: 'ranges' should be a non-empty object of "
-                        f"tensor: [low, high]; {advice}")
+        raise DataError(
+            f"calibration cache {path}: 'ranges' should be a non-empty object of tensor: [low, high]; {advice}"
+        )
     values = {}
     for name, pair in ranges.items():
-        if not (isinstance(pair, (list, tuple)) and len(pair) == 2
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)):
-            raise DataError(f"calibration cache {path}: range of {name!r} should be [low, high] numbers, "
-                            f"got {json.dumps(pair)[:60]}; {advice}")
+        if not (
+            isinstance(pair, (list, tuple))
+            and len(pair) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
+        ):
+            raise DataError(
+                f"calibration cache {path}: range of {name!r} should be [low, high] numbers, "
+                f"got {json.dumps(pair)[:60]}; {advice}"
+            )
         lo, hi = float(pair[0]), float(pair[1])
         if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
-            raise DataError(f"calibration cache {path}: range of {name!r} is [{lo}, {hi}] (needs finite "
-                            f"low <= high); {advice}")
+            raise DataError(
+                f"calibration cache {path}: range of {name!r} is [{lo}, {hi}] (needs finite low <= high); {advice}"
+            )
         values[name] = (lo, hi)
     return values
 
 
 def save_cache(path: str, key: dict, ranges: Ranges) -> None:
-    doc = {"format": CACHE_FORMAT, "key": key,
-           "ranges": {name: [lo, hi] for name, (lo, hi) in sorted(ranges.values.items())}}
+    doc = {
+        "format": CACHE_FORMAT,
+        "key": key,
+        "ranges": {name: [lo, hi] for name, (lo, hi) in sorted(ranges.values.items())},
+    }
     atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
 
 
-def write_trt_cache(path: str, ranges: Ranges, tensors: list[str] | None = None,
-                    version: str = DEFAULT_TRT_VERSION) -> int:
+def write_trt_cache(
+    path: str, ranges: Ranges, tensors: list[str] | None = None, version: str = DEFAULT_TRT_VERSION
+) -> int:
     """Write TensorRT's text calibration cache for `tensors` (default: all); returns lines written."""
     names = tensors if tensors is not None else sorted(ranges.values)
     lines = [f"TRT-{version}-{TRT_ALGORITHM}"]
@@ -113,8 +130,10 @@ def read_trt_cache(path: str) -> Ranges:
     with open(path, encoding="utf-8", errors="replace") as fh:
         lines = [ln.rstrip("\n") for ln in fh if ln.strip()]
     if not lines or not re.match(r"^TRT-\d+-\w+$", lines[0]):
-        raise DataError(f"{path} is not a TensorRT calibration cache (first line should be "
-                        f"'TRT-<version>-{TRT_ALGORITHM}', got {lines[0][:60] if lines else 'nothing'!r})")
+        raise DataError(
+            f"{path} is not a TensorRT calibration cache (first line should be "
+            f"'TRT-<version>-{TRT_ALGORITHM}', got {lines[0][:60] if lines else 'nothing'!r})"
+        )
     values = {}
     for number, line in enumerate(lines[1:], start=2):
         match = _TRT_LINE.match(line)

@@ -106,8 +106,15 @@ def _quiet_root_logger():
         root.setLevel(level)
 
 
-def insert_qdq(model_path: str, output_path: str, ranges: Ranges, *, exclude: list[str] = (),
-               concat_scales: str = "shared", activation_type: str = "int8") -> None:
+def insert_qdq(
+    model_path: str,
+    output_path: str,
+    ranges: Ranges,
+    *,
+    exclude: list[str] = (),
+    concat_scales: str = "shared",
+    activation_type: str = "int8",
+) -> None:
     """Write a Q/DQ model of `model_path` to `output_path` using the given activation ranges.
 
     activation_type "int8" (TensorRT, OpenVINO) or "uint8" (ONNX Runtime's fast u8s8 CPU path, *not*
@@ -125,7 +132,9 @@ def insert_qdq(model_path: str, output_path: str, ranges: Ranges, *, exclude: li
     names = {n.name for n in model.graph.node}
     unknown = [n for n in exclude if n not in names]
     if unknown:
-        raise DnxError(f"--exclude-nodes: no node named {unknown[0]!r} in {model_path}{did_you_mean(unknown[0], names)}")
+        raise DnxError(
+            f"--exclude-nodes: no node named {unknown[0]!r} in {model_path}{did_you_mean(unknown[0], names)}"
+        )
     if concat_scales == "shared":
         ranges = share_concat_ranges(model, ranges)
     op_types = list(WEIGHTED_OPS) + (["Concat"] if concat_scales != "float" else [])
@@ -146,11 +155,21 @@ def insert_qdq(model_path: str, output_path: str, ranges: Ranges, *, exclude: li
         cache = os.path.join(tmp, "ranges.json")
         save_tensors_data(to_tensors_data(ranges, "minmax"), cache)
         with _quiet_root_logger():
-            quantize_static(model_path, output_path, None, quant_format=QuantFormat.QDQ,
-                            op_types_to_quantize=op_types, per_channel=True, reduce_range=False,
-                            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
-                            calibrate_method=method, extra_options=extra, calibration_cache_path=cache)
+            quantize_static(
+                model_path,
+                output_path,
+                None,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=op_types,
+                per_channel=True,
+                reduce_range=False,
+                activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(exclude),
+                calibrate_method=method,
+                extra_options=extra,
+                calibration_cache_path=cache,
+            )
 
 
 def _initializer(model, name):
@@ -185,7 +204,11 @@ def check_qdq(model, activation_type: str = "int8") -> QdqSummary:
                 problems.append(f"{node.name}: weight is not an int8 initializer")
             elif node.op_type == "Conv" and (scale is None or scale.size != w.shape[0]):
                 problems.append(f"{node.name}: weight scales are not per output channel")
-        if len(node.input) > 2 and node.input[2] in producers and producers[node.input[2]].op_type == "DequantizeLinear":
+        if (
+            len(node.input) > 2
+            and node.input[2] in producers
+            and producers[node.input[2]].op_type == "DequantizeLinear"
+        ):
             problems.append(f"{node.name}: bias is quantized")
     want = np.int8 if activation_type == "int8" else np.uint8
     counts = {"QuantizeLinear": 0, "DequantizeLinear": 0}
@@ -203,7 +226,17 @@ def check_qdq(model, activation_type: str = "int8") -> QdqSummary:
             problems.append(f"{node.name}: int8 zero point is not 0 (asymmetric)")
         elif node.op_type == "QuantizeLinear" and zp.dtype != want:
             problems.append(f"{node.name}: activation type {zp.dtype}, expected {np.dtype(want).name}")
-    concats = sum(1 for n in model.graph.node if n.op_type == "Concat"
-                  and any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for i in n.input))
-    return QdqSummary(quantized_nodes=quantized, float_nodes=floating, quantize_linear=counts["QuantizeLinear"],
-                      dequantize_linear=counts["DequantizeLinear"], quantized_concats=concats, problems=problems)
+    concats = sum(
+        1
+        for n in model.graph.node
+        if n.op_type == "Concat"
+        and any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for i in n.input)
+    )
+    return QdqSummary(
+        quantized_nodes=quantized,
+        float_nodes=floating,
+        quantize_linear=counts["QuantizeLinear"],
+        dequantize_linear=counts["DequantizeLinear"],
+        quantized_concats=concats,
+        problems=problems,
+    )

@@ -67,7 +67,6 @@ class CalibrationResult(CheckedResult):
     failures: list[str] = field(default_factory=list)
 
 
-
 def _load(data, meta, split, limit, seed, progress):
     if isinstance(data, Dataset):
         return data
@@ -86,7 +85,7 @@ def run_onnx(path: str, images: np.ndarray, batch_size: int = 64, threads: int |
         opts.intra_op_num_threads = threads
     session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    outs = [session.run(None, {name: images[i:i + batch_size]})[0] for i in range(0, len(images), batch_size)]
+    outs = [session.run(None, {name: images[i : i + batch_size]})[0] for i in range(0, len(images), batch_size)]
     return np.concatenate(outs).reshape(len(images), -1)
 
 
@@ -103,15 +102,33 @@ def _gate(parity, max_accuracy_drop: float, min_agreement: float) -> list[str]:
     return failures
 
 
-def quantize_int8(onnx_path: str, output: str, data, *, method: str = DEFAULT_METHOD, samples: int = DEFAULT_SAMPLES,
-                  eval_data=None, eval_samples: int = DEFAULT_EVAL_SAMPLES, cache: str | None = None,
-                  concat_scales: str = DEFAULT_CONCAT_SCALES, exclude_nodes=(), keep_ends_float: bool = False,
-                  auto_exclude: bool = False, max_auto_exclude: int = 16, from_trt_cache: str | None = None,
-                  write_trt_cache: str | None = None, activation_type: str = "int8",
-                  num_bins: int = DEFAULT_NUM_BINS, num_quantized_bins: int = DEFAULT_NUM_QUANTIZED_BINS,
-                  percentile: float = DEFAULT_PERCENTILE, max_accuracy_drop: float = 1.0,
-                  min_agreement: float = 0.98, seed: int = 0, progress: bool = False,
-                  failure_advice: str | None = None) -> CalibrationResult:
+def quantize_int8(
+    onnx_path: str,
+    output: str,
+    data,
+    *,
+    method: str = DEFAULT_METHOD,
+    samples: int = DEFAULT_SAMPLES,
+    eval_data=None,
+    eval_samples: int = DEFAULT_EVAL_SAMPLES,
+    cache: str | None = None,
+    concat_scales: str = DEFAULT_CONCAT_SCALES,
+    exclude_nodes=(),
+    keep_ends_float: bool = False,
+    auto_exclude: bool = False,
+    max_auto_exclude: int = 16,
+    from_trt_cache: str | None = None,
+    write_trt_cache: str | None = None,
+    activation_type: str = "int8",
+    num_bins: int = DEFAULT_NUM_BINS,
+    num_quantized_bins: int = DEFAULT_NUM_QUANTIZED_BINS,
+    percentile: float = DEFAULT_PERCENTILE,
+    max_accuracy_drop: float = 1.0,
+    min_agreement: float = 0.98,
+    seed: int = 0,
+    progress: bool = False,
+    failure_advice: str | None = None,
+) -> CalibrationResult:
     """Calibrate `onnx_path` (fp32, dnx metadata) on `data` and write an explicit-Q/DQ INT8 model to `output`.
 
     `data` is a SRC string (its "train" split, `samples` seeded samples, calibrates; its "val" split
@@ -139,18 +156,24 @@ def quantize_int8(onnx_path: str, output: str, data, *, method: str = DEFAULT_ME
     held = _load(eval_data if eval_data is not None else data, meta, "val", eval_samples, seed, progress)
     held_images = check_images(held.images, meta.input_size)
 
-    settings = RangeSettings(method=method, num_bins=num_bins, num_quantized_bins=num_quantized_bins,
-                             percentile=percentile)
-    key = cal_cache.cache_key(cal_cache.graph_hash(model), calib.fingerprint,
-                              {**settings.key(), "activation_type": activation_type}, len(images))
+    settings = RangeSettings(
+        method=method, num_bins=num_bins, num_quantized_bins=num_quantized_bins, percentile=percentile
+    )
+    key = cal_cache.cache_key(
+        cal_cache.graph_hash(model),
+        calib.fingerprint,
+        {**settings.key(), "activation_type": activation_type},
+        len(images),
+    )
     if from_trt_cache:
         ranges = cal_cache.read_trt_cache(from_trt_cache)
         _check_coverage(model, ranges, concat_scales, from_trt_cache)
     else:
         ranges = cal_cache.load_cache(cache, key) if cache else None
         if ranges is None:
-            ranges = compute_ranges(onnx_path, images, meta.input_name, settings, progress=progress,
-                                    symmetric=activation_type == "int8")
+            ranges = compute_ranges(
+                onnx_path, images, meta.input_name, settings, progress=progress, symmetric=activation_type == "int8"
+            )
             if cache:
                 cal_cache.save_cache(cache, key, ranges)
 
@@ -159,10 +182,12 @@ def quantize_int8(onnx_path: str, output: str, data, *, method: str = DEFAULT_ME
     thresholds = Thresholds(atol=math.inf, min_agreement=min_agreement)
 
     with tempfile.TemporaryDirectory(prefix="dnx-int8-") as tmp:
+
         def attempt(exclude):
             path = os.path.join(tmp, f"q{len(exclude)}.onnx")
-            insert_qdq(onnx_path, path, ranges, exclude=exclude, concat_scales=concat_scales,
-                       activation_type=activation_type)
+            insert_qdq(
+                onnx_path, path, ranges, exclude=exclude, concat_scales=concat_scales, activation_type=activation_type
+            )
             parity = compare_outputs(reference, run_onnx(path, held_images), labels=held.labels, thresholds=thresholds)
             return path, parity, _gate(parity, max_accuracy_drop, min_agreement)
 
@@ -172,35 +197,58 @@ def quantize_int8(onnx_path: str, output: str, data, *, method: str = DEFAULT_ME
             ranking = [n for n in rank_layers(onnx_path, images[:64], meta.input_name, ranges) if n not in excluded]
             step = 1
             while failures and len(auto) < min(max_auto_exclude, len(ranking)):
-                auto = ranking[:min(step, max_auto_exclude, len(ranking))]
+                auto = ranking[: min(step, max_auto_exclude, len(ranking))]
                 log.info("auto-exclude: trying %d float layer(s): %s", len(auto), ", ".join(auto))
                 path, parity, failures = attempt(excluded + auto)
                 step *= 2
         qmodel = load_onnx(path)
         summary = check_qdq(qmodel, activation_type)
         if summary.problems:
-            raise DnxError(f"Q/DQ model breaks the placement rules: {summary.problems[0]} "
-                           f"({len(summary.problems)} problem(s))")
+            raise DnxError(
+                f"Q/DQ model breaks the placement rules: {summary.problems[0]} ({len(summary.problems)} problem(s))"
+            )
         result = CalibrationResult(
-            output=os.fspath(output), method="trt-cache" if from_trt_cache else method, samples=len(images),
-            quantized_nodes=len(summary.quantized_nodes), parity=parity.as_dict(), excluded=excluded + auto,
-            auto_excluded=auto, seconds=0.0, ranges_from=ranges.source, concat_scales=concat_scales,
-            activation_type=activation_type, data_fingerprint=calib.fingerprint, skipped=calib.skipped,
-            qdq={"quantize_linear": summary.quantize_linear, "dequantize_linear": summary.dequantize_linear,
-                 "quantized_concats": summary.quantized_concats, "float_nodes": summary.float_nodes},
-            passed=not failures, failures=failures)
+            output=os.fspath(output),
+            method="trt-cache" if from_trt_cache else method,
+            samples=len(images),
+            quantized_nodes=len(summary.quantized_nodes),
+            parity=parity.as_dict(),
+            excluded=excluded + auto,
+            auto_excluded=auto,
+            seconds=0.0,
+            ranges_from=ranges.source,
+            concat_scales=concat_scales,
+            activation_type=activation_type,
+            data_fingerprint=calib.fingerprint,
+            skipped=calib.skipped,
+            qdq={
+                "quantize_linear": summary.quantize_linear,
+                "dequantize_linear": summary.dequantize_linear,
+                "quantized_concats": summary.quantized_concats,
+                "float_nodes": summary.float_nodes,
+            },
+            passed=not failures,
+            failures=failures,
+        )
         if failures:
             result.seconds = round(time.perf_counter() - start, 3)
             # Callers that calibrate into a temporary file (build-engine) give their own advice.
             advice = failure_advice or f"{output} not written (try --auto-exclude or another --method)"
-            raise VerificationFailed(f"INT8 model failed the held-out check ({'; '.join(failures)}); {advice}",
-                                     result)
-        calibration = {"method": result.method, "samples": len(images), "data_fingerprint": calib.fingerprint,
-                       "data_source": calib.source, "settings": ranges.settings, "ranges_from": ranges.source,
-                       "concat_scales": concat_scales, "activation_type": activation_type,
-                       "excluded_nodes": result.excluded, "auto_excluded": auto,
-                       "keep_ends_float": keep_ends_float,
-                       "target": "tensorrt" if activation_type == "int8" else "onnxruntime"}
+            raise VerificationFailed(f"INT8 model failed the held-out check ({'; '.join(failures)}); {advice}", result)
+        calibration = {
+            "method": result.method,
+            "samples": len(images),
+            "data_fingerprint": calib.fingerprint,
+            "data_source": calib.source,
+            "settings": ranges.settings,
+            "ranges_from": ranges.source,
+            "concat_scales": concat_scales,
+            "activation_type": activation_type,
+            "excluded_nodes": result.excluded,
+            "auto_excluded": auto,
+            "keep_ends_float": keep_ends_float,
+            "target": "tensorrt" if activation_type == "int8" else "onnxruntime",
+        }
         write_onnx_meta(qmodel, meta.replace(precision="int8", calibration=calibration))
         import onnx
 
@@ -217,11 +265,16 @@ def quantize_int8(onnx_path: str, output: str, data, *, method: str = DEFAULT_ME
 
 def _check_distinct_paths(onnx_path, output, cache, write_trt_cache, from_trt_cache) -> None:
     """Refuse (before any work) when two of the files calibrate reads or writes are the same file."""
-    files = [("the input model", onnx_path), ("output -o", output), ("--cache", cache),
-             ("--write-trt-cache", write_trt_cache), ("--from-trt-cache", from_trt_cache)]
+    files = [
+        ("the input model", onnx_path),
+        ("output -o", output),
+        ("--cache", cache),
+        ("--write-trt-cache", write_trt_cache),
+        ("--from-trt-cache", from_trt_cache),
+    ]
     files = [(label, os.fspath(p), os.path.realpath(p)) for label, p in files if p]
     for i, (label_a, path_a, real_a) in enumerate(files):
-        for label_b, path_b, real_b in files[i + 1:]:
+        for label_b, path_b, real_b in files[i + 1 :]:
             if real_a != real_b:
                 continue
             if i == 0 and label_b == "output -o":
@@ -235,19 +288,29 @@ def _check_coverage(model, ranges, concat_scales, source) -> None:
     """Every activation the Q/DQ model quantizes needs a scale in an imported TensorRT cache."""
     inits = {i.name for i in model.graph.initializer}
     ops = WEIGHTED_OPS + (("Concat",) if concat_scales != "float" else ())
-    needed = [t for n in model.graph.node if n.op_type in ops
-              for t in ([n.input[0]] if n.op_type != "Concat" else list(n.input) + list(n.output)) if t not in inits]
+    needed = [
+        t
+        for n in model.graph.node
+        if n.op_type in ops
+        for t in ([n.input[0]] if n.op_type != "Concat" else list(n.input) + list(n.output))
+        if t not in inits
+    ]
     missing = list(dict.fromkeys(t for t in needed if t not in ranges.values))
     if missing:
-        raise DataError(f"{source} has no scale for {len(missing)} tensor(s) this model quantizes (e.g. "
-                        f"{missing[0]!r}); was it written for this ONNX model? (try --concat-scales float)")
+        raise DataError(
+            f"{source} has no scale for {len(missing)} tensor(s) this model quantizes (e.g. "
+            f"{missing[0]!r}); was it written for this ONNX model? (try --concat-scales float)"
+        )
 
 
 def _activation_tensors(qmodel) -> list[str]:
     """Float tensors entering a QuantizeLinear (the activations TensorRT needs a scale for)."""
     inits = {i.name for i in qmodel.graph.initializer}
-    return list(dict.fromkeys(n.input[0] for n in qmodel.graph.node
-                              if n.op_type == "QuantizeLinear" and n.input[0] not in inits))
+    return list(
+        dict.fromkeys(
+            n.input[0] for n in qmodel.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits
+        )
+    )
 
 
 def ranges_for(tensors, ranges, qmodel):

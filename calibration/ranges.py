@@ -91,7 +91,7 @@ class _Reader:
     def get_next(self):
         if self.pos >= len(self.images):
             return None
-        batch = self.images[self.pos:self.pos + self.batch_size]
+        batch = self.images[self.pos : self.pos + self.batch_size]
         self.pos += self.batch_size
         return {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
 
@@ -103,8 +103,10 @@ def check_images(images: np.ndarray, input_size) -> np.ndarray:
     """Refuse calibration data that cannot give meaningful ranges (empty, wrong shape, NaN/inf)."""
     images = np.asarray(images)
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(input_size):
-        raise DataError(f"calibration data has shape {tuple(images.shape)}, expected (N, "
-                        f"{', '.join(map(str, input_size))}) as the model's metadata says")
+        raise DataError(
+            f"calibration data has shape {tuple(images.shape)}, expected (N, "
+            f"{', '.join(map(str, input_size))}) as the model's metadata says"
+        )
     if len(images) == 0:
         raise DataError("calibration data is empty: give at least one sample")
     if not np.all(np.isfinite(images)):
@@ -113,8 +115,14 @@ def check_images(images: np.ndarray, input_size) -> np.ndarray:
     return images.astype(np.float32, copy=False)
 
 
-def compute_ranges(model_path: str, images: np.ndarray, input_name: str,
-                   settings: RangeSettings | None = None, progress: bool = False, symmetric: bool = True) -> Ranges:
+def compute_ranges(
+    model_path: str,
+    images: np.ndarray,
+    input_name: str,
+    settings: RangeSettings | None = None,
+    progress: bool = False,
+    symmetric: bool = True,
+) -> Ranges:
     """Calibrate `model_path` (fp32 ONNX) on `images` and return per-tensor ranges.
 
     `symmetric` (TensorRT int8): ranges are +-amax; False keeps (low, high) for asymmetric uint8.
@@ -124,8 +132,11 @@ def compute_ranges(model_path: str, images: np.ndarray, input_name: str,
     s = settings or RangeSettings()
     if s.method not in METHODS:
         raise DnxError(f"unknown calibration method {s.method!r}; choose one of {', '.join(METHODS)}")
-    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[s.method]
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[s.method]
     # Symmetric for TensorRT (it only uses amax = max(|low|, |high|); percentile is then taken of |x|).
     extra = {"symmetric": symmetric}
     if s.method == "entropy":
@@ -141,18 +152,24 @@ def compute_ranges(model_path: str, images: np.ndarray, input_name: str,
     # ORT's calibrators print() progress; stdout belongs to --json, and our own progress bar says it better.
     chatter = io.StringIO()
     with tempfile.TemporaryDirectory(prefix="dnx-calib-") as tmp, contextlib.redirect_stdout(chatter):
-        calibrator = create_calibrator(model_path, list(CALIBRATED_OPS),
-                                       augmented_model_path=os.path.join(tmp, "augmented.onnx"),
-                                       calibrate_method=method, providers=["CPUExecutionProvider"],
-                                       extra_options=extra)
+        calibrator = create_calibrator(
+            model_path,
+            list(CALIBRATED_OPS),
+            augmented_model_path=os.path.join(tmp, "augmented.onnx"),
+            calibrate_method=method,
+            providers=["CPUExecutionProvider"],
+            extra_options=extra,
+        )
         try:
             for start in chunks:
-                calibrator.collect_data(_Reader(input_name, images[start:start + chunk], s.batch_size))
+                calibrator.collect_data(_Reader(input_name, images[start : start + chunk], s.batch_size))
             if s.method == "entropy":
                 # ORT's histograms, ORT's KL search, vectorised: compute_data's pure-Python loops take
                 # ~100 s for a 22-layer digits model at 2048/256 bins; this gives the same thresholds.
-                values = {name: entropy_threshold(hist, s.num_quantized_bins)
-                          for name, hist in calibrator.collector.histogram_dict.items()}
+                values = {
+                    name: entropy_threshold(hist, s.num_quantized_bins)
+                    for name, hist in calibrator.collector.histogram_dict.items()
+                }
             else:
                 tensors = calibrator.compute_data()
                 values = {name: data.range_value for name, data in tensors.items()}
@@ -209,8 +226,13 @@ def to_tensors_data(ranges: Ranges, method: str):
     """Ranges -> onnxruntime TensorsData (what the QDQ quantizer consumes)."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
 
-    cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-          "percentile": CalibrationMethod.Percentile}.get(method, CalibrationMethod.MinMax)
-    data = {name: TensorData(lowest=np.array(lo, dtype=np.float32), highest=np.array(hi, dtype=np.float32))
-            for name, (lo, hi) in ranges.values.items()}
+    cm = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }.get(method, CalibrationMethod.MinMax)
+    data = {
+        name: TensorData(lowest=np.array(lo, dtype=np.float32), highest=np.array(hi, dtype=np.float32))
+        for name, (lo, hi) in ranges.values.items()
+    }
     return TensorsData(cm, data)

@@ -27,24 +27,26 @@ def _weight_nsr(w: np.ndarray, axis: int) -> float:
     moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
     scale = np.maximum(np.abs(moved).max(1, keepdims=True), 1e-12) / 127.0
     noise = ((moved - _fake_quant(moved, scale)) ** 2).sum()
-    return float(noise / max((moved ** 2).sum(), 1e-30))
+    return float(noise / max((moved**2).sum(), 1e-30))
 
 
-def layer_sqnr(model_path: str, images: np.ndarray, input_name: str, ranges: Ranges,
-               batch_size: int = 8) -> dict[str, float]:
+def layer_sqnr(
+    model_path: str, images: np.ndarray, input_name: str, ranges: Ranges, batch_size: int = 8
+) -> dict[str, float]:
     """SQNR in dB per weighted node (higher is better), measured on `images`."""
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load(model_path)
     inits = {i.name: i for i in model.graph.initializer}
-    nodes = [n for n in weighted_nodes(model) if n.input[0] in ranges.values and len(n.input) > 1
-             and n.input[1] in inits]
+    nodes = [
+        n for n in weighted_nodes(model) if n.input[0] in ranges.values and len(n.input) > 1 and n.input[1] in inits
+    ]
     session, names = open_probe_session(model, [n.input[0] for n in nodes])
     signal = {n.name: 0.0 for n in nodes}
     noise = {n.name: 0.0 for n in nodes}
     for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
+        batch = images[start : start + batch_size]
         values = dict(zip(names, session.run(names, {input_name: batch})))
         values[input_name] = batch
         for node in nodes:

@@ -80,10 +80,14 @@ def to_bf16_graph(model):
     for node in graph.node:
         node.input[:] = [renames.get(i, i) for i in node.input]
         node.output[:] = [renames.get(o, o) for o in node.output]
-    casts_in = [helper.make_node("Cast", [v.name], [renames[v.name]], to=TensorProto.BFLOAT16, name=f"{v.name}_to_bf16")
-                for v in graph.input]
-    casts_out = [helper.make_node("Cast", [renames[v.name]], [v.name], to=TensorProto.FLOAT, name=f"{v.name}_to_fp32")
-                 for v in graph.output]
+    casts_in = [
+        helper.make_node("Cast", [v.name], [renames[v.name]], to=TensorProto.BFLOAT16, name=f"{v.name}_to_bf16")
+        for v in graph.input
+    ]
+    casts_out = [
+        helper.make_node("Cast", [renames[v.name]], [v.name], to=TensorProto.FLOAT, name=f"{v.name}_to_fp32")
+        for v in graph.output
+    ]
     nodes = casts_in + list(graph.node) + casts_out
     del graph.node[:]
     graph.node.extend(nodes)
@@ -118,14 +122,24 @@ def run_bf16_graph(path: str, images: np.ndarray, engine: str = "auto", threads:
 
     evaluator = ReferenceEvaluator(onnx.load(path))
     input_name = evaluator.input_names[0]
-    outputs = np.concatenate([evaluator.run(None, {input_name: images[i:i + 8]})[0]
-                              for i in range(0, len(images), 8)])
+    outputs = np.concatenate(
+        [evaluator.run(None, {input_name: images[i : i + 8]})[0] for i in range(0, len(images), 8)]
+    )
     return outputs.astype(np.float32), f"onnx {onnx.__version__} reference evaluator"
 
 
-def convert_bf16(onnx_path: str, output: str, *, data: str | None = None, samples: int = DEFAULT_SAMPLES,
-                 engine: str = "auto", min_agreement: float = MIN_AGREEMENT, max_rel_l2: float = MAX_REL_L2,
-                 max_accuracy_drop: float = MAX_ACCURACY_DROP, seed: int = 0) -> PrecisionResult:
+def convert_bf16(
+    onnx_path: str,
+    output: str,
+    *,
+    data: str | None = None,
+    samples: int = DEFAULT_SAMPLES,
+    engine: str = "auto",
+    min_agreement: float = MIN_AGREEMENT,
+    max_rel_l2: float = MAX_REL_L2,
+    max_accuracy_drop: float = MAX_ACCURACY_DROP,
+    seed: int = 0,
+) -> PrecisionResult:
     """Write a BF16 copy of the fp32 export `onnx_path` with fp32 I/O, after a parity check.
 
     Parity is measured on `data`'s val split (labels gate top-1 agreement) or, without data, on seeded
@@ -146,17 +160,28 @@ def convert_bf16(onnx_path: str, output: str, *, data: str | None = None, sample
     model, meta = load_fp32_export(onnx_path, "convert", output=output)
     converted = to_bf16_graph(model)
     opset = next(o.version for o in converted.opset_import if o.domain in ("", "ai.onnx"))
-    write_onnx_meta(converted, meta.replace(precision="bf16", extra={
-        **meta.extra, "bf16": {"opset": opset, "converter": "dnx to_bf16_graph (all layers bf16, fp32 I/O)"}}))
+    write_onnx_meta(
+        converted,
+        meta.replace(
+            precision="bf16",
+            extra={
+                **meta.extra,
+                "bf16": {"opset": opset, "converter": "dnx to_bf16_graph (all layers bf16, fp32 I/O)"},
+            },
+        ),
+    )
 
     import importlib.util
 
     resolved = engine if engine != "auto" else ("openvino" if importlib.util.find_spec("openvino") else "reference")
     limit = min(samples, REFERENCE_MAX_SAMPLES) if resolved == "reference" else samples
     if limit < samples:
-        log.warning("bf16 check on the ONNX reference evaluator: %d of %d samples (it is pure NumPy); "
-                    "with OpenVINO installed (pip install 'densenet-deploy[openvino]') all are checked",
-                    limit, samples)
+        log.warning(
+            "bf16 check on the ONNX reference evaluator: %d of %d samples (it is pure NumPy); "
+            "with OpenVINO installed (pip install 'densenet-deploy[openvino]') all are checked",
+            limit,
+            samples,
+        )
     if data:
         held = load_data_for(data, meta, split="val", limit=limit, seed=seed)
         images, labels = held.images, held.labels
@@ -167,22 +192,39 @@ def convert_bf16(onnx_path: str, output: str, *, data: str | None = None, sample
         path = os.path.join(tmp, "bf16.onnx")
         onnx.save(converted, path)
         checked, engine_name = run_bf16_graph(path, images, engine=resolved)
-        parity = compare_outputs(run_onnx(onnx_path, images), checked, labels=labels,
-                                 thresholds=Thresholds(atol=math.inf, max_rel_l2=max_rel_l2,
-                                                       min_agreement=min_agreement if labels is not None else 0.0))
+        parity = compare_outputs(
+            run_onnx(onnx_path, images),
+            checked,
+            labels=labels,
+            thresholds=Thresholds(
+                atol=math.inf, max_rel_l2=max_rel_l2, min_agreement=min_agreement if labels is not None else 0.0
+            ),
+        )
         if parity.accuracy and parity.accuracy["ref"] - parity.accuracy["cand"] > max_accuracy_drop:
-            parity.failures.append(f"accuracy {parity.accuracy['cand']:.2%} vs {parity.accuracy['ref']:.2%} "
-                                   f"drops more than {max_accuracy_drop * 100:.1f} points")
+            parity.failures.append(
+                f"accuracy {parity.accuracy['cand']:.2%} vs {parity.accuracy['ref']:.2%} "
+                f"drops more than {max_accuracy_drop * 100:.1f} points"
+            )
             parity.passed = False
-        result = PrecisionResult(output=os.fspath(output), precision="bf16",
-                                 converter=f"dnx to_bf16_graph (opset {opset}), checked on {engine_name}",
-                                 kept_fp32=[], max_activation=None, parity=parity.as_dict(),
-                                 samples=parity.samples, data=data or "random-normal", seconds=0.0,
-                                 passed=parity.passed, failures=parity.failures)
+        result = PrecisionResult(
+            output=os.fspath(output),
+            precision="bf16",
+            converter=f"dnx to_bf16_graph (opset {opset}), checked on {engine_name}",
+            kept_fp32=[],
+            max_activation=None,
+            parity=parity.as_dict(),
+            samples=parity.samples,
+            data=data or "random-normal",
+            seconds=0.0,
+            passed=parity.passed,
+            failures=parity.failures,
+        )
         result.seconds = round(time.perf_counter() - start, 3)
         if not parity.passed:
-            raise VerificationFailed(f"bf16 model failed parity on {engine_name} ({'; '.join(parity.failures)}); "
-                                     f"{output} not written", result)
+            raise VerificationFailed(
+                f"bf16 model failed parity on {engine_name} ({'; '.join(parity.failures)}); {output} not written",
+                result,
+            )
         with atomic_output(output) as tmp_out:
             onnx.save(converted, tmp_out)
         drop_stale_sidecar(output)

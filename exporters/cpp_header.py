@@ -14,12 +14,14 @@ DEFAULT_NAMESPACE = "dnx_model"
 
 
 # C++17 keywords and alternative tokens: valid-looking identifiers that no namespace may be called.
-CPP_KEYWORDS = frozenset("""alignas alignof and and_eq asm auto bitand bitor bool break case catch char char16_t
+CPP_KEYWORDS = frozenset(
+    """alignas alignof and and_eq asm auto bitand bitor bool break case catch char char16_t
 char32_t class compl const const_cast constexpr continue decltype default delete do double dynamic_cast else
 enum explicit export extern false float for friend goto if inline int long mutable namespace new noexcept not
 not_eq nullptr operator or or_eq private protected public register reinterpret_cast return short signed sizeof
 static static_assert static_cast struct switch template this thread_local throw true try typedef typeid typename
-union unsigned using virtual void volatile wchar_t while xor xor_eq""".split())
+union unsigned using virtual void volatile wchar_t while xor xor_eq""".split()
+)
 
 
 def write_cpp_header(artifact_path, out_path, namespace: str = DEFAULT_NAMESPACE) -> str:
@@ -30,8 +32,9 @@ def write_cpp_header(artifact_path, out_path, namespace: str = DEFAULT_NAMESPACE
     """
     artifact_path = os.fspath(artifact_path)
     out_path = check_output_path(out_path)
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*", namespace) or \
-            any(part in CPP_KEYWORDS for part in namespace.split("::")):
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*", namespace) or any(
+        part in CPP_KEYWORDS for part in namespace.split("::")
+    ):
         raise ArtifactError(f"namespace {namespace!r} is not a C++ identifier (e.g. dnx_model or app::model)")
     meta, sidecar = read_artifact_meta(artifact_path)
     atomic_write_text(out_path, render_cpp_header(meta, os.path.basename(artifact_path), namespace, sidecar))
@@ -59,7 +62,8 @@ def render_cpp_header(meta, source: str, namespace: str = DEFAULT_NAMESPACE, sid
         f"inline constexpr const char* kOutputName = {_string(meta.output_name)};",
         f"inline constexpr const char* kLayout = {_string(meta.layout)};",
         f"inline constexpr const char* kPrecision = {_string(meta.precision)};",
-        f"inline constexpr bool kSoftmax = {'true' if meta.softmax else 'false'};  // true: outputs are probabilities, not logits",
+        f"inline constexpr bool kSoftmax = {'true' if meta.softmax else 'false'};"
+        "  // true: outputs are probabilities, not logits",
         f"inline constexpr std::int64_t kBatch = {batch};  // -1: dynamic batch axis",
         f"inline constexpr std::int64_t kChannels = {c};",
         f"inline constexpr std::int64_t kHeight = {h};",

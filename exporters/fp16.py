@@ -57,13 +57,12 @@ class PrecisionResult(CheckedResult):
     failures: list[str] = field(default_factory=list)
 
 
-
 def _node_magnitudes(model, images: np.ndarray, input_name: str) -> dict[str, float]:
     """max |output| per node (any output) over `images`, from one ONNX Runtime run exposing all tensors."""
     session, names = open_probe_session(model, [out for node in model.graph.node for out in node.output])
     peak = dict.fromkeys(names, 0.0)
     for start in range(0, len(images), 16):
-        for name, value in zip(names, session.run(names, {input_name: images[start:start + 16]})):
+        for name, value in zip(names, session.run(names, {input_name: images[start : start + 16]})):
             if np.issubdtype(np.asarray(value).dtype, np.floating):
                 peak[name] = max(peak[name], float(np.abs(value).max()) if np.size(value) else 0.0)
     return {node.name: max((peak.get(o, 0.0) for o in node.output), default=0.0) for node in model.graph.node}
@@ -72,8 +71,11 @@ def _node_magnitudes(model, images: np.ndarray, input_name: str) -> dict[str, fl
 def _large_initializer_nodes(model, bound: float) -> list[str]:
     from onnx import numpy_helper
 
-    big = {i.name for i in model.graph.initializer
-           if i.data_type == 1 and np.abs(numpy_helper.to_array(i)).max(initial=0) > bound}
+    big = {
+        i.name
+        for i in model.graph.initializer
+        if i.data_type == 1 and np.abs(numpy_helper.to_array(i)).max(initial=0) > bound
+    }
     return [n.name for n in model.graph.node if any(i in big for i in n.input)]
 
 
@@ -92,8 +94,9 @@ def _fix_io_types(original, converted) -> list[str]:
             for node in converted.graph.node:
                 node.output[:] = [inner if o == value.name else o for o in node.output]
                 node.input[:] = [inner if i == value.name else i for i in node.input]
-            converted.graph.node.append(helper.make_node("Cast", [inner], [value.name], to=TensorProto.FLOAT,
-                                                         name=f"{value.name}_to_fp32"))
+            converted.graph.node.append(
+                helper.make_node("Cast", [inner], [value.name], to=TensorProto.FLOAT, name=f"{value.name}_to_fp32")
+            )
             value.type.tensor_type.elem_type = TensorProto.FLOAT
             fixed.append(value.name)
     return fixed
@@ -114,10 +117,20 @@ def _check_graph(model) -> None:
         seen.update(node.output)
 
 
-def convert_fp16(onnx_path: str, output: str, *, precision: str = "fp16", data: str | None = None,
-                 samples: int = DEFAULT_SAMPLES, data_max: float = DATA_MAX, init_max: float = INIT_MAX,
-                 keep_nodes=(), min_agreement: float = 0.98, max_rel_l2: float = 2e-2,
-                 seed: int = 0) -> PrecisionResult:
+def convert_fp16(
+    onnx_path: str,
+    output: str,
+    *,
+    precision: str = "fp16",
+    data: str | None = None,
+    samples: int = DEFAULT_SAMPLES,
+    data_max: float = DATA_MAX,
+    init_max: float = INIT_MAX,
+    keep_nodes=(),
+    min_agreement: float = 0.98,
+    max_rel_l2: float = 2e-2,
+    seed: int = 0,
+) -> PrecisionResult:
     """Write an FP16 copy of `onnx_path` with fp32 I/O; nodes with observed |output| > data_max stay fp32.
 
     Magnitudes and parity are measured on `data` (SRC: its train split for the rule, its val split for
@@ -128,8 +141,10 @@ def convert_fp16(onnx_path: str, output: str, *, precision: str = "fp16", data: 
 
     start = time.perf_counter()
     if precision != "fp16":
-        raise DnxError(f"convert_fp16 makes fp16 graphs, not {precision!r}; bf16 graphs come from "
-                       "exporters.bf16.convert_bf16 (`dnx build-engine --bf16`)")
+        raise DnxError(
+            f"convert_fp16 makes fp16 graphs, not {precision!r}; bf16 graphs come from "
+            "exporters.bf16.convert_bf16 (`dnx build-engine --bf16`)"
+        )
     check_output_path(output)
     model, meta = load_fp32_export(onnx_path, "convert", output=output)
     float16 = require("onnxconverter_common.float16", purpose="FP16 conversion")
@@ -142,11 +157,17 @@ def convert_fp16(onnx_path: str, output: str, *, precision: str = "fp16", data: 
         probe = rng.standard_normal((samples,) + tuple(meta.input_size)).astype(np.float32)
         held_images, labels = rng.standard_normal((samples,) + tuple(meta.input_size)).astype(np.float32), None
     magnitudes = _node_magnitudes(model, probe, meta.input_name)
-    keep = list(dict.fromkeys([n for n, m in magnitudes.items() if m > data_max]
-                              + _large_initializer_nodes(model, init_max) + list(keep_nodes)))
+    keep = list(
+        dict.fromkeys(
+            [n for n, m in magnitudes.items() if m > data_max]
+            + _large_initializer_nodes(model, init_max)
+            + list(keep_nodes)
+        )
+    )
     log.info("fp16: keeping %d node(s) in fp32 (|output| > %g): %s", len(keep), data_max, ", ".join(keep[:8]))
-    converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=keep or None,
-                                                 disable_shape_infer=False)
+    converted = float16.convert_float_to_float16(
+        model, keep_io_types=True, node_block_list=keep or None, disable_shape_infer=False
+    )
     fixed = _fix_io_types(model, converted)
     if fixed:
         log.info("fp16: re-cast output(s) %s to fp32 (converter left them fp16)", ", ".join(fixed))
@@ -154,24 +175,39 @@ def convert_fp16(onnx_path: str, output: str, *, precision: str = "fp16", data: 
     with tempfile.TemporaryDirectory(prefix="dnx-fp16-") as tmp:
         path = os.path.join(tmp, "fp16.onnx")
         onnx.save(converted, path)
-        parity = compare_outputs(run_onnx(onnx_path, held_images), run_onnx(path, held_images), labels=labels,
-                                 thresholds=Thresholds(atol=math.inf, min_agreement=min_agreement,
-                                                       max_rel_l2=max_rel_l2))
-    result = PrecisionResult(output=os.fspath(output), precision="fp16",
-                             converter="onnxconverter-common float16 (keep_io_types)", kept_fp32=keep,
-                             max_activation=max(magnitudes.values(), default=0.0), parity=parity.as_dict(),
-                             samples=parity.samples, data=data or "random-normal", seconds=0.0,
-                             passed=parity.passed, failures=parity.failures)
+        parity = compare_outputs(
+            run_onnx(onnx_path, held_images),
+            run_onnx(path, held_images),
+            labels=labels,
+            thresholds=Thresholds(atol=math.inf, min_agreement=min_agreement, max_rel_l2=max_rel_l2),
+        )
+    result = PrecisionResult(
+        output=os.fspath(output),
+        precision="fp16",
+        converter="onnxconverter-common float16 (keep_io_types)",
+        kept_fp32=keep,
+        max_activation=max(magnitudes.values(), default=0.0),
+        parity=parity.as_dict(),
+        samples=parity.samples,
+        data=data or "random-normal",
+        seconds=0.0,
+        passed=parity.passed,
+        failures=parity.failures,
+    )
     if not parity.passed:
         result.seconds = round(time.perf_counter() - start, 3)
-        raise VerificationFailed(f"fp16 model failed parity ({'; '.join(parity.failures)}); {output} not written",
-                                 result)
-    write_onnx_meta(converted, meta.replace(precision="fp16", extra={
-        **meta.extra, "fp16": {"kept_fp32": keep, "data_max": data_max, "converter": result.converter}}))
+        raise VerificationFailed(
+            f"fp16 model failed parity ({'; '.join(parity.failures)}); {output} not written", result
+        )
+    write_onnx_meta(
+        converted,
+        meta.replace(
+            precision="fp16",
+            extra={**meta.extra, "fp16": {"kept_fp32": keep, "data_max": data_max, "converter": result.converter}},
+        ),
+    )
     with atomic_output(output) as tmp_out:
         onnx.save(converted, tmp_out)
     drop_stale_sidecar(output)
     result.seconds = round(time.perf_counter() - start, 3)
     return result
-
-

@@ -73,17 +73,40 @@ class ExportResult:
         parity = self.parity.as_dict()
         parity["batches"] = {str(b): r.as_dict() for b, r in self.parity_by_batch.items()}
         parity["data"] = self.data
-        return {"output": self.output, "model": self.model, "opset": self.opset, "exporter": self.exporter,
-                "batch": self.batch if self.batch is not None else "dynamic", "input_size": list(self.input_size),
-                "params": self.params, "torch_params": self.torch_params, "macs": self.macs,
-                "seconds": round(self.seconds, 3), "total_seconds": round(self.total_seconds, 3),
-                "ops": self.ops, "parity": parity, "passed": self.parity.passed,
-                "meta": dataclasses.asdict(self.meta)}
+        return {
+            "output": self.output,
+            "model": self.model,
+            "opset": self.opset,
+            "exporter": self.exporter,
+            "batch": self.batch if self.batch is not None else "dynamic",
+            "input_size": list(self.input_size),
+            "params": self.params,
+            "torch_params": self.torch_params,
+            "macs": self.macs,
+            "seconds": round(self.seconds, 3),
+            "total_seconds": round(self.total_seconds, 3),
+            "ops": self.ops,
+            "parity": parity,
+            "passed": self.parity.passed,
+            "meta": dataclasses.asdict(self.meta),
+        }
 
 
-def export_onnx(model, path, *, weights=None, opset: int = DEFAULT_OPSET, input_size=None, batch="dynamic",
-                num_classes=None, exporter: str = DEFAULT_EXPORTER, softmax: bool = False, data=None,
-                samples: int = 8, seed: int = 0) -> ExportResult:
+def export_onnx(
+    model,
+    path,
+    *,
+    weights=None,
+    opset: int = DEFAULT_OPSET,
+    input_size=None,
+    batch="dynamic",
+    num_classes=None,
+    exporter: str = DEFAULT_EXPORTER,
+    softmax: bool = False,
+    data=None,
+    samples: int = 8,
+    seed: int = 0,
+) -> ExportResult:
     """Export `model` (zoo name, dnx checkpoint path or LoadedModel) to ONNX at `path`, then verify it.
 
     The graph is canonical (standard ops, fixed I/O names, dynamic batch axis unless `batch` is an int,
@@ -98,8 +121,10 @@ def export_onnx(model, path, *, weights=None, opset: int = DEFAULT_OPSET, input_
     _check_not_input(path, model, weights)
     if isinstance(model, LoadedModel):
         if weights or num_classes or input_size:
-            raise DnxError("weights, num_classes and input_size apply to a model name or checkpoint, "
-                           "not to an already loaded model")
+            raise DnxError(
+                "weights, num_classes and input_size apply to a model name or checkpoint, "
+                "not to an already loaded model"
+            )
         loaded = model
     else:
         loaded = load_model(model, weights=weights, num_classes=num_classes, input_size=input_size, seed=seed)
@@ -126,10 +151,23 @@ def export_onnx(model, path, *, weights=None, opset: int = DEFAULT_OPSET, input_
         combined, by_batch = _check_parity(tmp, inputs, reference, labels, batches)
     drop_stale_sidecar(path)
     result = ExportResult(
-        output=path, model=loaded.name, opset=opset, exporter=exporter, batch=fixed_batch,
-        input_size=loaded.input_size, params=params, macs=macs, seconds=seconds, parity=combined,
-        parity_by_batch=by_batch, data=data or "random", ops=op_counts(proto), meta=meta,
-        total_seconds=time.perf_counter() - started, torch_params=torch_params)
+        output=path,
+        model=loaded.name,
+        opset=opset,
+        exporter=exporter,
+        batch=fixed_batch,
+        input_size=loaded.input_size,
+        params=params,
+        macs=macs,
+        seconds=seconds,
+        parity=combined,
+        parity_by_batch=by_batch,
+        data=data or "random",
+        ops=op_counts(proto),
+        meta=meta,
+        total_seconds=time.perf_counter() - started,
+        torch_params=torch_params,
+    )
     if params != torch_params:
         result.warnings.append(f"ONNX graph holds {params:,} params, the PyTorch model {torch_params:,}")
         log.warning(result.warnings[-1])
@@ -137,7 +175,9 @@ def export_onnx(model, path, *, weights=None, opset: int = DEFAULT_OPSET, input_
     if not combined:
         raise VerificationFailed(
             f"parity check failed ({'; '.join(combined.failures)}); the ONNX file is kept at {path} "
-            "but does not match the PyTorch model", result)
+            "but does not match the PyTorch model",
+            result,
+        )
     return result
 
 
@@ -148,13 +188,17 @@ def _check_options(opset, exporter, batch, samples):
     except (TypeError, ValueError):
         raise DnxError(f"opset must be an integer, got {opset!r}") from None
     if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise DnxError(f"opset {opset} is out of range: choose {MIN_OPSET}..{MAX_OPSET} (the opsets both "
-                       f"ONNX Runtime and TensorRT 10/11 parse; default {DEFAULT_OPSET})")
+        raise DnxError(
+            f"opset {opset} is out of range: choose {MIN_OPSET}..{MAX_OPSET} (the opsets both "
+            f"ONNX Runtime and TensorRT 10/11 parse; default {DEFAULT_OPSET})"
+        )
     if exporter not in EXPORTERS:
         raise DnxError(f"unknown exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
     if exporter == "dynamo" and opset < DYNAMO_MIN_OPSET:
-        raise DnxError(f"the dynamo exporter cannot write opset {opset}: use --opset {DYNAMO_MIN_OPSET}..{MAX_OPSET} "
-                       f"or --exporter torchscript (opset {MIN_OPSET}..{MAX_OPSET})")
+        raise DnxError(
+            f"the dynamo exporter cannot write opset {opset}: use --opset {DYNAMO_MIN_OPSET}..{MAX_OPSET} "
+            f"or --exporter torchscript (opset {MIN_OPSET}..{MAX_OPSET})"
+        )
     fixed = parse_batch(batch)
     if int(samples) < 1:
         raise DnxError(f"samples must be >= 1, got {samples}")
@@ -167,8 +211,7 @@ def _check_not_input(path, model, weights) -> None:
 
     target = os.path.realpath(path)
     for option, source in (("the input checkpoint", model), ("the --weights file", weights)):
-        if isinstance(source, (str, os.PathLike)) and os.path.exists(source) and \
-                os.path.realpath(source) == target:
+        if isinstance(source, (str, os.PathLike)) and os.path.exists(source) and os.path.realpath(source) == target:
             raise DnxError(f"output {path} would overwrite {option} {os.fspath(source)}; choose another -o")
     if not str(path).lower().endswith(".onnx"):
         raise DnxError(f"output {path} should end in .onnx (dnx export writes an ONNX model)")
@@ -214,11 +257,23 @@ def _artifact_meta(loaded, batch, softmax, exporter, opset) -> ArtifactMeta:
     import densenet_deploy
 
     return ArtifactMeta(
-        model=loaded.name, num_classes=int(loaded.config["num_classes"]), input_size=tuple(loaded.input_size),
-        mean=tuple(loaded.mean), std=tuple(loaded.std), model_config=dict(loaded.config), labels=loaded.labels,
-        batch=batch, precision="fp32", softmax=bool(softmax), weights_sha256=loaded.weights_sha256,
-        versions={"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-                  "densenet_deploy": densenet_deploy.__version__},
+        model=loaded.name,
+        num_classes=int(loaded.config["num_classes"]),
+        input_size=tuple(loaded.input_size),
+        mean=tuple(loaded.mean),
+        std=tuple(loaded.std),
+        model_config=dict(loaded.config),
+        labels=loaded.labels,
+        batch=batch,
+        precision="fp32",
+        softmax=bool(softmax),
+        weights_sha256=loaded.weights_sha256,
+        versions={
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "densenet_deploy": densenet_deploy.__version__,
+        },
         extra={"exporter": exporter, "opset": opset},
     )
 
@@ -254,9 +309,18 @@ def _torch_to_onnx(module, input_size, batch, opset, exporter):
                 # (axes as an input) and then silently keeps 18. So export at >= 18 and convert after
                 # canonicalize() has turned that ReduceMean into GlobalAveragePool (see _finish).
                 dims = None if batch else ({0: torch.export.Dim(BATCH_AXIS, min=1, max=1 << 16)},)
-                program = torch.onnx.export(module, (example,), None, dynamo=True, dynamic_shapes=dims,
-                                            optimize=True, external_data=False, verbose=False,
-                                            opset_version=max(opset, DYNAMO_NATIVE_OPSET), **names)
+                program = torch.onnx.export(
+                    module,
+                    (example,),
+                    None,
+                    dynamo=True,
+                    dynamic_shapes=dims,
+                    optimize=True,
+                    external_data=False,
+                    verbose=False,
+                    opset_version=max(opset, DYNAMO_NATIVE_OPSET),
+                    **names,
+                )
                 return program.model_proto
             buffer = io.BytesIO()
             axes = None if batch else {INPUT_NAME: {0: BATCH_AXIS}, OUTPUT_NAME: {0: BATCH_AXIS}}
@@ -265,18 +329,28 @@ def _torch_to_onnx(module, input_size, batch, opset, exporter):
             # canonicalize() removes the initializers from the inputs again. TrainingMode.PRESERVE (the
             # module is in eval mode) skips the eval peephole that folds norm0 into conv0, so the graph
             # keeps PyTorch's parameters one to one; runtimes fuse Conv+BN themselves.
-            torch.onnx.export(module, (example,), buffer, dynamo=False, dynamic_axes=axes,
-                              do_constant_folding=True, keep_initializers_as_inputs=True,
-                              training=torch.onnx.TrainingMode.PRESERVE, verbose=False, opset_version=opset,
-                              **names)
+            torch.onnx.export(
+                module,
+                (example,),
+                buffer,
+                dynamo=False,
+                dynamic_axes=axes,
+                do_constant_folding=True,
+                keep_initializers_as_inputs=True,
+                training=torch.onnx.TrainingMode.PRESERVE,
+                verbose=False,
+                opset_version=opset,
+                **names,
+            )
             return onnx.load_from_string(buffer.getvalue())
     except DnxError:
         raise
     except Exception as exc:  # the exporters raise many types; the message is what the user needs
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         other = "torchscript" if exporter == "dynamo" else "dynamo"
-        raise DnxError(f"torch.onnx ({exporter} exporter) failed: {type(exc).__name__}: {first}; "
-                       f"try --exporter {other}") from exc
+        raise DnxError(
+            f"torch.onnx ({exporter} exporter) failed: {type(exc).__name__}: {first}; try --exporter {other}"
+        ) from exc
 
 
 def _finish(proto, name, meta, exporter):
@@ -311,9 +385,11 @@ def _convert_opset(proto, opset, exporter) -> None:
     try:
         converted = onnx.version_converter.convert_version(proto, opset)
     except Exception as exc:  # the converter raises RuntimeError/ValueError with C++ assertion text
-        raise DnxError(f"the {exporter} exporter wrote opset {_opset_of(proto)} and it cannot be converted to "
-                       f"{opset} ({str(exc).splitlines()[0][:200]}); use --opset {_opset_of(proto)} or "
-                       "--exporter torchscript") from exc
+        raise DnxError(
+            f"the {exporter} exporter wrote opset {_opset_of(proto)} and it cannot be converted to "
+            f"{opset} ({str(exc).splitlines()[0][:200]}); use --opset {_opset_of(proto)} or "
+            "--exporter torchscript"
+        ) from exc
     proto.CopyFrom(converted)
     if _opset_of(proto) != opset:
         raise DnxError(f"the {exporter} exporter wrote opset {_opset_of(proto)}, not the requested {opset}")
@@ -336,11 +412,12 @@ def _reference_outputs(module, inputs, loaded) -> np.ndarray:
     try:
         with torch.no_grad():
             for start in range(0, len(inputs), REFERENCE_CHUNK):
-                outputs.append(module(torch.from_numpy(inputs[start:start + REFERENCE_CHUNK])).numpy())
+                outputs.append(module(torch.from_numpy(inputs[start : start + REFERENCE_CHUNK])).numpy())
     except RuntimeError as exc:  # e.g. an input too small for the network's downsampling
         first = (str(exc).strip().splitlines() or ["RuntimeError"])[0][:200]
-        raise DnxError(f"{loaded.name} cannot run on inputs of size {'x'.join(map(str, loaded.input_size))}: "
-                       f"{first}") from exc
+        raise DnxError(
+            f"{loaded.name} cannot run on inputs of size {'x'.join(map(str, loaded.input_size))}: {first}"
+        ) from exc
     return np.concatenate(outputs).astype(np.float32)
 
 
@@ -356,13 +433,21 @@ def _check_parity(onnx_path, inputs, reference, labels, batches):
     for batch in batches:
         # Cycle through the inputs so every run is a full batch (a fixed-batch model takes no other size).
         order = np.arange(-(-n // batch) * batch) % n
-        out = np.concatenate([session.run([OUTPUT_NAME], {INPUT_NAME: inputs[order[i:i + batch]]})[0]
-                              for i in range(0, len(order), batch)])[:n]
+        out = np.concatenate(
+            [
+                session.run([OUTPUT_NAME], {INPUT_NAME: inputs[order[i : i + batch]]})[0]
+                for i in range(0, len(order), batch)
+            ]
+        )[:n]
         by_batch[batch] = compare_outputs(reference, out, labels=labels, thresholds=Thresholds())
         cands.append(out)
     k = len(batches)
-    combined = compare_outputs(np.concatenate([reference] * k), np.concatenate(cands),
-                               labels=None if labels is None else np.tile(labels, k), thresholds=Thresholds(),
-                               center=reference.mean(0))
+    combined = compare_outputs(
+        np.concatenate([reference] * k),
+        np.concatenate(cands),
+        labels=None if labels is None else np.tile(labels, k),
+        thresholds=Thresholds(),
+        center=reference.mean(0),
+    )
     combined = dataclasses.replace(combined, samples=n)
     return combined, by_batch

@@ -12,10 +12,23 @@ log = logging.getLogger(__name__)
 # What a DenseNet may contain after clean-up; TensorRT's parser and every runtime here handle all of
 # them. BatchNormalization stays: in a pre-activation network (BN-ReLU-Conv) a BN cannot fold into the
 # conv that follows it across the ReLU, and TensorRT and ONNX Runtime fuse the rest at build time.
-ALLOWED_OPS = frozenset({
-    "Conv", "Relu", "BatchNormalization", "Concat", "MaxPool", "AveragePool", "GlobalAveragePool",
-    "Flatten", "Reshape", "Gemm", "MatMul", "Add", "Softmax",
-})
+ALLOWED_OPS = frozenset(
+    {
+        "Conv",
+        "Relu",
+        "BatchNormalization",
+        "Concat",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "Flatten",
+        "Reshape",
+        "Gemm",
+        "MatMul",
+        "Add",
+        "Softmax",
+    }
+)
 
 
 def canonicalize(model, graph_name: str):

@@ -13,13 +13,22 @@ from densenet_deploy.exporters.fp16 import convert_fp16
 log = logging.getLogger(__name__)
 
 # build-engine calibrates into a temporary file, and --auto-exclude is `dnx calibrate`'s.
-BUILD_CALIBRATION_ADVICE = ("nothing written; try another --method, or calibrate with `dnx calibrate --auto-exclude` "
-                            "and build the int8 model it writes")
+BUILD_CALIBRATION_ADVICE = (
+    "nothing written; try another --method, or calibrate with `dnx calibrate --auto-exclude` "
+    "and build the int8 model it writes"
+)
 
 
-def convert_precision(onnx_path: str, output: str, precision: str, *, data: str | None = None,
-                      samples: int | None = None, method: str | None = None,
-                      int8_activations: str = "int8") -> dict:
+def convert_precision(
+    onnx_path: str,
+    output: str,
+    precision: str,
+    *,
+    data: str | None = None,
+    samples: int | None = None,
+    method: str | None = None,
+    int8_activations: str = "int8",
+) -> dict:
     """Write `output`: `onnx_path` (fp32) converted to fp16/bf16 (`data`: the parity check's data) or
     calibrated to Q/DQ int8 on `data` with `int8_activations` ("int8" for TensorRT, "uint8" for ONNX
     Runtime). Returns the step's result as a dict; VerificationFailed when its check fails."""
@@ -28,13 +37,20 @@ def convert_precision(onnx_path: str, output: str, precision: str, *, data: str 
         info = (convert_fp16 if precision == "fp16" else convert_bf16)(onnx_path, output, **kwargs)
     elif precision == "int8":
         kwargs = {k: v for k, v in (("method", method), ("samples", samples)) if v is not None}
-        info = quantize_int8(onnx_path, output, data, activation_type=int8_activations,
-                             failure_advice=BUILD_CALIBRATION_ADVICE, **kwargs)
+        info = quantize_int8(
+            onnx_path, output, data, activation_type=int8_activations, failure_advice=BUILD_CALIBRATION_ADVICE, **kwargs
+        )
     else:
         raise DnxError(f"no conversion to {precision!r}")
     info = info.as_dict()
     got = info.get("samples")
     if samples and isinstance(got, int) and got < samples:
-        log.warning("%s gave only %d sample%s for the %s step, fewer than --samples %d",
-                    data or "the data", got, "" if got == 1 else "s", precision, samples)
+        log.warning(
+            "%s gave only %d sample%s for the %s step, fewer than --samples %d",
+            data or "the data",
+            got,
+            "" if got == 1 else "s",
+            precision,
+            samples,
+        )
     return info

@@ -41,8 +41,9 @@ def _prepare(workdir: str, notes: list[str]) -> dict:
             try:
                 from densenet_deploy.calibration import quantize_int8
 
-                quantize_int8(fp32, int8, "random", samples=32, eval_samples=16, min_agreement=0.0,
-                              max_accuracy_drop=100.0)
+                quantize_int8(
+                    fp32, int8, "random", samples=32, eval_samples=16, min_agreement=0.0, max_accuracy_drop=100.0
+                )
             except Exception as exc:  # the figures still come out without the int8 rows
                 notes.append(f"int8 {model}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
         if os.path.isfile(int8):
@@ -72,8 +73,12 @@ def _ratio(slow, fast) -> dict | None:
     if not slow or not fast or not slow.get("latency_ms") or not fast.get("latency_ms"):
         return None
     per_pass = [a / b for a, b in zip(slow["pass_p50_ms"], fast["pass_p50_ms"])]
-    return {"ratio": slow["latency_ms"]["p50"] / fast["latency_ms"]["p50"], "per_pass_median": float(np.median(per_pass)),
-            "per_pass_min": min(per_pass), "per_pass_max": max(per_pass)}
+    return {
+        "ratio": slow["latency_ms"]["p50"] / fast["latency_ms"]["p50"],
+        "per_pass_median": float(np.median(per_pass)),
+        "per_pass_min": min(per_pass),
+        "per_pass_max": max(per_pass),
+    }
 
 
 def _ratios(result: dict, paths: dict, batches) -> dict:
@@ -128,9 +133,15 @@ def harness_overhead(onnx_path: str, seconds: float, passes: int, batch: int = 1
         per_pass.append(100.0 * (medians["harness"] / medians["bare"] - 1))
     runner.close()
     bare, harness = latency_stats(bare_all), latency_stats(harness_all)
-    return {"artifact": onnx_path, "batch": batch, "bare_session_run_ms": bare, "bench_harness_ms": harness,
-            "overhead_pct": 100.0 * (harness["p50"] / bare["p50"] - 1), "per_pass_overhead_pct": per_pass,
-            "target_pct": 2.0}
+    return {
+        "artifact": onnx_path,
+        "batch": batch,
+        "bare_session_run_ms": bare,
+        "bench_harness_ms": harness,
+        "overhead_pct": 100.0 * (harness["p50"] / bare["p50"] - 1),
+        "per_pass_overhead_pct": per_pass,
+        "target_pct": 2.0,
+    }
 
 
 def main(argv=None) -> int:
@@ -154,16 +165,34 @@ def main(argv=None) -> int:
     openvino = available("openvino") and not args.no_openvino
     artifacts = _artifacts(paths, openvino)
     print(f"benching {len(artifacts)} artifacts ...", file=sys.stderr)
-    result = bench(artifacts, batch=args.batch, seconds=args.seconds, passes=args.passes, threads=args.threads,
-                   report=os.path.join(args.workdir, "report"), progress=sys.stderr.isatty())
+    result = bench(
+        artifacts,
+        batch=args.batch,
+        seconds=args.seconds,
+        passes=args.passes,
+        threads=args.threads,
+        report=os.path.join(args.workdir, "report"),
+        progress=sys.stderr.isatty(),
+    )
     print(format_table(result), file=sys.stderr)
-    overhead = {"densenet121": harness_overhead(paths["densenet121"]["fp32"], 2 * args.seconds, args.passes,
-                                                threads=args.threads)}
-    print(f"harness overhead vs bare session.run (densenet121, batch 1): "
-          f"{overhead['densenet121']['overhead_pct']:+.2f} %", file=sys.stderr)
-    doc = {"figures": _ratios(result, paths, parse_batches(args.batch)), "harness_overhead": overhead,
-           "bench": result, "notes": notes, "seconds_total": round(time.perf_counter() - started, 1),
-           "settings": vars(args)}
+    overhead = {
+        "densenet121": harness_overhead(
+            paths["densenet121"]["fp32"], 2 * args.seconds, args.passes, threads=args.threads
+        )
+    }
+    print(
+        f"harness overhead vs bare session.run (densenet121, batch 1): "
+        f"{overhead['densenet121']['overhead_pct']:+.2f} %",
+        file=sys.stderr,
+    )
+    doc = {
+        "figures": _ratios(result, paths, parse_batches(args.batch)),
+        "harness_overhead": overhead,
+        "bench": result,
+        "notes": notes,
+        "seconds_total": round(time.perf_counter() - started, 1),
+        "settings": vars(args),
+    }
     out = args.out or os.path.join(args.workdir, "figures.json")
     with open(out, "w") as fh:
         json.dump(doc, fh, indent=2, default=str)

@@ -57,10 +57,14 @@ def variants_spec():
         "openvino bf16": ("ov", {"precision": "bf16"}),
         "plain NNCF (peer)": ("plain-nncf", {}),
         "dnx int8 nncf": ("ov", {"precision": "int8", "recipe": "nncf", "nncf_options": NncfOptions()}),
-        "dnx int8 nncf f32-rest": ("ov", {"precision": "int8", "recipe": "nncf",
-                                          "nncf_options": NncfOptions(inference_precision="f32")}),
-        "dnx int8 nncf target-ANY": ("ov", {"precision": "int8", "recipe": "nncf",
-                                            "nncf_options": NncfOptions(target_device="ANY")}),
+        "dnx int8 nncf f32-rest": (
+            "ov",
+            {"precision": "int8", "recipe": "nncf", "nncf_options": NncfOptions(inference_precision="f32")},
+        ),
+        "dnx int8 nncf target-ANY": (
+            "ov",
+            {"precision": "int8", "recipe": "nncf", "nncf_options": NncfOptions(target_device="ANY")},
+        ),
         "dnx int8 nncf float-stem-head": ("ov", {"precision": "int8", "recipe": "nncf", "stem_head": True}),
         "dnx int8 qdq": ("ov", {"precision": "int8", "recipe": "qdq", "inference_precision": "bf16"}),
         "dnx int8 qdq f32-rest": ("ov", {"precision": "int8", "recipe": "qdq", "inference_precision": "f32"}),
@@ -79,14 +83,21 @@ def build_plain_nncf(onnx_path: str, out_xml: str, calib: str, samples: int) -> 
     meta = read_onnx_meta(onnx_path)
     data = load_data_for(calib, meta, split="train", limit=samples)
     t0 = time.perf_counter()
-    model = nncf.quantize(ov.convert_model(onnx_path), nncf.Dataset([data.images[i:i + 1] for i in range(len(data))]),
-                          preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(data))
+    model = nncf.quantize(
+        ov.convert_model(onnx_path),
+        nncf.Dataset([data.images[i : i + 1] for i in range(len(data))]),
+        preset=nncf.QuantizationPreset.PERFORMANCE,
+        subset_size=len(data),
+    )
     seconds = time.perf_counter() - t0
     ov.save_model(model, out_xml, compress_to_fp16=False)
-    write_sidecar(out_xml, meta.replace(precision="int8"), openvino={"inference_precision": "default",
-                                                                     "recipe": "plain nncf"})
-    return {"seconds": round(seconds, 1),
-            "fake_quantize_nodes": sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())}
+    write_sidecar(
+        out_xml, meta.replace(precision="int8"), openvino={"inference_precision": "default", "recipe": "plain nncf"}
+    )
+    return {
+        "seconds": round(seconds, 1),
+        "fake_quantize_nodes": sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops()),
+    }
 
 
 def build_all(onnx_path: str, workdir: str, tag: str, calib: str, samples: int, names) -> dict:
@@ -114,8 +125,11 @@ def build_all(onnx_path: str, workdir: str, tag: str, calib: str, samples: int, 
                     opts["nncf_options"] = NncfOptions(ignored_scope=classifier_and_stem(ov.convert_model(onnx_path)))
                 kw = {"calib_data": calib, "samples": samples} if opts["precision"] == "int8" else {}
                 r = build_openvino(onnx_path, out, verify_data=calib, verify_samples=64, **kw, **opts)
-                info = {"fake_quantize_nodes": r["fake_quantize_nodes"], "parity": r["parity"],
-                        "inference_precision": r["inference_precision"]}
+                info = {
+                    "fake_quantize_nodes": r["fake_quantize_nodes"],
+                    "parity": r["parity"],
+                    "inference_precision": r["inference_precision"],
+                }
         except (DnxError, ImportError) as exc:  # e.g. calibration package missing, verification refused
             log.warning("%s: not built: %s", name, exc)
             built[name] = {"error": str(exc)}
@@ -153,9 +167,11 @@ def accuracy(workdir: str, samples: int, names) -> dict:
             continue
         with open_runner(info["path"]) as runner:
             out = runner.run(val.images)
-        rows[name] = {"accuracy": float((out.argmax(1) == val.labels).mean()),
-                      "agreement": float((out.argmax(1) == ref.argmax(1)).mean()),
-                      "rel_l2": float(np.linalg.norm(out - ref) / np.linalg.norm(ref))}
+        rows[name] = {
+            "accuracy": float((out.argmax(1) == val.labels).mean()),
+            "agreement": float((out.argmax(1) == ref.argmax(1)).mean()),
+            "rel_l2": float(np.linalg.norm(out - ref) / np.linalg.norm(ref)),
+        }
         rows[name]["drop_points"] = round((rows["onnxruntime fp32"]["accuracy"] - rows[name]["accuracy"]) * 100, 2)
     return {"samples": len(val), "rows": rows}
 
@@ -188,7 +204,7 @@ def measure(runners: dict, passes: int, seconds: float) -> dict:
     lat = {n: {"pass_medians": [], "all": []} for n in names}
     tput = {n: [] for n in names}
     for p in range(passes):
-        order = names[p % len(names):] + names[:p % len(names)]
+        order = names[p % len(names) :] + names[: p % len(names)]
         for n in order:
             r = runners[n]
             times, t_end = [], time.perf_counter() + seconds
@@ -212,12 +228,14 @@ def measure(runners: dict, passes: int, seconds: float) -> dict:
     out = {}
     for n in names:
         q = np.percentile(lat[n]["all"], [25, 75])
-        out[n] = {"label": runners[n].label,
-                  "b1_latency_ms": round(statistics.median(lat[n]["pass_medians"]), 3),
-                  "b1_pass_median_range_ms": [round(min(lat[n]["pass_medians"]), 3), round(max(lat[n]["pass_medians"]), 3)],
-                  "b1_iqr_ms": [round(float(q[0]), 3), round(float(q[1]), 3)],
-                  "b8_throughput_img_s": round(statistics.median(tput[n]), 1),
-                  "b8_pass_range_img_s": [round(min(tput[n]), 1), round(max(tput[n]), 1)]}
+        out[n] = {
+            "label": runners[n].label,
+            "b1_latency_ms": round(statistics.median(lat[n]["pass_medians"]), 3),
+            "b1_pass_median_range_ms": [round(min(lat[n]["pass_medians"]), 3), round(max(lat[n]["pass_medians"]), 3)],
+            "b1_iqr_ms": [round(float(q[0]), 3), round(float(q[1]), 3)],
+            "b8_throughput_img_s": round(statistics.median(tput[n]), 1),
+            "b8_pass_range_img_s": [round(min(tput[n]), 1), round(max(tput[n]), 1)],
+        }
     return out
 
 
@@ -229,9 +247,12 @@ def verdicts(speed: dict, acc: dict | None) -> dict:
         return {}
     best_lat = min(dnx, key=lambda n: dnx[n]["b1_latency_ms"])
     best_tp = max(dnx, key=lambda n: dnx[n]["b8_throughput_img_s"])
-    v = {"best_latency": best_lat, "best_throughput": best_tp,
-         "latency_speedup_vs_peer": round(peer["b1_latency_ms"] / dnx[best_lat]["b1_latency_ms"], 3),
-         "throughput_speedup_vs_peer": round(dnx[best_tp]["b8_throughput_img_s"] / peer["b8_throughput_img_s"], 3)}
+    v = {
+        "best_latency": best_lat,
+        "best_throughput": best_tp,
+        "latency_speedup_vs_peer": round(peer["b1_latency_ms"] / dnx[best_lat]["b1_latency_ms"], 3),
+        "throughput_speedup_vs_peer": round(dnx[best_tp]["b8_throughput_img_s"] / peer["b8_throughput_img_s"], 3),
+    }
     if torch_:
         v["latency_speedup_vs_torch_eager"] = round(torch_["b1_latency_ms"] / dnx[best_lat]["b1_latency_ms"], 2)
     v["target_at_least_peer"] = v["latency_speedup_vs_peer"] >= 1.0 and v["throughput_speedup_vs_peer"] >= 1.0
@@ -266,15 +287,24 @@ def main(argv=None) -> int:
     finally:
         for r in runners.values():
             r.close()
-    result = {"model": args.model, "builds": built, "speed": speed, "accuracy_digits": acc,
-              "verdicts": verdicts(speed, acc), "settings": vars(args), "env": environment(args.threads),
-              "seconds_total": round(time.perf_counter() - start, 1)}
+    result = {
+        "model": args.model,
+        "builds": built,
+        "speed": speed,
+        "accuracy_digits": acc,
+        "verdicts": verdicts(speed, acc),
+        "settings": vars(args),
+        "env": environment(args.threads),
+        "seconds_total": round(time.perf_counter() - start, 1),
+    }
     with open(args.json_out, "w") as fh:
         json.dump(result, fh, indent=2, default=str)
     print(f"{'variant':<32}{'b1 ms (median)':>15}{'pass range':>20}{'b8 img/s':>10}{'pass range':>20}")
     for n, s in speed.items():
-        print(f"{n:<32}{s['b1_latency_ms']:>15.2f}{str(s['b1_pass_median_range_ms']):>20}"
-              f"{s['b8_throughput_img_s']:>10.1f}{str(s['b8_pass_range_img_s']):>20}")
+        print(
+            f"{n:<32}{s['b1_latency_ms']:>15.2f}{str(s['b1_pass_median_range_ms']):>20}"
+            f"{s['b8_throughput_img_s']:>10.1f}{str(s['b8_pass_range_img_s']):>20}"
+        )
     if acc:
         print("digits accuracy (held-out):", {n: r.get("accuracy") for n, r in acc["rows"].items()})
     print("verdicts:", json.dumps(result["verdicts"]))

@@ -39,7 +39,9 @@ def densenet121_shapes():
             shapes.append((f"block{index + 1} 3x3", 128, 32, 3, hw, 128 * 32 * 9 * hw * hw))
         if index < 3:
             cout = (c0 + 32 * layers) // 2
-            shapes.append((f"transition{index + 1}", c0 + 32 * layers, cout, 1, hw, (c0 + 32 * layers) * cout * hw * hw))
+            shapes.append(
+                (f"transition{index + 1}", c0 + 32 * layers, cout, 1, hw, (c0 + 32 * layers) * cout * hw * hw)
+            )
     return shapes
 
 
@@ -48,24 +50,38 @@ def conv_chain(cin: int, cout: int, k: int, hw: int, n: int, seed: int = 0):
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
-    nodes, inits = [], [numpy_helper.from_array(np.array(0.05, np.float32), "s_act"),
-                        numpy_helper.from_array(np.array(0, np.int8), "zp_act")]
+    nodes, inits = (
+        [],
+        [
+            numpy_helper.from_array(np.array(0.05, np.float32), "s_act"),
+            numpy_helper.from_array(np.array(0, np.int8), "zp_act"),
+        ],
+    )
     x, ch, macs = "x", cin, 0
     for i in range(n):
         co = cout if i % 2 == 0 else cin
-        inits += [numpy_helper.from_array(rng.integers(-127, 128, (co, ch, k, k)).astype(np.int8), f"w{i}"),
-                  numpy_helper.from_array(np.full(co, 0.002, np.float32), f"ws{i}"),
-                  numpy_helper.from_array(np.zeros(co, np.int8), f"wz{i}"),
-                  numpy_helper.from_array(np.zeros(co, np.float32), f"b{i}")]
-        nodes += [helper.make_node("QuantizeLinear", [x, "s_act", "zp_act"], [f"q{i}"]),
-                  helper.make_node("DequantizeLinear", [f"q{i}", "s_act", "zp_act"], [f"dq{i}"]),
-                  helper.make_node("DequantizeLinear", [f"w{i}", f"ws{i}", f"wz{i}"], [f"wf{i}"], axis=0),
-                  helper.make_node("Conv", [f"dq{i}", f"wf{i}", f"b{i}"], [f"c{i}"], pads=[k // 2] * 4),
-                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
+        inits += [
+            numpy_helper.from_array(rng.integers(-127, 128, (co, ch, k, k)).astype(np.int8), f"w{i}"),
+            numpy_helper.from_array(np.full(co, 0.002, np.float32), f"ws{i}"),
+            numpy_helper.from_array(np.zeros(co, np.int8), f"wz{i}"),
+            numpy_helper.from_array(np.zeros(co, np.float32), f"b{i}"),
+        ]
+        nodes += [
+            helper.make_node("QuantizeLinear", [x, "s_act", "zp_act"], [f"q{i}"]),
+            helper.make_node("DequantizeLinear", [f"q{i}", "s_act", "zp_act"], [f"dq{i}"]),
+            helper.make_node("DequantizeLinear", [f"w{i}", f"ws{i}", f"wz{i}"], [f"wf{i}"], axis=0),
+            helper.make_node("Conv", [f"dq{i}", f"wf{i}", f"b{i}"], [f"c{i}"], pads=[k // 2] * 4),
+            helper.make_node("Relu", [f"c{i}"], [f"r{i}"]),
+        ]
         macs += co * ch * k * k * hw * hw
         x, ch = f"r{i}", co
-    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, hw, hw])],
-                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, ch, hw, hw])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, hw, hw])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, ch, hw, hw])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     return model, macs
@@ -77,15 +93,28 @@ def conv_rate(model, macs: int, threads: int, seconds: float) -> float:
 
     core = ov.Core()
     ov_model = core.read_model(model.SerializeToString(), ov.Tensor(np.empty(0, np.uint8)))
-    compiled = core.compile_model(ov_model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
-                                                    "INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": True})
+    compiled = core.compile_model(
+        ov_model,
+        "CPU",
+        {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": threads,
+            "INFERENCE_PRECISION_HINT": "f32",
+            "PERF_COUNT": True,
+        },
+    )
     request = compiled.create_infer_request()
     x = np.random.default_rng(1).standard_normal(tuple(ov_model.inputs[0].shape)).astype(np.float32)
     conv_times, end = [], time.perf_counter() + seconds
     while time.perf_counter() < end or len(conv_times) < 5:
         request.infer({0: x})
-        conv_times.append(sum(p.real_time.total_seconds() for p in request.get_profiling_info()
-                              if p.status.name == "EXECUTED" and p.node_type == "Convolution"))
+        conv_times.append(
+            sum(
+                p.real_time.total_seconds()
+                for p in request.get_profiling_info()
+                if p.status.name == "EXECUTED" and p.node_type == "Convolution"
+            )
+        )
     return macs / statistics.median(conv_times) / 1e9
 
 
@@ -104,11 +133,16 @@ def ceiling(threads: int, seconds: float) -> dict:
     total_macs = 2_834_161_664  # densenet121, `dnx info densenet121`
     stem_and_rest = total_macs - sum(s[-1] for s in shapes)
     floor += stem_and_rest / peak / 1e6  # the stem and classifier at the peak rate: a lower bound
-    print(f"densenet121: {total_macs / 1e9:.3f} G MACs; at the peak rate {total_macs / peak / 1e6:.2f} ms; "
-          f"at its own layer shapes {floor:.2f} ms of convolution alone")
-    return {"peak_gmacs": round(peak), "rates": {f"{k}x{k} {cin}->{cout} @{hw}": round(r)
-                                                 for (cin, cout, k, hw), r in rates.items()},
-            "floor_ms_peak": round(total_macs / peak / 1e6, 2), "floor_ms_shapes": round(floor, 2)}
+    print(
+        f"densenet121: {total_macs / 1e9:.3f} G MACs; at the peak rate {total_macs / peak / 1e6:.2f} ms; "
+        f"at its own layer shapes {floor:.2f} ms of convolution alone"
+    )
+    return {
+        "peak_gmacs": round(peak),
+        "rates": {f"{k}x{k} {cin}->{cout} @{hw}": round(r) for (cin, cout, k, hw), r in rates.items()},
+        "floor_ms_peak": round(total_macs / peak / 1e6, 2),
+        "floor_ms_shapes": round(floor, 2),
+    }
 
 
 def cin_bucket(cin: int) -> int:
@@ -147,8 +181,12 @@ def profile(path: str, threads: int, runs: int = 200) -> dict:
     print(f"{path}: wall median {statistics.median(walls) * 1e3:.2f} ms (with PERF_COUNT), node time {nodes_ms:.2f} ms")
     for node_type, seconds in sorted(per_type.items(), key=lambda kv: -kv[1])[:8]:
         print(f"  {node_type:<20} {count[node_type]:4d} nodes {seconds * 1e3:7.3f} ms {seconds * 1e3 / nodes_ms:6.1%}")
-    return {"wall_ms": round(statistics.median(walls) * 1e3, 3), "node_ms": round(nodes_ms, 3),
-            "by_type_ms": {k: round(v * 1e3, 3) for k, v in per_type.items()}, "nodes": dict(count)}
+    return {
+        "wall_ms": round(statistics.median(walls) * 1e3, 3),
+        "node_ms": round(nodes_ms, 3),
+        "by_type_ms": {k: round(v * 1e3, 3) for k, v in per_type.items()},
+        "nodes": dict(count),
+    }
 
 
 def main(argv=None) -> None:

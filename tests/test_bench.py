@@ -25,9 +25,26 @@ def wrong_onnx(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bench_json(tiny_onnx, wrong_onnx, tmp_path_factory):
     report = tmp_path_factory.mktemp("bench_report")
-    out = CliRunner().invoke(cli, ["bench", "densenet_bc22_k8", tiny_onnx, wrong_onnx, "--batch", "1,2",
-                                   "--iters", "3", "--warmup", "1", "--threads", "1", "--json",
-                                   "--report", str(report)])
+    out = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            "densenet_bc22_k8",
+            tiny_onnx,
+            wrong_onnx,
+            "--batch",
+            "1,2",
+            "--iters",
+            "3",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+            "--report",
+            str(report),
+        ],
+    )
     assert out.exit_code == 0, out.output
     return json.loads(out.stdout), report
 
@@ -38,8 +55,17 @@ def test_bench_json_has_rows_for_every_artifact_and_batch(bench_json):
     assert len(rows) == 6
     assert [r["backend"] for r in rows[:3]] == ["torch", "onnxruntime", "onnxruntime"]
     for r in rows:
-        assert {"artifact", "backend", "precision", "device", "batch", "latency_ms", "throughput", "peak_rss_mb",
-                "parity"} <= set(r)
+        assert {
+            "artifact",
+            "backend",
+            "precision",
+            "device",
+            "batch",
+            "latency_ms",
+            "throughput",
+            "peak_rss_mb",
+            "parity",
+        } <= set(r)
         assert LATENCY_KEYS <= set(r["latency_ms"])
         assert r["iterations"] == 3 and r["latency_ms"]["min"] <= r["latency_ms"]["p50"] <= r["latency_ms"]["max"]
         assert r["throughput"] == pytest.approx(r["batch"] * 1e3 / r["latency_ms"]["p50"])
@@ -124,8 +150,27 @@ def digits_int8(digits_onnx, tmp_path_factory):
 
 
 def test_bench_parity_on_real_data(digits_onnx, digits_int8):
-    out = CliRunner().invoke(cli, ["bench", digits_onnx, digits_int8, "--data", "digits", "--batch", "8",
-                                   "--iters", "1", "--warmup", "0", "--passes", "1", "--threads", "1", "--json"])
+    out = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            digits_onnx,
+            digits_int8,
+            "--data",
+            "digits",
+            "--batch",
+            "8",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--passes",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+        ],
+    )
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
     settings = doc["settings"]
@@ -188,8 +233,9 @@ def test_bench_throughput_mode_refuses_iters_and_says_what_it_measured(tiny_onnx
     from densenet_deploy.bench.timing import format_table
 
     # --iters used to be swapped silently for a 0.5 s budget: now it is one line on stderr, before any work.
-    out = CliRunner().invoke(cli, ["bench", tiny_onnx, "--mode", "throughput", "--iters", "3", "--report",
-                                   str(tmp_path / "report")])
+    out = CliRunner().invoke(
+        cli, ["bench", tiny_onnx, "--mode", "throughput", "--iters", "3", "--report", str(tmp_path / "report")]
+    )
     assert out.exit_code == 2, out.output
     lines = out.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "--seconds" in lines[0] and "--iters" in lines[0]
@@ -199,16 +245,25 @@ def test_bench_throughput_mode_refuses_iters_and_says_what_it_measured(tiny_onnx
 
     pytest.importorskip("openvino", reason="openvino (extra 'openvino') is not installed")
     # ONNX Runtime has no throughput() and falls back to timed runs; OpenVINO is measured through its queue.
-    result = bench([tiny_onnx, f"{tiny_onnx}@openvino"], batch="2", seconds=0.4, warmup=0, passes=1, threads=1,
-                   mode="throughput", report=str(tmp_path / "report"))
+    result = bench(
+        [tiny_onnx, f"{tiny_onnx}@openvino"],
+        batch="2",
+        seconds=0.4,
+        warmup=0,
+        passes=1,
+        threads=1,
+        mode="throughput",
+        report=str(tmp_path / "report"),
+    )
     assert [r["mode"] for r in result["results"]] == ["latency", "throughput"]
     (footer,) = [line for line in format_table(result).splitlines() if "mode:" in line or "wall time" in line]
     assert footer.startswith("Throughput mode: img/s = images completed per second by an asynchronous queue")
     assert "without throughput support" in footer and "wall time per run()" in footer
     md = (tmp_path / "report" / "report.md").read_text()
     assert "Throughput mode: img/s" in md
-    only_async = bench([f"{tiny_onnx}@openvino"], batch="2", seconds=0.2, warmup=0, passes=1, threads=1,
-                       mode="throughput")
+    only_async = bench(
+        [f"{tiny_onnx}@openvino"], batch="2", seconds=0.2, warmup=0, passes=1, threads=1, mode="throughput"
+    )
     assert "Throughput mode" in format_table(only_async) and "wall time" not in format_table(only_async)
     latency = bench([tiny_onnx], batch="2", iters=1, warmup=0, passes=1, threads=1)
     assert "Latency: wall time per run() incl. synchronize" in format_table(latency)
@@ -218,12 +273,28 @@ def test_bench_throughput_mode_refuses_iters_and_says_what_it_measured(tiny_onnx
 def test_bench_footer_calls_agreement_weak_only_on_random_inputs(digits_onnx, tmp_path):
     from densenet_deploy.bench.timing import format_table
 
-    real = bench([digits_onnx, f"{digits_onnx}@onnxruntime"], batch="8", iters=1, warmup=0, passes=1, threads=1,
-                 data="digits", samples=16, report=str(tmp_path / "real"))
+    real = bench(
+        [digits_onnx, f"{digits_onnx}@onnxruntime"],
+        batch="8",
+        iters=1,
+        warmup=0,
+        passes=1,
+        threads=1,
+        data="digits",
+        samples=16,
+        report=str(tmp_path / "real"),
+    )
     assert "proves little" not in format_table(real)
     assert "proves little" not in (tmp_path / "real" / "report.md").read_text()
-    random = bench([digits_onnx, f"{digits_onnx}@onnxruntime"], batch="8", iters=1, warmup=0, passes=1, threads=1,
-                   report=str(tmp_path / "random"))
+    random = bench(
+        [digits_onnx, f"{digits_onnx}@onnxruntime"],
+        batch="8",
+        iters=1,
+        warmup=0,
+        passes=1,
+        threads=1,
+        report=str(tmp_path / "random"),
+    )
     assert "on random inputs top-1 agreement proves little" in format_table(random)
     assert "on random inputs top-1 agreement proves little" in (tmp_path / "random" / "report.md").read_text()
 
@@ -258,7 +329,8 @@ def test_bench_report_write_failure_leaves_no_report_files(bench_json, tmp_path)
     assert not report.exists() or list(report.iterdir()) == []
     written = write_bench_report(doc, str(report))
     assert sorted(p.name for p in report.iterdir()) == sorted(
-        {"results.json", "report.md"} | ({"latency_vs_batch.png"} if "latency_plot" in written else set()))
+        {"results.json", "report.md"} | ({"latency_vs_batch.png"} if "latency_plot" in written else set())
+    )
 
 
 def test_bench_refuses_empty_batch_items_and_says_when_passes_are_capped(tiny_onnx, caplog):
@@ -299,8 +371,9 @@ def test_bench_skips_batches_outside_a_runner_batch_range(tiny_onnx, caplog):
 def test_bench_provider_option(tiny_onnx):
     import onnxruntime as ort
 
-    out = CliRunner().invoke(cli, ["bench", tiny_onnx, "--provider", "cpu", "--iters", "1", "--passes", "1",
-                                   "--warmup", "0", "--json"])
+    out = CliRunner().invoke(
+        cli, ["bench", tiny_onnx, "--provider", "cpu", "--iters", "1", "--passes", "1", "--warmup", "0", "--json"]
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["settings"]["provider"] == ["cpu"]
     if "CUDAExecutionProvider" in ort.get_available_providers():
@@ -318,9 +391,11 @@ def test_build_engine_fixed_batch_refusal_gives_advice_for_the_target(tmp_path):
     fixed = tmp_path / "fixed2.onnx"
     export_onnx("densenet_bc22_k8", str(fixed), batch=2, samples=2)
     runner = CliRunner()
-    cases = ((["--target", "onnxruntime", "--fp16"], "m.ort.onnx"),
-             (["--target", "onnxruntime", "--int8", "--calib-data", "random"], "m.ort.onnx"),
-             (["--target", "openvino", "--int8", "--recipe", "qdq", "--calib-data", "random"], "m.xml"))
+    cases = (
+        (["--target", "onnxruntime", "--fp16"], "m.ort.onnx"),
+        (["--target", "onnxruntime", "--int8", "--calib-data", "random"], "m.ort.onnx"),
+        (["--target", "openvino", "--int8", "--recipe", "qdq", "--calib-data", "random"], "m.xml"),
+    )
     for options, name in cases:
         out = runner.invoke(cli, ["build-engine", str(fixed), *options, "-o", str(tmp_path / name)])
         assert out.exit_code == 2, (options, out.output)
@@ -328,6 +403,7 @@ def test_build_engine_fixed_batch_refusal_gives_advice_for_the_target(tmp_path):
         assert len(lines) == 1 and "fixed batch of 2" in lines[0] and "dynamic-batch export" in lines[0], lines
         assert "--min-batch" not in lines[0] and "--max-batch" not in lines[0], lines[0]
         assert not (tmp_path / name).exists()
-    out = runner.invoke(cli, ["build-engine", str(fixed), "--target", "tensorrt", "--fp16", "-o",
-                              str(tmp_path / "m.plan")])
+    out = runner.invoke(
+        cli, ["build-engine", str(fixed), "--target", "tensorrt", "--fp16", "-o", str(tmp_path / "m.plan")]
+    )
     assert out.exit_code == 2 and "fixed batch of 2" in out.output and "--min-batch" in out.output, out.output

@@ -26,12 +26,15 @@ def test_bf16_graph_is_bf16_inside_with_fp32_io(digits_bf16):
     assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {22}
     float_types = {i.data_type for i in model.graph.initializer} - {onnx.TensorProto.INT64}
     assert float_types == {onnx.TensorProto.BFLOAT16}
-    assert [v.type.tensor_type.elem_type for v in list(model.graph.input) + list(model.graph.output)] == \
-        [onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT]
+    assert [v.type.tensor_type.elem_type for v in list(model.graph.input) + list(model.graph.output)] == [
+        onnx.TensorProto.FLOAT,
+        onnx.TensorProto.FLOAT,
+    ]
     conv_inputs = {n.input[0] for n in model.graph.node if n.op_type == "Conv"}
     typed = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
-    assert conv_inputs and all(typed.get(name, onnx.TensorProto.BFLOAT16) == onnx.TensorProto.BFLOAT16
-                               for name in conv_inputs)
+    assert conv_inputs and all(
+        typed.get(name, onnx.TensorProto.BFLOAT16) == onnx.TensorProto.BFLOAT16 for name in conv_inputs
+    )
     props = {p.key: p.value for p in model.metadata_props}
     assert props["dnx.precision"] == "bf16"
     assert json.loads(props["dnx.extra"])["bf16"]["opset"] == 22
@@ -43,8 +46,10 @@ def test_bf16_matches_fp32_on_held_out_digits(digits_bf16, digits_checkpoint):
 
     path, result = digits_bf16
     parity = result.parity
-    print(f"bf16 check: rel L2 {parity['rel_l2']:.3g}, agreement {parity['top1_agreement']:.4f}, "
-          f"accuracy {parity['accuracy']}")
+    print(
+        f"bf16 check: rel L2 {parity['rel_l2']:.3g}, agreement {parity['top1_agreement']:.4f}, "
+        f"accuracy {parity['accuracy']}"
+    )
     assert result.passed and parity["samples"] >= 100
     assert 0 < parity["rel_l2"] < 0.06  # bf16 rounding is visible but small
     assert parity["top1_agreement"] >= 0.98

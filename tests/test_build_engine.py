@@ -107,14 +107,17 @@ def test_tensorrt_target_without_tensorrt_or_gpu_fails_before_any_work(tiny_onnx
     assert os.listdir(tmp_path) == []  # no plan, no sidecar, no temporary file
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--calib-data", "digits"], "--calib-data is only used with --int8"),
-    (["--bf16", "--fp16"], "choose one precision, not --fp16 and --bf16"),
-    (["--int8"], "--int8 needs calibration data"),
-    (["--bf16"], "target onnxruntime does not build bf16"),
-    (["--samples", "8"], "--samples is the sample count of the precision step"),
-    (["--fp16", "--method", "minmax"], "--method is the calibration method of --int8; drop it"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--calib-data", "digits"], "--calib-data is only used with --int8"),
+        (["--bf16", "--fp16"], "choose one precision, not --fp16 and --bf16"),
+        (["--int8"], "--int8 needs calibration data"),
+        (["--bf16"], "target onnxruntime does not build bf16"),
+        (["--samples", "8"], "--samples is the sample count of the precision step"),
+        (["--fp16", "--method", "minmax"], "--method is the calibration method of --int8; drop it"),
+    ],
+)
 def test_bad_option_combinations_exit_2_without_files(tiny_onnx, tmp_path, args, message):
     out = tmp_path / "x.ort.onnx"
     result = dnx("build-engine", tiny_onnx, "--target", "onnxruntime", *args, "-o", out)
@@ -122,16 +125,22 @@ def test_bad_option_combinations_exit_2_without_files(tiny_onnx, tmp_path, args,
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("target, args, message", [
-    ("onnxruntime", ["--recipe", "qdq"], "--target onnxruntime does not use --recipe (openvino only)"),
-    ("onnxruntime", ["--recipe", "nncf"], "--recipe (openvino only)"),  # explicit, even if the default value
-    ("onnxruntime", ["--max-batch", "4", "--verify-data", "digits"],
-     "does not use --max-batch (tensorrt only), --verify-data (openvino only); drop them"),
-    ("openvino", ["--min-batch", "2"], "--target openvino does not use --min-batch (tensorrt only)"),
-    ("tensorrt", ["--recipe", "qdq"], "--target tensorrt does not use --recipe (openvino only)"),
-    ("tensorrt", ["--optimization", "basic"], "--optimization (onnxruntime only)"),
-    ("tensorrt", ["--threads", "1"], "--threads (onnxruntime, openvino only)"),
-])
+@pytest.mark.parametrize(
+    "target, args, message",
+    [
+        ("onnxruntime", ["--recipe", "qdq"], "--target onnxruntime does not use --recipe (openvino only)"),
+        ("onnxruntime", ["--recipe", "nncf"], "--recipe (openvino only)"),  # explicit, even if the default value
+        (
+            "onnxruntime",
+            ["--max-batch", "4", "--verify-data", "digits"],
+            "does not use --max-batch (tensorrt only), --verify-data (openvino only); drop them",
+        ),
+        ("openvino", ["--min-batch", "2"], "--target openvino does not use --min-batch (tensorrt only)"),
+        ("tensorrt", ["--recipe", "qdq"], "--target tensorrt does not use --recipe (openvino only)"),
+        ("tensorrt", ["--optimization", "basic"], "--optimization (onnxruntime only)"),
+        ("tensorrt", ["--threads", "1"], "--threads (onnxruntime, openvino only)"),
+    ],
+)
 def test_options_of_other_targets_are_refused_not_ignored(tiny_onnx, tmp_path, target, args, message):
     out = tmp_path / "x.out"
     result = dnx("build-engine", tiny_onnx, "--target", target, *args, "-o", out)
@@ -145,8 +154,9 @@ def test_target_options_given_for_their_own_target_are_accepted(tiny_onnx, tmp_p
     check_target_options("tensorrt", ["min_batch", "timing_cache", "version_compatible", "calib_data", "output"])
     check_target_options("openvino", ["recipe", "verify_data", "threads"])
     out = tmp_path / "m.ort.onnx"
-    result = dnx("build-engine", tiny_onnx, "--target", "onnxruntime", "--threads", 1, "--optimization", "basic",
-                 "-o", out)
+    result = dnx(
+        "build-engine", tiny_onnx, "--target", "onnxruntime", "--threads", 1, "--optimization", "basic", "-o", out
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -189,18 +199,24 @@ def test_build_engine_python_api_matches_the_cli(tiny_onnx, tmp_path):
     from densenet_deploy.exporters.targets.build import TARGETS, BuildOptions, build_deployment
 
     assert {"tensorrt", "onnxruntime"} <= set(TARGETS)
-    result = build_deployment(tiny_onnx, str(tmp_path / "api.ort.onnx"), BuildOptions(target="onnxruntime",
-                                                                                     optimization="basic"))
+    result = build_deployment(
+        tiny_onnx, str(tmp_path / "api.ort.onnx"), BuildOptions(target="onnxruntime", optimization="basic")
+    )
     assert set(result) >= {"output", "target", "precision", "seconds", "sidecar"}
     with pytest.raises(DnxError, match="unknown target 'onnxruntim'.*did you mean 'onnxruntime'"):
         build_deployment(tiny_onnx, str(tmp_path / "y.onnx"), BuildOptions(target="onnxruntim"))
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--bf16", "--recipe", "qdq"], "--recipe picks how --int8 quantizes"),
-    (["--int8", "--calib-data", "digits", "--method", "entropy"], "--method is the calibration method of --int8 "
-                                                                  "--recipe qdq"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--bf16", "--recipe", "qdq"], "--recipe picks how --int8 quantizes"),
+        (
+            ["--int8", "--calib-data", "digits", "--method", "entropy"],
+            "--method is the calibration method of --int8 --recipe qdq",
+        ),
+    ],
+)
 def test_openvino_options_that_the_chosen_precision_ignores_are_refused(tiny_onnx, tmp_path, args, message):
     out = tmp_path / "x.xml"
     result = dnx("build-engine", tiny_onnx, "--target", "openvino", *args, "-o", out)
@@ -285,8 +301,13 @@ def test_openvino_refuses_a_bf16_graph_up_front(bf16_onnx, tmp_path, args):
 
 def test_onnxruntime_says_a_bf16_graph_is_for_tensorrt(bf16_onnx, tiny_onnx, tmp_path):
     result = dnx("build-engine", bf16_onnx, "--target", "onnxruntime", "-o", tmp_path / "x.onnx")
-    message = _refused(result, tmp_path, "is a bf16 graph, which only TensorRT builds", "--target tensorrt",
-                       "build the fp32 export (`dnx export`) with --target openvino --bf16")
+    message = _refused(
+        result,
+        tmp_path,
+        "is a bf16 graph, which only TensorRT builds",
+        "--target tensorrt",
+        "build the fp32 export (`dnx export`) with --target openvino --bf16",
+    )
     assert "use --target openvino --bf16" not in message  # that advice is for an fp32 model:
     result = dnx("build-engine", tiny_onnx, "--target", "onnxruntime", "--bf16", "-o", tmp_path / "y.onnx")
     _refused(result, tmp_path, "does not build bf16", "for bf16 on the CPU use --target openvino --bf16")
@@ -296,53 +317,74 @@ def test_onnxruntime_says_a_bf16_graph_is_for_tensorrt(bf16_onnx, tiny_onnx, tmp
 def test_an_onnxruntime_deployment_is_not_built_from(ort_fp32, tmp_path, target, out):
     deployment, _ = ort_fp32
     result = dnx("build-engine", deployment, "--target", target, "-o", tmp_path / out)
-    message = _refused(result, tmp_path, "is an ONNX Runtime deployment", "com.microsoft",
-                       "from the plain `dnx export` output")
+    message = _refused(
+        result, tmp_path, "is an ONNX Runtime deployment", "com.microsoft", "from the plain `dnx export` output"
+    )
     assert "OpConversionFailure" not in message
 
 
 def test_a_portable_onnxruntime_deployment_is_recognised_by_its_sidecar(tiny_onnx, tmp_path):
     """--optimization basic leaves only standard ops: the sidecar still says what the file is."""
     deployment = tmp_path / "basic.ort.onnx"
-    assert dnx("build-engine", tiny_onnx, "--target", "onnxruntime", "--optimization", "basic",
-               "-o", deployment).exit_code == 0
+    assert (
+        dnx("build-engine", tiny_onnx, "--target", "onnxruntime", "--optimization", "basic", "-o", deployment).exit_code
+        == 0
+    )
     result = dnx("build-engine", deployment, "--target", "onnxruntime", "-o", tmp_path / "again.onnx")
-    _refused(result, tmp_path, "is an ONNX Runtime deployment", "records an onnxruntime build",
-             keep=["basic.ort.onnx", "basic.ort.onnx.json"])
+    _refused(
+        result,
+        tmp_path,
+        "is an ONNX Runtime deployment",
+        "records an onnxruntime build",
+        keep=["basic.ort.onnx", "basic.ort.onnx.json"],
+    )
 
 
-@pytest.mark.parametrize("target, out, message", [
-    ("onnxruntime", "x.plan", "--target onnxruntime writes an ONNX model: -o must end in .onnx"),
-    ("openvino", "x.onnx", "-o must end in .xml"),
-    ("tensorrt", "x.onnx", "ends in .onnx, but --target tensorrt writes a TensorRT plan"),
-    ("tensorrt", "x.ort.onnx", "would then open as an ONNX model; name it model.plan"),
-    ("tensorrt", "x.xml", "would then open as an OpenVINO IR"),
-])
+@pytest.mark.parametrize(
+    "target, out, message",
+    [
+        ("onnxruntime", "x.plan", "--target onnxruntime writes an ONNX model: -o must end in .onnx"),
+        ("openvino", "x.onnx", "-o must end in .xml"),
+        ("tensorrt", "x.onnx", "ends in .onnx, but --target tensorrt writes a TensorRT plan"),
+        ("tensorrt", "x.ort.onnx", "would then open as an ONNX model; name it model.plan"),
+        ("tensorrt", "x.xml", "would then open as an OpenVINO IR"),
+    ],
+)
 def test_output_named_like_another_format_is_refused(tiny_onnx, tmp_path, target, out, message):
     result = dnx("build-engine", tiny_onnx, "--target", target, "-o", tmp_path / out)
     _refused(result, tmp_path, message)
 
 
 # --- options the build would ignore: refused with the actual reason ----------------------------------
-@pytest.mark.parametrize("args, fragments", [
-    (["--bf16", "--samples", "8"], ["--target openvino --bf16 has no precision step", "--samples is unused"]),
-    (["--bf16", "--calib-data", "digits"], ["--target openvino --bf16 converts nothing",
-                                            "the pre-write check's data is --verify-data"]),
-    (["--calib-data", "digits"], ["--target openvino uses --calib-data only with --int8",
-                                  "the pre-write check's data is --verify-data"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--bf16", "--samples", "8"], ["--target openvino --bf16 has no precision step", "--samples is unused"]),
+        (
+            ["--bf16", "--calib-data", "digits"],
+            ["--target openvino --bf16 converts nothing", "the pre-write check's data is --verify-data"],
+        ),
+        (
+            ["--calib-data", "digits"],
+            ["--target openvino uses --calib-data only with --int8", "the pre-write check's data is --verify-data"],
+        ),
+    ],
+)
 def test_openvino_names_why_an_option_is_unused(tiny_onnx, tmp_path, args, fragments):
     result = dnx("build-engine", tiny_onnx, "--target", "openvino", *args, "-o", tmp_path / "x.xml")
     message = _refused(result, tmp_path, *fragments)
     assert "(the parity check's data)" not in message
 
 
-@pytest.mark.parametrize("model, target, args, fragment", [
-    ("int8", "onnxruntime", ["--int8"], "is already int8, so nothing is calibrated"),
-    ("int8", "onnxruntime", [], "is already int8, so nothing is calibrated"),
-    ("int8", "openvino", ["--int8"], "is already int8, so nothing is calibrated"),
-    ("fp16", "onnxruntime", ["--fp16"], "is already fp16, so nothing is converted"),
-])
+@pytest.mark.parametrize(
+    "model, target, args, fragment",
+    [
+        ("int8", "onnxruntime", ["--int8"], "is already int8, so nothing is calibrated"),
+        ("int8", "onnxruntime", [], "is already int8, so nothing is calibrated"),
+        ("int8", "openvino", ["--int8"], "is already int8, so nothing is calibrated"),
+        ("fp16", "onnxruntime", ["--fp16"], "is already fp16, so nothing is converted"),
+    ],
+)
 def test_calib_data_for_a_model_already_at_its_precision_says_so(request, tmp_path, model, target, args, fragment):
     path = request.getfixturevalue(f"{model}_onnx")
     out = tmp_path / ("x.xml" if target == "openvino" else "x.onnx")
@@ -379,8 +421,18 @@ def mismatched_calibration_dir(tmp_path_factory):
 
 def test_json_prints_the_failing_result_on_exit_1(digits_onnx, mismatched_calibration_dir, tmp_path):
     out = tmp_path / "d.int8.ort.onnx"
-    result = dnx("build-engine", digits_onnx, "--target", "onnxruntime", "--int8", "--calib-data",
-                 mismatched_calibration_dir, "-o", out, "--json")
+    result = dnx(
+        "build-engine",
+        digits_onnx,
+        "--target",
+        "onnxruntime",
+        "--int8",
+        "--calib-data",
+        mismatched_calibration_dir,
+        "-o",
+        out,
+        "--json",
+    )
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)
     assert doc["passed"] is False and doc["written"] is False and doc["failed_step"] == "precision step"
@@ -392,6 +444,15 @@ def test_json_prints_the_failing_result_on_exit_1(digits_onnx, mismatched_calibr
     assert "/tmp" not in doc["error"] and "dnx-build-" not in doc["error"]
     assert os.listdir(tmp_path) == []
     # Without --json stdout stays empty: the error line says it all.
-    plain = dnx("build-engine", digits_onnx, "--target", "onnxruntime", "--int8", "--calib-data",
-                mismatched_calibration_dir, "-o", out)
+    plain = dnx(
+        "build-engine",
+        digits_onnx,
+        "--target",
+        "onnxruntime",
+        "--int8",
+        "--calib-data",
+        mismatched_calibration_dir,
+        "-o",
+        out,
+    )
     assert plain.exit_code == 1 and plain.stdout == ""

@@ -21,8 +21,9 @@ def int8_models(digits_onnx, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8")
     results = {}
     for method in ("entropy", "percentile"):
-        results[method] = quantize_int8(digits_onnx, str(out / f"{method}.onnx"), "digits", method=method,
-                                        samples=SAMPLES, eval_samples=EVAL)
+        results[method] = quantize_int8(
+            digits_onnx, str(out / f"{method}.onnx"), "digits", method=method, samples=SAMPLES, eval_samples=EVAL
+        )
     return results
 
 
@@ -84,8 +85,10 @@ def test_fast_entropy_threshold_matches_onnxruntime():
     from densenet_deploy.calibration.ranges import entropy_threshold
 
     rng = np.random.default_rng(0)
-    for data, bins, qbins in [(np.maximum(rng.normal(size=20000), 0) ** 2, 512, 128),
-                              (rng.laplace(size=20000), 256, 64)]:
+    for data, bins, qbins in [
+        (np.maximum(rng.normal(size=20000), 0) ** 2, 512, 128),
+        (rng.laplace(size=20000), 256, 64),
+    ]:
         collector = HistogramCollector("entropy", True, bins, qbins, None, None)
         collector.collect({"t": data.astype(np.float32)})
         hist = collector.histogram_dict["t"]
@@ -153,8 +156,17 @@ def test_keep_ends_float_and_exclude(digits_onnx, tmp_path):
     weighted = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
     ends = end_nodes(model)
     assert ends[0] == weighted[0] and ends[-1] == weighted[-1]
-    r = quantize_int8(digits_onnx, str(tmp_path / "a.onnx"), "digits", method="minmax", samples=64,
-                      eval_samples=100, keep_ends_float=True, exclude_nodes=[weighted[3]], min_agreement=0)
+    r = quantize_int8(
+        digits_onnx,
+        str(tmp_path / "a.onnx"),
+        "digits",
+        method="minmax",
+        samples=64,
+        eval_samples=100,
+        keep_ends_float=True,
+        exclude_nodes=[weighted[3]],
+        min_agreement=0,
+    )
     assert r.quantized_nodes == len(weighted) - 3 and set(r.qdq["float_nodes"]) == {*ends, weighted[3]}
 
 
@@ -166,8 +178,23 @@ def _cli(args):
 
 def test_cli_json(digits_onnx, tmp_path):
     out = tmp_path / "q.onnx"
-    res = _cli(["calibrate", digits_onnx, "--data", "digits", "-o", str(out), "--method", "percentile",
-                "--samples", "64", "--eval-samples", "100", "--json"])
+    res = _cli(
+        [
+            "calibrate",
+            digits_onnx,
+            "--data",
+            "digits",
+            "-o",
+            str(out),
+            "--method",
+            "percentile",
+            "--samples",
+            "64",
+            "--eval-samples",
+            "100",
+            "--json",
+        ]
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     for key in ("output", "method", "samples", "quantized_nodes", "parity", "excluded", "seconds"):
@@ -179,8 +206,24 @@ def test_cli_json(digits_onnx, tmp_path):
 def test_cli_gate_failure_writes_nothing(digits_onnx, tmp_path):
     out = tmp_path / "q.onnx"
     # Ranges clipped at the 50th percentile really do wreck the model: the gate must catch it.
-    res = _cli(["calibrate", digits_onnx, "--data", "digits", "-o", str(out), "--method", "percentile",
-                "--percentile", "50", "--samples", "32", "--eval-samples", "100"])
+    res = _cli(
+        [
+            "calibrate",
+            digits_onnx,
+            "--data",
+            "digits",
+            "-o",
+            str(out),
+            "--method",
+            "percentile",
+            "--percentile",
+            "50",
+            "--samples",
+            "32",
+            "--eval-samples",
+            "100",
+        ]
+    )
     assert res.exit_code == 1 and not out.exists(), res.output
     assert "accuracy drop" in res.output or "agreement" in res.output
 
@@ -201,8 +244,9 @@ def _bad_sources(tmp_path):
     return {"empty": str(empty), "texts": str(texts), "shape": str(shape), "nan": str(nan)}
 
 
-@pytest.mark.parametrize("case, pattern", [("empty", r"empty|no .*image"), ("texts", r"image"),
-                                           ("shape", r"shape"), ("nan", r"NaN")])
+@pytest.mark.parametrize(
+    "case, pattern", [("empty", r"empty|no .*image"), ("texts", r"image"), ("shape", r"shape"), ("nan", r"NaN")]
+)
 def test_cli_bad_data_exit_2(digits_onnx, tmp_path, case, pattern):
     src = _bad_sources(tmp_path)[case]
     out = tmp_path / "q.onnx"
@@ -239,8 +283,9 @@ def test_sample_counts_that_do_not_fill_the_last_batch(digits_onnx, tmp_path, me
     """ORT's histogram collectors stack per-batch outputs: a short last batch used to crash them."""
     from densenet_deploy.calibration import quantize_int8
 
-    result = quantize_int8(digits_onnx, str(tmp_path / "a.onnx"), "digits", method=method, samples=37,
-                           eval_samples=100, min_agreement=0)
+    result = quantize_int8(
+        digits_onnx, str(tmp_path / "a.onnx"), "digits", method=method, samples=37, eval_samples=100, min_agreement=0
+    )
     assert result.samples == 37 and (tmp_path / "a.onnx").is_file()
 
 
@@ -261,8 +306,18 @@ def test_fixed_batch_exports_and_ort_deployments_are_refused(tmp_path, tiny_onnx
     assert not (tmp_path / "out.onnx").exists()
 
 
-@pytest.mark.parametrize("case", ["trt-cache-is-output", "trt-cache-is-input", "cache-is-output", "cache-is-input",
-                                  "cache-is-trt-cache", "trt-caches-same", "output-is-input"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "trt-cache-is-output",
+        "trt-cache-is-input",
+        "cache-is-output",
+        "cache-is-input",
+        "cache-is-trt-cache",
+        "trt-caches-same",
+        "output-is-input",
+    ],
+)
 def test_colliding_paths_are_refused_before_work(digits_onnx, tmp_path, case):
     """No two of -o, the input model, --cache, --write-trt-cache and --from-trt-cache may be one file."""
     import shutil
@@ -270,13 +325,15 @@ def test_colliding_paths_are_refused_before_work(digits_onnx, tmp_path, case):
     model = str(tmp_path / "in.onnx")
     shutil.copy(digits_onnx, model)
     out, cache, trt = str(tmp_path / "q.onnx"), str(tmp_path / "c.json"), str(tmp_path / "t.cache")
-    args = {"trt-cache-is-output": ["-o", out, "--write-trt-cache", out],
-            "trt-cache-is-input": ["-o", out, "--write-trt-cache", model],
-            "cache-is-output": ["-o", out, "--cache", out],
-            "cache-is-input": ["-o", out, "--cache", model],
-            "cache-is-trt-cache": ["-o", out, "--cache", cache, "--write-trt-cache", cache],
-            "trt-caches-same": ["-o", out, "--from-trt-cache", trt, "--write-trt-cache", trt],
-            "output-is-input": ["-o", model]}[case]
+    args = {
+        "trt-cache-is-output": ["-o", out, "--write-trt-cache", out],
+        "trt-cache-is-input": ["-o", out, "--write-trt-cache", model],
+        "cache-is-output": ["-o", out, "--cache", out],
+        "cache-is-input": ["-o", out, "--cache", model],
+        "cache-is-trt-cache": ["-o", out, "--cache", cache, "--write-trt-cache", cache],
+        "trt-caches-same": ["-o", out, "--from-trt-cache", trt, "--write-trt-cache", trt],
+        "output-is-input": ["-o", model],
+    }[case]
     before = open(model, "rb").read()
     res = _cli(["calibrate", model, "--data", "digits", *args])
     assert res.exit_code == 2, res.output
@@ -291,8 +348,17 @@ def _broken_caches(digits_onnx, tmp_path):
     from densenet_deploy.calibration.quantize import quantize_int8
 
     good = tmp_path / "good.json"
-    quantize_int8(digits_onnx, str(tmp_path / "q0.onnx"), "digits", method="minmax", samples=32, eval_samples=50,
-                  cache=str(good), concat_scales="float", min_agreement=0)
+    quantize_int8(
+        digits_onnx,
+        str(tmp_path / "q0.onnx"),
+        "digits",
+        method="minmax",
+        samples=32,
+        eval_samples=50,
+        cache=str(good),
+        concat_scales="float",
+        min_agreement=0,
+    )
     doc = json.loads(good.read_text())
     name = next(iter(doc["ranges"]))
 
@@ -301,10 +367,16 @@ def _broken_caches(digits_onnx, tmp_path):
         changed["ranges"][name] = value
         return json.dumps(changed)  # NaN is written as the bare NaN token, which json.load reads back
 
-    return {"list": "[]", "binary": b"\x80\xff\xfe\x00binary", "text-range": with_range("x"),
-            "nan-range": with_range([0, float("nan")]), "inverted-range": with_range([2.0, 1.0]),
-            "bool-range": with_range([0, True]), "no-ranges": json.dumps({**doc, "ranges": {}}),
-            "bad-key": json.dumps({**doc, "key": 5})}
+    return {
+        "list": "[]",
+        "binary": b"\x80\xff\xfe\x00binary",
+        "text-range": with_range("x"),
+        "nan-range": with_range([0, float("nan")]),
+        "inverted-range": with_range([2.0, 1.0]),
+        "bool-range": with_range([0, True]),
+        "no-ranges": json.dumps({**doc, "ranges": {}}),
+        "bad-key": json.dumps({**doc, "key": 5}),
+    }
 
 
 def test_malformed_range_caches_are_one_line_errors(digits_onnx, tmp_path):
@@ -313,8 +385,26 @@ def test_malformed_range_caches_are_one_line_errors(digits_onnx, tmp_path):
         cache = tmp_path / f"{case}.json"
         cache.write_bytes(content if isinstance(content, bytes) else content.encode())
         out = tmp_path / f"{case}.onnx"
-        res = _cli(["calibrate", digits_onnx, "--data", "digits", "-o", str(out), "--cache", str(cache),
-                    "--method", "minmax", "--samples", "32", "--eval-samples", "50", "--concat-scales", "float"])
+        res = _cli(
+            [
+                "calibrate",
+                digits_onnx,
+                "--data",
+                "digits",
+                "-o",
+                str(out),
+                "--cache",
+                str(cache),
+                "--method",
+                "minmax",
+                "--samples",
+                "32",
+                "--eval-samples",
+                "50",
+                "--concat-scales",
+                "float",
+            ]
+        )
         assert res.exit_code == 2, (case, res.output)
         message = res.stderr.strip().splitlines()
         assert len(message) == 1 and message[0].startswith("error:") and "cache" in message[0], (case, message)

@@ -36,8 +36,9 @@ def test_models_lists_imagenet_and_table2():
     assert {"densenet121", "densenet264", "densenet_bc100_k12", "densenet40_k12"} <= set(names)
 
 
-@pytest.mark.parametrize("args", [["info", "densenet122"], ["info", "densenet_bc101_k12"],
-                                  ["info", "densenet41_k12", "--json"]])
+@pytest.mark.parametrize(
+    "args", [["info", "densenet122"], ["info", "densenet_bc101_k12"], ["info", "densenet41_k12", "--json"]]
+)
 def test_bad_model_names_exit_2_one_line(args):
     result = run(*args)
     assert result.exit_code == 2
@@ -49,8 +50,9 @@ def test_truncated_checkpoint_exit_2_without_traceback(tmp_path):
     path = tmp_path / "c.pt"
     torch.save({"a": torch.zeros(100)}, path)
     path.write_bytes(path.read_bytes()[:50])
-    proc = subprocess.run([sys.executable, "-m", "densenet_deploy.cli", "info", str(path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "densenet_deploy.cli", "info", str(path)], capture_output=True, text=True
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
 
@@ -66,16 +68,19 @@ def test_zoo_name_wins_over_a_same_named_file(tmp_path, monkeypatch):
     assert bad.exit_code == 2 and "not a PyTorch checkpoint" in bad.stderr
 
 
-@pytest.mark.parametrize("args, command, words", [
-    (["bench", "x", "--seconds", "0"], "dnx bench", "'--seconds'"),
-    (["verify", "a"], "dnx verify", "Missing argument 'CAND'"),
-    (["build-engine", "m.onnx", "--target", "bogus"], "dnx build-engine", "'bogus' is not one of"),
-    (["triton", "x", "--instances", "0"], "dnx triton", "'--instances'"),
-    (["export", "densenet121", "-o", "x.onnx", "--opset", "nope"], "dnx export", "'--opset'"),
-    (["verify", "a", "b", "--sed", "1"], "dnx verify", "No such option '--sed'"),
-    (["bogus"], "dnx", "No such command 'bogus'"),
-    (["--bogus"], "dnx", "No such option '--bogus'"),
-])
+@pytest.mark.parametrize(
+    "args, command, words",
+    [
+        (["bench", "x", "--seconds", "0"], "dnx bench", "'--seconds'"),
+        (["verify", "a"], "dnx verify", "Missing argument 'CAND'"),
+        (["build-engine", "m.onnx", "--target", "bogus"], "dnx build-engine", "'bogus' is not one of"),
+        (["triton", "x", "--instances", "0"], "dnx triton", "'--instances'"),
+        (["export", "densenet121", "-o", "x.onnx", "--opset", "nope"], "dnx export", "'--opset'"),
+        (["verify", "a", "b", "--sed", "1"], "dnx verify", "No such option '--sed'"),
+        (["bogus"], "dnx", "No such command 'bogus'"),
+        (["--bogus"], "dnx", "No such option '--bogus'"),
+    ],
+)
 def test_usage_errors_are_one_line_exit_2(args, command, words):
     result = run(*args)
     assert result.exit_code == 2
@@ -94,10 +99,15 @@ def test_help_version_and_bare_dnx_keep_clicks_behaviour():
     assert "Commands:" in bare.output and "error:" not in bare.output
 
 
-@pytest.mark.parametrize("name, pattern", [("densenet40_k99999999999", r"growth rate k must be in 1\.\.256"),
-                                           ("densenet40_k100000", r"growth rate k must be in 1\.\.256"),
-                                           ("densenet_bc100000_k12", r"depths for DenseNet-BC are 10\.\.1000"),
-                                           ("densenet_bc994_k256", r"G parameters, over the 1 G")])
+@pytest.mark.parametrize(
+    "name, pattern",
+    [
+        ("densenet40_k99999999999", r"growth rate k must be in 1\.\.256"),
+        ("densenet40_k100000", r"growth rate k must be in 1\.\.256"),
+        ("densenet_bc100000_k12", r"depths for DenseNet-BC are 10\.\.1000"),
+        ("densenet_bc994_k256", r"G parameters, over the 1 G"),
+    ],
+)
 def test_huge_grammar_names_are_one_line_errors(name, pattern):
     import re
 

@@ -29,8 +29,11 @@ def _skip_or_fail(reason: str):
 
 def _ort_include_dir() -> Path | None:
     """DNX_ORT_INCLUDE_DIR, else the fetch script's default location, else the system's headers."""
-    candidates = [os.environ.get("DNX_ORT_INCLUDE_DIR", ""), CPP / "build-deps/onnxruntime/include",
-                  "/usr/include/onnxruntime"]
+    candidates = [
+        os.environ.get("DNX_ORT_INCLUDE_DIR", ""),
+        CPP / "build-deps/onnxruntime/include",
+        "/usr/include/onnxruntime",
+    ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "onnxruntime_cxx_api.h").is_file():
             return Path(candidate)
@@ -59,8 +62,16 @@ def cpp_build(tmp_path_factory) -> Path:
         _skip_or_fail("the onnxruntime wheel has no libonnxruntime.so* in onnxruntime/capi")
     build = tmp_path_factory.mktemp("cpp-build")
     steps = [
-        ["cmake", "-S", str(CPP), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-         f"-DONNXRUNTIME_INCLUDE_DIR={include}", f"-DONNXRUNTIME_LIBRARY={library}"],
+        [
+            "cmake",
+            "-S",
+            str(CPP),
+            "-B",
+            str(build),
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-DONNXRUNTIME_INCLUDE_DIR={include}",
+            f"-DONNXRUNTIME_LIBRARY={library}",
+        ],
         ["cmake", "--build", str(build), "-j2"],
     ]
     for step in steps:
@@ -117,12 +128,20 @@ def _export(path: Path) -> str:
     spec = get_spec(MODEL)
     torch.manual_seed(0)
     model = build_model(MODEL, num_classes=10).eval()
-    torch.onnx.export(model, torch.zeros(1, *spec.input_size), str(path), input_names=["input"],
-                      output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                      opset_version=17, dynamo=False)
+    torch.onnx.export(
+        model,
+        torch.zeros(1, *spec.input_size),
+        str(path),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
     proto = onnx.load(str(path))
-    write_onnx_meta(proto, ArtifactMeta(model=MODEL, num_classes=10, input_size=spec.input_size,
-                                        mean=spec.mean, std=spec.std))
+    write_onnx_meta(
+        proto, ArtifactMeta(model=MODEL, num_classes=10, input_size=spec.input_size, mean=spec.mean, std=spec.std)
+    )
     onnx.save(proto, str(path))
     return "torch.onnx.export fallback"
 
@@ -178,8 +197,9 @@ def test_runtime_unit_checks(cpp_build):
 
 def test_npy_logits_match_python_onnxruntime(dnx_infer, cpp_artifacts):
     art = cpp_artifacts
-    proc = run_infer(dnx_infer, art["model"], art["dir"] / "batch.npy", art["dir"] / "single.npy",
-                     "--json", "--topk", "3")
+    proc = run_infer(
+        dnx_infer, art["model"], art["dir"] / "batch.npy", art["dir"] / "single.npy", "--json", "--topk", "3"
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["model"] == MODEL and doc["backend"] == "onnxruntime"
@@ -188,7 +208,11 @@ def test_npy_logits_match_python_onnxruntime(dnx_infer, cpp_artifacts):
     ref = _ort_logits(art["model"], batch)
     got = np.array([r["logits"] for r in doc["results"]], dtype=np.float32)
     assert [(Path(r["input"]).name, r["row"]) for r in doc["results"]] == [
-        ("batch.npy", 0), ("batch.npy", 1), ("batch.npy", 2), ("single.npy", 0)]
+        ("batch.npy", 0),
+        ("batch.npy", 1),
+        ("batch.npy", 2),
+        ("single.npy", 0),
+    ]
     assert got.shape == ref.shape == (4, 10)
     assert np.abs(got - ref).max() <= 1e-5
     for result, row in zip(doc["results"], ref):
@@ -240,8 +264,9 @@ def test_16bit_png_logits_match_python(dnx_infer, cpp_artifacts, tmp_path):
     assert proc.returncode == 0, proc.stderr
     got = np.array([r["logits"] for r in json.loads(proc.stdout)["results"]], dtype=np.float32)
     np.testing.assert_array_equal(got[0], got[1])  # C++: the 16-bit file is the 8-bit one
-    ref = _ort_logits(art["model"], np.stack([preprocess_image(p, meta.input_size, meta.mean, meta.std)
-                                              for p in paths]))
+    ref = _ort_logits(
+        art["model"], np.stack([preprocess_image(p, meta.input_size, meta.mean, meta.std) for p in paths])
+    )
     np.testing.assert_array_equal(ref[0], ref[1])  # Python: likewise
     assert np.abs(got - ref).max() <= 5e-3
 
@@ -281,11 +306,15 @@ def _bad_files(work: Path, model: Path) -> dict:
         "no metadata": (["no_meta.onnx", "batch.npy"], "has no dnx metadata"),
         "plan without sidecar": (["engine.plan", "batch.npy"], "has no sidecar"),
         "unknown extension": (["batch.npy", "batch.npy"], "unknown model type"),
-        "npy header claims 16 GiB": ([model, "claims_16gib.npy"],
-                                     "file holds fewer values than its shape (1, 1, 65536, 65536) needs "
-                                     "(8 bytes of data after the header)"),
+        "npy header claims 16 GiB": (
+            [model, "claims_16gib.npy"],
+            "file holds fewer values than its shape (1, 1, 65536, 65536) needs (8 bytes of data after the header)",
+        ),
         "npy header claims 1.6 GB": ([model, "claims_1_6gb.npy"], "fewer values than its shape"),
-        "npy dimension overflows": ([model, "huge_dim.npy"], "dimension 99999999999999999999999 in header is too large"),
+        "npy dimension overflows": (
+            [model, "huge_dim.npy"],
+            "dimension 99999999999999999999999 in header is too large",
+        ),
         "no input": ([model], "need a MODEL and at least one INPUT (see 'dnx-infer --help')"),
         "bad topk": ([model, "batch.npy", "--topk", "0"], "--topk must be a positive integer"),
         "topk not a number": ([model, "batch.npy", "--topk=x"], "--topk must be a positive integer, got 'x'"),
@@ -293,10 +322,24 @@ def _bad_files(work: Path, model: Path) -> dict:
     }
 
 
-BAD_CASES = ["missing model", "missing input", "wrong tensor shape", "wrong dtype", "corrupt model",
-             "corrupt image", "no metadata", "plan without sidecar", "unknown extension",
-             "npy header claims 16 GiB", "npy header claims 1.6 GB", "npy dimension overflows", "no input",
-             "bad topk", "topk not a number", "unknown option"]
+BAD_CASES = [
+    "missing model",
+    "missing input",
+    "wrong tensor shape",
+    "wrong dtype",
+    "corrupt model",
+    "corrupt image",
+    "no metadata",
+    "plan without sidecar",
+    "unknown extension",
+    "npy header claims 16 GiB",
+    "npy header claims 1.6 GB",
+    "npy dimension overflows",
+    "no input",
+    "bad topk",
+    "topk not a number",
+    "unknown option",
+]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -305,8 +348,14 @@ def test_bad_input_fails_with_one_line(dnx_infer, cpp_artifacts, case):
     .npy header's size is checked against the file before anything is allocated for it."""
     work = cpp_artifacts["dir"]
     args, message = _bad_files(work, cpp_artifacts["model"])[case]
-    proc = subprocess.run([str(dnx_infer), *map(str, args), "--json"], capture_output=True, text=True,
-                          cwd=work, timeout=120, preexec_fn=_limit_memory)
+    proc = subprocess.run(
+        [str(dnx_infer), *map(str, args), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        timeout=120,
+        preexec_fn=_limit_memory,
+    )
     assert proc.returncode == 2, (proc.returncode, proc.stderr)  # not a signal (abort/segfault)
     assert proc.stdout == ""
     assert proc.stderr.endswith("\n") and proc.stderr.count("\n") == 1, proc.stderr
@@ -346,8 +395,12 @@ def test_plan_needs_tensorrt_build(dnx_infer, cpp_artifacts, tmp_path):
 
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"\0" * 16)
-    write_sidecar(plan, read_onnx_meta(cpp_artifacts["model"]), tensorrt={"version": "11.0.0"},
-                  gpu={"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"})
+    write_sidecar(
+        plan,
+        read_onnx_meta(cpp_artifacts["model"]),
+        tensorrt={"version": "11.0.0"},
+        gpu={"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"},
+    )
     proc = run_infer(dnx_infer, plan, cpp_artifacts["dir"] / "batch.npy")
     assert proc.returncode == 2 and proc.stdout == ""
     assert "-DDNX_WITH_TENSORRT=ON" in proc.stderr and proc.stderr.count("\n") == 1
@@ -370,10 +423,14 @@ def test_cpp_header_compiles_and_matches_metadata(cpp_artifacts, tmp_path):
         "              app::model::kInputName, app::model::kOutputName, (long long)app::model::kBatch,\n"
         "              (long long)app::model::kChannels, (long long)app::model::kHeight,\n"
         "              (long long)app::model::kWidth, app::model::kMean[0], app::model::kStd[2],\n"
-        "              app::model::kLabels[9], app::model::kLabels.size());\n}\n")
+        "              app::model::kLabels[9], app::model::kLabels.size());\n}\n"
+    )
     exe = tmp_path / "main"
-    build = subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic", str(source),
-                            "-o", str(exe)], capture_output=True, text=True)
+    build = subprocess.run(
+        ["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic", str(source), "-o", str(exe)],
+        capture_output=True,
+        text=True,
+    )
     assert build.returncode == 0, build.stderr
     out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
     meta = read_onnx_meta(cpp_artifacts["model"])
@@ -389,8 +446,9 @@ def test_cpp_header_escapes_and_refuses(tmp_path):
     from densenet_deploy.core.metadata import ArtifactMeta
     from densenet_deploy.exporters.cpp_header import render_cpp_header, write_cpp_header
 
-    meta = ArtifactMeta(model="m", num_classes=2, input_size=(1, 8, 8), mean=(0.5,), std=(0.25,),
-                        labels=['say "hi"\\', "caf\u00e9??="])
+    meta = ArtifactMeta(
+        model="m", num_classes=2, input_size=(1, 8, 8), mean=(0.5,), std=(0.25,), labels=['say "hi"\\', "caf\u00e9??="]
+    )
     text = render_cpp_header(meta, "m.onnx")
     assert '"say \\"hi\\"\\\\"' in text and '"caf\\303\\251\\?\\?="' in text
     with pytest.raises(ArtifactError, match="no such file"):

@@ -69,8 +69,7 @@ def write_cifar100(root, n=5):
         with open(os.path.join(root, name), "wb") as fh:
             pickle.dump({b"data": x, b"fine_labels": list(range(n)), b"coarse_labels": [0] * n}, fh)
     with open(os.path.join(root, "meta"), "wb") as fh:
-        pickle.dump({b"fine_label_names": [f"c{i}".encode() for i in range(100)],
-                     b"coarse_label_names": [b"x"]}, fh)
+        pickle.dump({b"fine_label_names": [f"c{i}".encode() for i in range(100)], b"coarse_label_names": [b"x"]}, fh)
 
 
 # --- digits -------------------------------------------------------------------------------------------
@@ -105,9 +104,17 @@ def test_limit_is_seeded_and_fingerprint_tracks_everything():
     c = load_data("digits", SIZE, 0.5, 0.25, split="train", limit=20, seed=2)
     assert len(a) == 20 and np.array_equal(a.images, b.images) and a.fingerprint == b.fingerprint
     assert not np.array_equal(a.labels, c.labels) or not np.array_equal(a.images, c.images)
-    assert len({a.fingerprint, c.fingerprint,
+    assert (
+        len(
+            {
+                a.fingerprint,
+                c.fingerprint,
                 load_data("digits", SIZE, 0.4, 0.25, split="train", limit=20, seed=1).fingerprint,
-                load_data("digits", SIZE, 0.5, 0.25, split="val", limit=20, seed=1).fingerprint}) == 4
+                load_data("digits", SIZE, 0.5, 0.25, split="val", limit=20, seed=1).fingerprint,
+            }
+        )
+        == 4
+    )
     assert len(a.fingerprint) == 64
 
 
@@ -172,13 +179,16 @@ def test_npz_labels_without_a_label_name_count_as_wrong_or_refuse(tmp_path, capl
         load_data_for(str(tmp_path / "none.npz"), meta)
 
 
-@pytest.mark.parametrize("array, match", [
-    (np.zeros((2, 16, 16), np.float32), "rank 3"),
-    (np.zeros((2, 3, 16, 16), np.float32), "3 channels, the model expects 1"),
-    (np.zeros((2, 1, 8, 8), np.float32), "8x8, the model expects 16x16"),
-    (np.zeros((2, 1, 16, 16), np.uint8), "dtype is uint8"),
-    (np.full((2, 1, 16, 16), np.nan, np.float32), "NaN/inf"),
-])
+@pytest.mark.parametrize(
+    "array, match",
+    [
+        (np.zeros((2, 16, 16), np.float32), "rank 3"),
+        (np.zeros((2, 3, 16, 16), np.float32), "3 channels, the model expects 1"),
+        (np.zeros((2, 1, 8, 8), np.float32), "8x8, the model expects 16x16"),
+        (np.zeros((2, 1, 16, 16), np.uint8), "dtype is uint8"),
+        (np.full((2, 1, 16, 16), np.nan, np.float32), "NaN/inf"),
+    ],
+)
 def test_array_errors(tmp_path, array, match):
     np.save(tmp_path / "bad.npy", array)
     with pytest.raises(DataError, match=match):
@@ -280,8 +290,10 @@ def write_svhn(root, counts=(("train_32x32.mat", 10), ("extra_32x32.mat", 5), ("
     sio = pytest.importorskip("scipy.io", reason="scipy (extra 'demo') reads SVHN .mat files")
     rng = np.random.default_rng(0)
     for k, (name, n) in enumerate(counts):
-        sio.savemat(os.path.join(root, name), {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
-                                               "y": np.full((n, 1), k + 1, dtype=np.uint8)})
+        sio.savemat(
+            os.path.join(root, name),
+            {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8), "y": np.full((n, 1), k + 1, dtype=np.uint8)},
+        )
 
 
 def test_svhn_mat_files(tmp_path, caplog):
@@ -304,8 +316,10 @@ def test_svhn_mat_files(tmp_path, caplog):
 
 def test_svhn_labels_10_mean_digit_0(tmp_path):
     sio = pytest.importorskip("scipy.io", reason="scipy (extra 'demo') reads SVHN .mat files")
-    sio.savemat(tmp_path / "train_32x32.mat", {"X": np.zeros((32, 32, 3, 5), dtype=np.uint8),
-                                               "y": np.array([[10], [1], [2], [3], [4]], dtype=np.uint8)})
+    sio.savemat(
+        tmp_path / "train_32x32.mat",
+        {"X": np.zeros((32, 32, 3, 5), dtype=np.uint8), "y": np.array([[10], [1], [2], [3], [4]], dtype=np.uint8)},
+    )
     both = load_raw(f"svhn:{tmp_path}", (3, 32, 32), split="all")
     assert both.labels.tolist() == [0, 1, 2, 3, 4]
 
@@ -320,12 +334,15 @@ def test_random_is_seeded_and_warns(caplog):
     assert len(load_data("random", (3, 8, 8), 0, 1, limit=4, split="val")) == 4
 
 
-@pytest.mark.parametrize("src, match", [
-    ("imagenet", "unknown data source 'imagenet'; valid forms: .*digits.*cifar10:DIR"),
-    ("./missing_dir", "no such file or directory"),
-    ("missing.npz", "missing.npz: no such file"),
-    ("", "data source is empty"),
-])
+@pytest.mark.parametrize(
+    "src, match",
+    [
+        ("imagenet", "unknown data source 'imagenet'; valid forms: .*digits.*cifar10:DIR"),
+        ("./missing_dir", "no such file or directory"),
+        ("missing.npz", "missing.npz: no such file"),
+        ("", "data source is empty"),
+    ],
+)
 def test_source_errors(src, match):
     with pytest.raises(DataError, match=match):
         load_data(src, SIZE, 0, 1)
@@ -355,16 +372,38 @@ def test_cli_reports_data_errors_with_exit_2(tmp_path):
     from densenet_deploy.cli.main import cli
 
     (tmp_path / "empty").mkdir()
-    result = CliRunner().invoke(cli, ["train", "densenet_bc10_k4", "--dataset", "cifar10", "--data-dir",
-                                      str(tmp_path / "empty"), "-o", str(tmp_path / "c.pt")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "densenet_bc10_k4",
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            str(tmp_path / "empty"),
+            "-o",
+            str(tmp_path / "c.pt"),
+        ],
+    )
     assert result.exit_code == 2
     assert "error: " in result.output and "data_batch_1: no such file" in result.output
     assert not (tmp_path / "c.pt").exists()
 
     (tmp_path / "texts").mkdir()
     (tmp_path / "texts" / "readme.md").write_text("no images")
-    result = CliRunner().invoke(cli, ["train", "densenet_bc10_k4", "--dataset", "imagefolder", "--data-dir",
-                                      str(tmp_path / "texts"), "-o", str(tmp_path / "c.pt")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "densenet_bc10_k4",
+            "--dataset",
+            "imagefolder",
+            "--data-dir",
+            str(tmp_path / "texts"),
+            "-o",
+            str(tmp_path / "c.pt"),
+        ],
+    )
     assert result.exit_code == 2 and "contains no image files" in result.output
     assert "Traceback" not in result.output
 
@@ -382,8 +421,9 @@ def test_class_folders_take_the_models_class_indices(tmp_path):
         (tmp_path / "dig" / str(cls)).mkdir(parents=True)
         for i, image in enumerate(digits.images[digits.target == cls][:4]):
             Image.fromarray((image * 15).astype("uint8")).save(tmp_path / "dig" / str(cls) / f"{i}.png")
-    meta = ArtifactMeta(model="m", num_classes=10, input_size=(1, 16, 16), mean=(0.3,), std=(0.3,),
-                        labels=[str(i) for i in range(10)])
+    meta = ArtifactMeta(
+        model="m", num_classes=10, input_size=(1, 16, 16), mean=(0.3,), std=(0.3,), labels=[str(i) for i in range(10)]
+    )
     data = load_data_for(str(tmp_path / "dig"), meta)
     assert sorted(set(data.labels.tolist())) == [3, 7] and data.label_names == meta.labels
     unlabeled = load_data_for(str(tmp_path / "dig"), meta.replace(labels=None))
@@ -396,14 +436,15 @@ def test_class_names_mismatch_warns_once_per_command(tmp_path, caplog):
     """A command that loads the same data twice (two checks) says the mismatch once; the next command again."""
     from PIL import Image
 
-    from densenet_deploy.core.metadata import ArtifactMeta
     from densenet_deploy.core.log import reset_warnings
+    from densenet_deploy.core.metadata import ArtifactMeta
 
     for name in ("cat", "dog"):
         (tmp_path / "pets" / name).mkdir(parents=True)
         Image.new("L", (8, 8), 0 if name == "cat" else 255).save(tmp_path / "pets" / name / "0.png")
-    meta = ArtifactMeta(model="m", num_classes=10, input_size=(1, 8, 8), mean=(0.5,), std=(0.5,),
-                        labels=[str(i) for i in range(10)])
+    meta = ArtifactMeta(
+        model="m", num_classes=10, input_size=(1, 8, 8), mean=(0.5,), std=(0.5,), labels=[str(i) for i in range(10)]
+    )
     reset_warnings()  # what the CLI does when a command starts
     with caplog.at_level(logging.WARNING):
         for _ in range(2):

@@ -85,8 +85,20 @@ def test_failed_check_prints_the_table_then_exits_1(tmp_path):
     ckpt = tmp_path / "untrained.pt"
     model = build_model("densenet_bc10_k4", num_classes=10, in_channels=1)
     save_checkpoint(ckpt, model, mean=[0.3], std=[0.3], input_size=[1, 16, 16], labels=[str(i) for i in range(10)])
-    r = invoke("demo", "--workdir", tmp_path / "w", "--checkpoint", ckpt, "--no-openvino", "--bench-seconds",
-               "0.02", "--calib-samples", "32", "--verify-samples", "64")
+    r = invoke(
+        "demo",
+        "--workdir",
+        tmp_path / "w",
+        "--checkpoint",
+        ckpt,
+        "--no-openvino",
+        "--bench-seconds",
+        "0.02",
+        "--calib-samples",
+        "32",
+        "--verify-samples",
+        "64",
+    )
     assert r.exit_code == 1, r.stderr + r.stdout
     assert "stage" in r.stdout and "FAIL" in r.stdout  # the table comes first ...
     assert r.stderr.strip().splitlines()[-1].startswith("error: demo: train: held-out accuracy ")
@@ -144,8 +156,14 @@ def test_a_failed_demo_removes_the_work_directory_it_created(tmp_path):
     from densenet_deploy.models.checkpoint import save_checkpoint
 
     ckpt = tmp_path / "untrained.pt"
-    save_checkpoint(ckpt, build_model("densenet_bc10_k4", num_classes=10, in_channels=1), mean=[0.3], std=[0.3],
-                    input_size=[1, 16, 16], labels=[str(i) for i in range(10)])
+    save_checkpoint(
+        ckpt,
+        build_model("densenet_bc10_k4", num_classes=10, in_channels=1),
+        mean=[0.3],
+        std=[0.3],
+        input_size=[1, 16, 16],
+        labels=[str(i) for i in range(10)],
+    )
 
     def stop(line):  # the caller gives up at the first stage
         raise DnxError("stopped by the caller")
@@ -164,12 +182,24 @@ def test_rerun_without_openvino_removes_the_earlier_runs_ir(digits_checkpoint, t
     """A rerun in the same workdir leaves only what this run made: no model.xml beside 'openvino skipped'."""
     workdir = tmp_path / "demo"
     workdir.mkdir()
-    earlier = ["model.xml", "model.xml.json", "model.bin", "model.int8.xml", "model.int8.bin", "model.plan",
-               "model.pt"]
+    earlier = ["model.xml", "model.xml.json", "model.bin", "model.int8.xml", "model.int8.bin", "model.plan", "model.pt"]
     for name in earlier:  # what an earlier run with OpenVINO and TensorRT (and training) left behind
         (workdir / name).write_text("earlier run")
-    r = invoke("demo", "--workdir", workdir, "--checkpoint", digits_checkpoint, *QUICK, "--verify-samples", 32,
-               "--no-openvino", "--no-tensorrt", "--threads", 1, "--json")
+    r = invoke(
+        "demo",
+        "--workdir",
+        workdir,
+        "--checkpoint",
+        digits_checkpoint,
+        *QUICK,
+        "--verify-samples",
+        32,
+        "--no-openvino",
+        "--no-tensorrt",
+        "--threads",
+        1,
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr + r.stdout
     stages = {s["stage"]: s for s in json.loads(r.stdout)["stages"]}
     assert stages["openvino"]["status"] == "skipped" and stages["tensorrt"]["status"] == "skipped"

@@ -33,9 +33,11 @@ def test_doctor_text_report():
 
 def test_cpu_features_come_from_cpuinfo_flags(tmp_path):
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
-                    "flags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8\n\n"
-                    "processor\t: 1\nflags\t\t: fpu\n")
+    info.write_text(
+        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+        "flags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8\n\n"
+        "processor\t: 1\nflags\t\t: fpu\n"
+    )
     cpu = cpu_info(str(info))
     assert cpu["model"] == "Intel(R) Xeon(R) Platinum 8480+"
     assert cpu["avx512"] and cpu["vnni"] and cpu["amx"] and cpu["amx_int8"] and cpu["avx512_bf16"]
@@ -66,5 +68,7 @@ def test_doctor_reports_nncf_next_to_openvino():
     assert [line.split()[0] for line in text].index("nncf") == [line.split()[0] for line in text].index("openvino") + 1
     # A package that is not installed is reported with the pip extra that installs it.
     missing = optional_package("dnx_not_a_module", "pip install 'densenet-deploy[openvino]'", "needed by --int8")
-    assert missing == {"available": False,
-                       "reason": "not installed (pip install 'densenet-deploy[openvino]'); needed by --int8"}
+    assert missing == {
+        "available": False,
+        "reason": "not installed (pip install 'densenet-deploy[openvino]'); needed by --int8",
+    }

@@ -131,8 +131,11 @@ def test_legacy_torchvision_checkpoint_exports_with_its_weights(tmp_path):
                 m.weight.uniform_(0.5, 1.5)
     # Old torchvision spelling: `denselayer1.norm.1.weight` for `denselayer1.norm1.weight`, plus a
     # DataParallel `module.` prefix.
-    legacy = {"module." + re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", k): v
-              for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    legacy = {
+        "module." + re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", k): v
+        for k, v in model.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
     assert "module.features.denseblock1.denselayer1.norm.1.weight" in legacy
     weights = tmp_path / "legacy.pth"
     torch.save(legacy, weights)
@@ -293,10 +296,12 @@ def test_bad_batch_and_exporter_values_are_usage_errors(tmp_path):
 
 
 def test_export_help_does_not_import_torch_or_onnx():
-    code = ("import sys; from click.testing import CliRunner; from densenet_deploy.cli import cli; "
-            "r = CliRunner().invoke(cli, ['export', '--help']); assert r.exit_code == 0, r.output; "
-            "assert '--exporter' in r.output; print(sorted(m for m in ('torch', 'onnx', 'onnxruntime') "
-            "if m in sys.modules))")
+    code = (
+        "import sys; from click.testing import CliRunner; from densenet_deploy.cli import cli; "
+        "r = CliRunner().invoke(cli, ['export', '--help']); assert r.exit_code == 0, r.output; "
+        "assert '--exporter' in r.output; print(sorted(m for m in ('torch', 'onnx', 'onnxruntime') "
+        "if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -326,10 +331,12 @@ def test_output_that_is_the_input_checkpoint_or_weights_is_refused(tmp_path):
     link = tmp_path / "link.onnx"
     link.symlink_to(ckpt)
     before = {p: p.read_bytes() for p in (ckpt, weights)}
-    for args, what in (((str(ckpt), "-o", str(ckpt)), "the input checkpoint"),
-                       ((str(ckpt), "-o", str(tmp_path / "." / "ckpt.pt")), "the input checkpoint"),
-                       ((str(ckpt), "-o", str(link)), "the input checkpoint"),
-                       ((TINY, "--weights", str(weights), "-o", str(weights)), "the --weights file")):
+    for args, what in (
+        ((str(ckpt), "-o", str(ckpt)), "the input checkpoint"),
+        ((str(ckpt), "-o", str(tmp_path / "." / "ckpt.pt")), "the input checkpoint"),
+        ((str(ckpt), "-o", str(link)), "the input checkpoint"),
+        ((TINY, "--weights", str(weights), "-o", str(weights)), "the --weights file"),
+    ):
         result = run_cli("export", *args)
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
         lines = result.output.strip().splitlines()
@@ -347,8 +354,14 @@ def test_dnx_checkpoint_as_weights_keeps_its_metadata_or_is_refused(tmp_path):
     from densenet_deploy.models.checkpoint import save_checkpoint
 
     ckpt = tmp_path / "cf.pt"
-    save_checkpoint(ckpt, build_model(TINY, num_classes=3, in_channels=1), mean=(0.3,), std=(0.2,),
-                    input_size=(1, 16, 16), labels=["a", "b", "c"])
+    save_checkpoint(
+        ckpt,
+        build_model(TINY, num_classes=3, in_channels=1),
+        mean=(0.3,),
+        std=(0.2,),
+        input_size=(1, 16, 16),
+        labels=["a", "b", "c"],
+    )
     out = tmp_path / "x.onnx"
     result = export_onnx(TINY, str(out), weights=str(ckpt), samples=2)
     meta = read_onnx_meta(onnx.load(str(out)))

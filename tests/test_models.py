@@ -8,18 +8,30 @@ from densenet_deploy.models import build_model, get_spec
 from densenet_deploy.models.counting import count_macs, count_params
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("densenet121", 7_978_856), ("densenet169", 14_149_480),
-    ("densenet201", 20_013_928), ("densenet161", 28_681_000),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("densenet121", 7_978_856),
+        ("densenet169", 14_149_480),
+        ("densenet201", 20_013_928),
+        ("densenet161", 28_681_000),
+    ],
+)
 def test_imagenet_param_counts_match_torchvision_exactly(name, expected):
     assert count_params(build_model(name)) == expected
 
 
-@pytest.mark.parametrize("name, millions", [
-    ("densenet_bc100_k12", 0.8), ("densenet40_k12", 1.0), ("densenet100_k12", 7.0),
-    ("densenet100_k24", 27.2), ("densenet_bc250_k24", 15.3), ("densenet_bc190_k40", 25.6),
-])
+@pytest.mark.parametrize(
+    "name, millions",
+    [
+        ("densenet_bc100_k12", 0.8),
+        ("densenet40_k12", 1.0),
+        ("densenet100_k12", 7.0),
+        ("densenet100_k24", 27.2),
+        ("densenet_bc250_k24", 15.3),
+        ("densenet_bc190_k40", 25.6),
+    ],
+)
 def test_cifar_param_counts_round_to_table2(name, millions):
     assert round(count_params(build_model(name, num_classes=10)) / 1e6, 1) == millions
 
@@ -36,18 +48,31 @@ def test_macs_scale_with_input_area():
 
 def test_torchvision_key_names():
     keys = build_model("densenet121").state_dict().keys()
-    for key in ("features.conv0.weight", "features.norm0.running_mean",
-                "features.denseblock1.denselayer1.norm1.weight", "features.denseblock1.denselayer1.conv2.weight",
-                "features.transition1.norm.weight", "features.transition3.conv.weight",
-                "features.denseblock4.denselayer16.conv1.weight", "features.norm5.bias", "classifier.weight"):
+    for key in (
+        "features.conv0.weight",
+        "features.norm0.running_mean",
+        "features.denseblock1.denselayer1.norm1.weight",
+        "features.denseblock1.denselayer1.conv2.weight",
+        "features.transition1.norm.weight",
+        "features.transition3.conv.weight",
+        "features.denseblock4.denselayer16.conv1.weight",
+        "features.norm5.bias",
+        "classifier.weight",
+    ):
         assert key in keys
 
 
 def test_composite_function_is_preactivation_bn_relu_conv():
     layer = build_model("densenet_bc22_k8").features.denseblock1.denselayer1
     names = [n for n, _ in layer.named_children()]
-    assert names.index("norm1") < names.index("relu1") < names.index("conv1") < names.index("norm2") \
-        < names.index("relu2") < names.index("conv2")
+    assert (
+        names.index("norm1")
+        < names.index("relu1")
+        < names.index("conv1")
+        < names.index("norm2")
+        < names.index("relu2")
+        < names.index("conv2")
+    )
     basic = build_model("densenet40_k12").features.denseblock1.denselayer1
     assert basic.conv1.kernel_size == (3, 3) and not basic.bottleneck
 
@@ -70,8 +95,9 @@ def test_imagenet_stem_and_blocks():
     assert build_model("densenet161").features.conv0.out_channels == 96
 
 
-@pytest.mark.parametrize("bad", ["densenet_bc101_k12", "densenet41_k12", "densenet_bc4_k12", "resnet7",
-                                 "densenet121x", "densenet_bc100_k0"])
+@pytest.mark.parametrize(
+    "bad", ["densenet_bc101_k12", "densenet41_k12", "densenet_bc4_k12", "resnet7", "densenet121x", "densenet_bc100_k0"]
+)
 def test_invalid_names_and_depths_raise_with_what_is_valid(bad):
     with pytest.raises(UnknownModelError, match="valid"):
         get_spec(bad)
@@ -122,17 +148,28 @@ def test_kaiming_init_and_bn_defaults():
     assert torch.all(model.features.norm5.weight == 1) and torch.all(model.classifier.bias == 0)
 
 
-@pytest.mark.parametrize("name, canonical", [("densenet040_k12", "densenet40_k12"), ("densenet40_k012", "densenet40_k12"),
-                                             ("densenet_bc0100_k0012", "densenet_bc100_k12")])
+@pytest.mark.parametrize(
+    "name, canonical",
+    [
+        ("densenet040_k12", "densenet40_k12"),
+        ("densenet40_k012", "densenet40_k12"),
+        ("densenet_bc0100_k0012", "densenet_bc100_k12"),
+    ],
+)
 def test_leading_zeros_normalise_to_the_canonical_name(name, canonical):
     spec = get_spec(name)
     assert spec.name == canonical and spec == get_spec(canonical)
     assert build_model(name).dnx_config["name"] == canonical
 
 
-@pytest.mark.parametrize("bad, pattern", [("densenet40_k257", r"k must be in 1\.\.256"),
-                                          ("densenet1003_k12", r"valid depths for DenseNet are 7\.\.1000"),
-                                          ("densenet_bc1000_k256", r"G parameters")])
+@pytest.mark.parametrize(
+    "bad, pattern",
+    [
+        ("densenet40_k257", r"k must be in 1\.\.256"),
+        ("densenet1003_k12", r"valid depths for DenseNet are 7\.\.1000"),
+        ("densenet_bc1000_k256", r"G parameters"),
+    ],
+)
 def test_grammar_is_bounded(bad, pattern):
     with pytest.raises(UnknownModelError, match=pattern):
         get_spec(bad)

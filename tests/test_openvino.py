@@ -54,8 +54,14 @@ def asym_onnx(tiny_onnx, tmp_path_factory):
             return next(self.items, None)
 
     path = str(tmp_path_factory.mktemp("asym") / "asym.onnx")
-    quantize_static(tiny_onnx, path, Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8)
+    quantize_static(
+        tiny_onnx,
+        path,
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
     return path
 
 
@@ -122,12 +128,15 @@ def test_fp32_ir_round_trip_with_sidecar(tiny_onnx, tmp_path):
     with open_runner(out) as runner:  # .xml -> openvino
         assert runner.backend == "openvino" and runner.precision == "fp32"
         assert _rel_l2(_ort(tiny_onnx, x), runner.run(x)) < 1e-4
-    from densenet_deploy.reports.info import describe
-    from densenet_deploy.reports.info import describe_onnx
+    from densenet_deploy.reports.info import describe, describe_onnx
 
     info, onnx_info = describe(out), describe_onnx(tiny_onnx)  # `dnx info model.xml` reads the sidecar
-    assert (info["model"], info["params"], info["macs"], info["target"]) == \
-        (onnx_info["model"], onnx_info["params"], onnx_info["macs"], "openvino")
+    assert (info["model"], info["params"], info["macs"], info["target"]) == (
+        onnx_info["model"],
+        onnx_info["params"],
+        onnx_info["macs"],
+        "openvino",
+    )
 
 
 def test_bf16_digits_agrees_with_torch(digits_onnx, val_digits, torch_digits, tmp_path):
@@ -147,11 +156,14 @@ def test_int8_nncf_digits_within_one_point(digits_onnx, val_digits, torch_digits
     from densenet_deploy.runners import open_runner
 
     out = str(tmp_path / "digits.int8.xml")
-    result = build_openvino(digits_onnx, out, precision="int8", recipe="nncf", calib_data="digits", samples=128,
-                            verify_samples=64)
+    result = build_openvino(
+        digits_onnx, out, precision="int8", recipe="nncf", calib_data="digits", samples=128, verify_samples=64
+    )
     assert result["fake_quantize_nodes"] > 0 and result["recipe"] == "nncf"
     meta, doc = json.load(open(out + ".json"))["metadata"], json.load(open(out + ".json"))
-    assert json.loads(meta["dnx.calibration"])["method"] == "nncf" and doc["openvino"]["nncf"]["preset"] == "performance"
+    assert (
+        json.loads(meta["dnx.calibration"])["method"] == "nncf" and doc["openvino"]["nncf"]["preset"] == "performance"
+    )
     with open_runner(out) as runner:
         assert runner.precision == "int8"
         cand = runner.run(val_digits.images)
@@ -163,8 +175,9 @@ def test_int8_qdq_recipe_digits(digits_onnx, val_digits, torch_digits, tmp_path)
     from densenet_deploy.runners import open_runner
 
     out = str(tmp_path / "digits.qdq.xml")
-    result = build_openvino(digits_onnx, out, precision="int8", recipe="qdq", calib_data="digits", samples=128,
-                            verify_samples=64)
+    result = build_openvino(
+        digits_onnx, out, precision="int8", recipe="qdq", calib_data="digits", samples=128, verify_samples=64
+    )
     assert result["fake_quantize_nodes"] > 0 and result["recipe"] == "qdq"
     with open_runner(out) as runner:
         cand = runner.run(val_digits.images)
@@ -186,8 +199,13 @@ def test_verification_failure_writes_nothing(tiny_onnx, tmp_path):
     out = tmp_path / "strict.xml"
     with pytest.raises(VerificationFailed, match="disagrees with ONNX Runtime.*nothing was written"):
         # bf16 cannot meet fp32's 1e-9 gate: the check must refuse before the move into place
-        build_openvino(tiny_onnx, str(out), precision="bf16", verify_samples=8,
-                       thresholds=VerifyThresholds(max_rel_l2=1e-9, min_agreement=1.0))
+        build_openvino(
+            tiny_onnx,
+            str(out),
+            precision="bf16",
+            verify_samples=8,
+            thresholds=VerifyThresholds(max_rel_l2=1e-9, min_agreement=1.0),
+        )
     assert os.listdir(tmp_path) == []
 
 
@@ -263,8 +281,9 @@ def test_cli_build_engine_openvino(tiny_onnx, tmp_path):
     from densenet_deploy.cli.main import cli
 
     out = tmp_path / "tiny.bf16.xml"
-    result = CliRunner().invoke(cli, ["build-engine", tiny_onnx, "--target", "openvino", "--bf16", "-o", str(out),
-                                      "--json"])
+    result = CliRunner().invoke(
+        cli, ["build-engine", tiny_onnx, "--target", "openvino", "--bf16", "-o", str(out), "--json"]
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["target"] == "openvino" and doc["precision"] == "bf16" and doc["output"] == str(out)
@@ -298,8 +317,11 @@ def test_verify_data_uses_all_of_a_source_without_a_held_out_split(tiny_onnx, di
     assert result["parity"]["samples"] == 10 and result["parity"]["data"] == digit_arrays[10]
     result = build_openvino(tiny_onnx, str(tmp_path / "b.xml"), verify_data="digits", verify_samples=32)
     assert result["parity"]["data"] == "digits (val split)"  # a source with its own held-out split
-    assert (held_out_split("digits"), held_out_split("cifar10:/x"), held_out_split(digit_arrays[1])) == \
-        ("val", "val", "all")
+    assert (held_out_split("digits"), held_out_split("cifar10:/x"), held_out_split(digit_arrays[1])) == (
+        "val",
+        "val",
+        "all",
+    )
     split_dir = tmp_path / "folders"
     for part in ("train", "val"):
         (split_dir / part).mkdir(parents=True)
@@ -307,7 +329,8 @@ def test_verify_data_uses_all_of_a_source_without_a_held_out_split(tiny_onnx, di
 
 
 def test_a_one_image_verify_source_is_checked_and_an_empty_held_out_split_names_the_source(
-        tiny_onnx, digit_arrays, tmp_path, caplog):
+    tiny_onnx, digit_arrays, tmp_path, caplog
+):
     from densenet_deploy.exporters.targets.openvino import build_openvino
 
     with caplog.at_level("WARNING", logger="densenet_deploy.exporters.targets.openvino"):
@@ -328,8 +351,15 @@ def test_fewer_samples_than_asked_and_a_tiny_check_are_warned_about(tiny_onnx, d
 
     loose = VerifyThresholds(max_rel_l2=1.0, min_agreement=0.0, max_accuracy_drop=1.0)  # 1 sample: the warning's point
     with caplog.at_level("WARNING", logger="densenet_deploy.exporters.targets.openvino"):
-        result = build_openvino(tiny_onnx, str(tmp_path / "q.xml"), precision="int8", recipe="nncf",
-                                calib_data=digit_arrays[3], samples=5000, thresholds=loose)
+        result = build_openvino(
+            tiny_onnx,
+            str(tmp_path / "q.xml"),
+            precision="int8",
+            recipe="nncf",
+            calib_data=digit_arrays[3],
+            samples=5000,
+            thresholds=loose,
+        )
     messages = [r.getMessage() for r in caplog.records]
     assert result["calibration"]["samples"] == 2 and result["parity"]["samples"] == 1
     assert any("only 2 calibration samples" in m and "fewer than --samples 5000" in m for m in messages), messages
@@ -348,8 +378,10 @@ def test_build_openvino_refuses_a_bf16_graph_and_an_ort_deployment_before_conver
     bf16 = str(tmp_path / "t.bf16.onnx")
     convert_bf16(tiny_onnx, bf16, samples=4)
     deployment = tmp_path / "t.ort.onnx"
-    assert CliRunner().invoke(cli, ["build-engine", tiny_onnx, "--target", "onnxruntime", "-o",
-                                    str(deployment)]).exit_code == 0
+    assert (
+        CliRunner().invoke(cli, ["build-engine", tiny_onnx, "--target", "onnxruntime", "-o", str(deployment)]).exit_code
+        == 0
+    )
     before = sorted(os.listdir(tmp_path))
     with pytest.raises(DnxError, match="is a bf16 graph.*needs the fp32 export"):
         build_openvino(bf16, str(tmp_path / "a.xml"), precision="bf16")

@@ -62,8 +62,9 @@ def test_paper_report_files(paper_json):
 
 
 def test_paper_latency_path_on_small_models():
-    result = check_paper(backend="torch", latency=True, iters=2, batch=1,
-                         models=["densenet_bc100_k12", "preact_resnet164"])
+    result = check_paper(
+        backend="torch", latency=True, iters=2, batch=1, models=["densenet_bc100_k12", "preact_resnet164"]
+    )
     rows = {m["name"]: m for m in result["models"]}
     assert all(m["latency_ms"] > 0 and m["latency_label"].startswith("torch") for m in rows.values())
     assert {"backend": "torch", "batch": 1, "iters": 2, "passes": 2}.items() <= result["latency"].items()
@@ -74,8 +75,14 @@ def test_paper_latency_path_on_small_models():
 
 def test_paper_latency_on_onnxruntime_exports_the_deepest_model(tmp_path):
     """The default backend exports each model: an untrained ResNet-1001 must export and verify."""
-    result = check_paper(backend="onnxruntime", latency=True, iters=1, batch=1,
-                         models=["densenet_bc100_k12", "preact_resnet1001"], report=str(tmp_path))
+    result = check_paper(
+        backend="onnxruntime",
+        latency=True,
+        iters=1,
+        batch=1,
+        models=["densenet_bc100_k12", "preact_resnet1001"],
+        report=str(tmp_path),
+    )
     rows = {m["name"]: m for m in result["models"]}
     assert rows["preact_resnet1001"]["latency_ms"] > rows["densenet_bc100_k12"]["latency_ms"] > 0
     assert rows["preact_resnet1001"]["latency_label"].startswith("onnxruntime")
@@ -144,8 +151,9 @@ def _latency_rows(a_ms, b_ms, samples=5):
 
     rows = {n: model_row(n) for n in ("densenet_bc100_k12", "preact_resnet1001")}
     for row, (p25, p50, p75) in zip(rows.values(), (a_ms, b_ms)):
-        row.update(latency_ms=p50, latency_p25_ms=p25, latency_p75_ms=p75, latency_iqr_ms=p75 - p25,
-                   latency_samples=samples)
+        row.update(
+            latency_ms=p50, latency_p25_ms=p25, latency_p75_ms=p75, latency_iqr_ms=p75 - p25, latency_samples=samples
+        )
     return rows
 
 
@@ -167,6 +175,7 @@ def test_paper_latency_verdicts_are_inconclusive_when_spread_or_samples_do_not_d
     assert c["verdict"] == "inconclusive" and "overlap" in c["measured"]
     assert c["figures"]["inconclusive"] and c["figures"]["latency_ms"] == [1.0, 5.0]
     # Separate, but the spread straddles the follows/does-not-follow boundary.
-    (c,) = latency_claims(_latency_rows((0.7 * macs_ratio, macs_ratio, 1.3 * macs_ratio), (0.98, 1.0, 1.02)),
-                          "torch", 1)
+    (c,) = latency_claims(
+        _latency_rows((0.7 * macs_ratio, macs_ratio, 1.3 * macs_ratio), (0.98, 1.0, 1.02)), "torch", 1
+    )
     assert c["verdict"] == "inconclusive" and "IQR" in c["measured"]

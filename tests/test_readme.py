@@ -43,7 +43,9 @@ def test_every_readme_dnx_line_uses_real_commands_and_options(line):
     ctx = click.Context(cli)
     command = cli.get_command(ctx, words[0])
     assert command is not None, f"README uses unknown command: {line}"
-    known = {opt for param in command.params for opt in getattr(param, "opts", []) + getattr(param, "secondary_opts", [])}
+    known = {
+        opt for param in command.params for opt in getattr(param, "opts", []) + getattr(param, "secondary_opts", [])
+    }
     known |= {"--help", "-h"}
     for word in words[1:]:
         if word.startswith("-") and not re.fullmatch(r"-?\d+(\.\d+)?", word):

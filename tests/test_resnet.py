@@ -7,8 +7,13 @@ from densenet_deploy.models import build_model, get_spec, listed_names
 from densenet_deploy.models.counting import count_macs, count_params
 
 # torchvision's published parameter counts (IMAGENET1K_V1 model cards) and GFLOPS (= MACs).
-TORCHVISION = {"resnet18": (11_689_512, 1.81), "resnet34": (21_797_672, 3.66), "resnet50": (25_557_032, 4.09),
-               "resnet101": (44_549_160, 7.80), "resnet152": (60_192_808, 11.51)}
+TORCHVISION = {
+    "resnet18": (11_689_512, 1.81),
+    "resnet34": (21_797_672, 3.66),
+    "resnet50": (25_557_032, 4.09),
+    "resnet101": (44_549_160, 7.80),
+    "resnet152": (60_192_808, 11.51),
+}
 
 
 def _meta(name):
@@ -31,9 +36,17 @@ def test_resnet_state_dict_keys_are_torchvision_style():
     # torchvision resnet50().state_dict() has 320 entries (incl. BN num_batches_tracked), resnet18 122.
     assert len(keys) == 320
     assert len(_meta("resnet18").state_dict()) == 122
-    for key in ("conv1.weight", "bn1.running_mean", "bn1.num_batches_tracked", "layer1.0.conv1.weight",
-                "layer1.0.downsample.0.weight", "layer1.0.downsample.1.running_var", "layer4.2.bn3.bias",
-                "fc.weight", "fc.bias"):
+    for key in (
+        "conv1.weight",
+        "bn1.running_mean",
+        "bn1.num_batches_tracked",
+        "layer1.0.conv1.weight",
+        "layer1.0.downsample.0.weight",
+        "layer1.0.downsample.1.running_var",
+        "layer4.2.bn3.bias",
+        "fc.weight",
+        "fc.bias",
+    ):
         assert key in keys, key
     assert keys[0] == "conv1.weight" and keys[-1] == "fc.bias"
     basic = _meta("resnet18").state_dict()
@@ -63,8 +76,7 @@ def test_preact_resnet164_runs_and_has_three_stages_of_18_units():
 
 def test_resnets_listed_and_registered():
     names = listed_names()
-    for name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "preact_resnet164",
-                 "preact_resnet1001"):
+    for name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "preact_resnet164", "preact_resnet1001"):
         assert name in names
     assert get_spec("resnet50").family == "resnet" and get_spec("ResNet101").name == "resnet101"
 

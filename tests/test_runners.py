@@ -21,10 +21,18 @@ def torch_logits(batch):
         return runner.run(batch)
 
 
-@pytest.mark.parametrize("artifact, backend", [
-    ("model.onnx", "onnxruntime"), ("m.ort.onnx", "onnxruntime"), ("ir/model.XML", "openvino"),
-    ("model.plan", "tensorrt"), ("model.engine", "tensorrt"), ("densenet121", "torch"), ("ckpt/best.pt", "torch"),
-])
+@pytest.mark.parametrize(
+    "artifact, backend",
+    [
+        ("model.onnx", "onnxruntime"),
+        ("m.ort.onnx", "onnxruntime"),
+        ("ir/model.XML", "openvino"),
+        ("model.plan", "tensorrt"),
+        ("model.engine", "tensorrt"),
+        ("densenet121", "torch"),
+        ("ckpt/best.pt", "torch"),
+    ],
+)
 def test_backend_is_picked_from_the_artifact(artifact, backend):
     assert backend_for(artifact) == backend
 
@@ -85,8 +93,11 @@ def test_runner_checks_the_input_shape(tiny_onnx):
 
 def test_provider_choice():
     available = ["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]
-    assert choose_providers(None, available) == ["TensorrtExecutionProvider", "CUDAExecutionProvider",
-                                                 "CPUExecutionProvider"]
+    assert choose_providers(None, available) == [
+        "TensorrtExecutionProvider",
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
     assert choose_providers("cpu", available) == ["CPUExecutionProvider"]
     assert choose_providers("cuda", available) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert choose_providers(None, ["AzureExecutionProvider", "CPUExecutionProvider"]) == ["CPUExecutionProvider"]
@@ -131,8 +142,7 @@ def fixed4_onnx(tmp_path_factory):
 
 
 def test_batch_range_on_every_runner(tiny_onnx, fixed4_onnx):
-    with open_runner(tiny_onnx) as dynamic, open_runner(fixed4_onnx) as fixed, \
-            open_runner("densenet_bc22_k8") as eager:
+    with open_runner(tiny_onnx) as dynamic, open_runner(fixed4_onnx) as fixed, open_runner("densenet_bc22_k8") as eager:
         assert dynamic.batch_range == (1, None) and eager.batch_range == (1, None)
         assert fixed.batch_range == (4, 4) and fixed.batch_range_text() == "fixed batch 4"
         assert dynamic.describe()["batch_range"] == [1, None]

@@ -21,8 +21,10 @@ from click.testing import CliRunner
 
 from densenet_deploy.core import deps
 
-pytestmark = pytest.mark.skipif(not deps.available("tritonclient.http") or not deps.available("pytriton"),
-                                reason="tritonclient[http] and nvidia-pytriton (extra 'triton') are not installed")
+pytestmark = pytest.mark.skipif(
+    not deps.available("tritonclient.http") or not deps.available("pytriton"),
+    reason="tritonclient[http] and nvidia-pytriton (extra 'triton') are not installed",
+)
 
 CLIENTS = 4
 REQUESTS_PER_CLIENT = 12
@@ -55,8 +57,9 @@ def test_serve_batches_concurrent_clients_and_matches_the_runner(digits_onnx, di
     failures: list[str] = []
 
     # A long queue delay lets Triton's dynamic batcher gather the concurrent single requests.
-    with serve_artifact(digits_onnx, max_batch=8, http_port=0, grpc_port=0, max_queue_delay_us=50_000,
-                        startup_timeout=90) as (server, model):
+    with serve_artifact(
+        digits_onnx, max_batch=8, http_port=0, grpc_port=0, max_queue_delay_us=50_000, startup_timeout=90
+    ) as (server, model):
         assert server.host == "127.0.0.1"
         pid, port = server.process.pid, server.http_port
 
@@ -67,7 +70,7 @@ def test_serve_batches_concurrent_clients_and_matches_the_runner(digits_onnx, di
                     # Mix 1- and 2-image requests: Triton must batch across requests and split back.
                     start = (worker * REQUESTS_PER_CLIENT + j) * 2
                     size = 1 + (j % 2)
-                    x = digits.images[start:start + size]
+                    x = digits.images[start : start + size]
                     tensor = http.InferInput(meta.input_name, list(x.shape), "FP32")
                     tensor.set_data_from_numpy(x)
                     out = conn.infer(model["model"], [tensor]).as_numpy(meta.output_name)
@@ -103,13 +106,15 @@ def test_serve_batches_concurrent_clients_and_matches_the_runner(digits_onnx, di
             paths.append(str(path))
         from densenet_deploy.cli.main import cli
 
-        result = CliRunner().invoke(cli, ["triton-client", f"http://{server.url}", model["model"], *paths,
-                                          "--topk", "3", "--json"])
+        result = CliRunner().invoke(
+            cli, ["triton-client", f"http://{server.url}", model["model"], *paths, "--topk", "3", "--json"]
+        )
         assert result.exit_code == 0, result.output
         doc = json.loads(result.stdout)
         with open_runner(digits_onnx) as runner:
-            files_logits = runner.run(np.stack([preprocess_image(p, meta.input_size, meta.mean, meta.std)
-                                                for p in paths]))
+            files_logits = runner.run(
+                np.stack([preprocess_image(p, meta.input_size, meta.mean, meta.std) for p in paths])
+            )
         for row, logits in zip(doc["results"], files_logits):
             assert [t["index"] for t in row["top"]] == list(np.argsort(-logits)[:3])
             assert row["top"][0]["logit"] == pytest.approx(float(logits.max()), abs=1e-4)
@@ -237,10 +242,28 @@ def start_dnx_serve(artifact, tmpdir=None, preexec_fn=None):
     """`dnx serve ARTIFACT --json` as a separate process (temporary files under `tmpdir`, if given) in its
     own session; (process, info) once it reports a ready server."""
     env = dict(os.environ, TMPDIR=str(tmpdir)) if tmpdir else None
-    proc = subprocess.Popen([sys.executable, "-m", "densenet_deploy.cli", "serve", str(artifact), "--http-port", "0",
-                             "--grpc-port", "0", "--json", "--duration", "120"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True, preexec_fn=preexec_fn)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "densenet_deploy.cli",
+            "serve",
+            str(artifact),
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--json",
+            "--duration",
+            "120",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+        preexec_fn=preexec_fn,
+    )
     lines = []
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:  # the JSON object comes once the server is ready
@@ -317,17 +340,32 @@ def test_dnx_serve_plan_needs_tensorrt_and_a_gpu_before_starting(tmp_path):
         reason = str(exc)
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"placeholder: refused before the engine is read")
-    meta = ArtifactMeta(model="densenet_bc22_k8", num_classes=10, input_size=(3, 32, 32), mean=(0.5,) * 3,
-                        std=(0.25,) * 3, precision="fp16")
-    write_sidecar(plan, meta, tensorrt={"version": "11.0.0"}, gpu={"name": "test", "compute_capability": "9.0"},
-                  profile={"input": "input", "min": 1, "opt": 8, "max": 16}, precision="fp16")
+    meta = ArtifactMeta(
+        model="densenet_bc22_k8",
+        num_classes=10,
+        input_size=(3, 32, 32),
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        precision="fp16",
+    )
+    write_sidecar(
+        plan,
+        meta,
+        tensorrt={"version": "11.0.0"},
+        gpu={"name": "test", "compute_capability": "9.0"},
+        profile={"input": "input", "min": 1, "opt": 8, "max": 16},
+        precision="fp16",
+    )
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
-    result = subprocess.run([sys.executable, "-m", "densenet_deploy.cli", "serve", str(plan), "--http-port", "0",
-                             "--grpc-port", "0"], capture_output=True, text=True, timeout=120,
-                            env=dict(os.environ, TMPDIR=str(tmpdir)))
+    result = subprocess.run(
+        [sys.executable, "-m", "densenet_deploy.cli", "serve", str(plan), "--http-port", "0", "--grpc-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, TMPDIR=str(tmpdir)),
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     (line,) = [x for x in (result.stdout + result.stderr).splitlines() if x.strip()]
     assert line.startswith("error: cannot serve the TensorRT plan") and reason in line
     assert dnx_temp(tmpdir) == []
-

@@ -19,8 +19,12 @@ H100 = {"name": "NVIDIA H100 80GB HBM3", "cc": "9.0"}
 
 
 def sidecar(version="10.13.0.35", gpu=H100["name"], cc=H100["cc"], **builder):
-    return {"tensorrt": {"version": version}, "gpu": {"name": gpu, "compute_capability": cc},
-            "builder": builder, "source_onnx_sha256": "ab" * 32}
+    return {
+        "tensorrt": {"version": version},
+        "gpu": {"name": gpu, "compute_capability": cc},
+        "builder": builder,
+        "source_onnx_sha256": "ab" * 32,
+    }
 
 
 def test_plan_from_the_same_tensorrt_and_gpu_is_accepted():
@@ -33,8 +37,11 @@ def test_plan_from_another_tensorrt_version_is_refused():
 
 
 def test_plan_from_another_gpu_is_refused():
-    with pytest.raises(ArtifactError, match=r"built on NVIDIA H100.*\(compute capability 9\.0\) but this GPU is "
-                                            r"NVIDIA A100-SXM4-40GB \(compute capability 8\.0\)"):
+    with pytest.raises(
+        ArtifactError,
+        match=r"built on NVIDIA H100.*\(compute capability 9\.0\) but this GPU is "
+        r"NVIDIA A100-SXM4-40GB \(compute capability 8\.0\)",
+    ):
         check_plan_compatibility(sidecar(), "10.13.0.35", "NVIDIA A100-SXM4-40GB", "8.0")
     # same compute capability, other model: still another GPU unless built hardware-compatible
     with pytest.raises(ArtifactError, match="tied to the GPU model"):
@@ -99,9 +106,27 @@ def test_tensorrt_engine_builds_runs_and_verifies(tiny_onnx, tmp_path, precision
     from densenet_deploy.runners import open_runner
 
     plan, cache = tmp_path / f"tiny.{precision}.plan", tmp_path / "timing.cache"
-    flags = {"fp32": [], "fp16": ["--fp16"], "bf16": ["--bf16"], "int8": ["--int8", "--calib-data", "digits", "--samples", "64"]}[precision]
-    result = CliRunner().invoke(cli, ["build-engine", tiny_onnx, *flags, "-o", str(plan), "--max-batch", "8",
-                                      "--timing-cache", str(cache), "--json"])
+    flags = {
+        "fp32": [],
+        "fp16": ["--fp16"],
+        "bf16": ["--bf16"],
+        "int8": ["--int8", "--calib-data", "digits", "--samples", "64"],
+    }[precision]
+    result = CliRunner().invoke(
+        cli,
+        [
+            "build-engine",
+            tiny_onnx,
+            *flags,
+            "-o",
+            str(plan),
+            "--max-batch",
+            "8",
+            "--timing-cache",
+            str(cache),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["target"] == "tensorrt" and doc["precision"] == precision and os.path.getsize(plan) > 0

@@ -18,8 +18,20 @@ pytest.importorskip("sklearn", reason="scikit-learn (extra 'demo') provides the 
 
 # Small enough to train an epoch in well under a second: 64 digits at 8x8, batch 16. One thread: a model
 # this small gains nothing from two, and two threads crawl when other processes share the cores.
-TINY = ["--dataset", "digits", "--input-size", "8", "--limit", "64", "--val-limit", "32", "--batch-size", "16",
-        "--threads", "1"]
+TINY = [
+    "--dataset",
+    "digits",
+    "--input-size",
+    "8",
+    "--limit",
+    "64",
+    "--val-limit",
+    "32",
+    "--batch-size",
+    "16",
+    "--threads",
+    "1",
+]
 
 
 def invoke(*args):
@@ -36,8 +48,19 @@ def test_resume_gives_bit_identical_weights(tmp_path):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["epochs"] == 3 and [h["epoch"] for h in doc["history"]] == [1, 2, 3]
-    train(TrainOptions(model="densenet_bc40_k12", dataset="digits", output=str(straight), epochs=3, input_size=8,
-                       limit=64, val_limit=32, batch_size=16, threads=1))
+    train(
+        TrainOptions(
+            model="densenet_bc40_k12",
+            dataset="digits",
+            output=str(straight),
+            epochs=3,
+            input_size=8,
+            limit=64,
+            val_limit=32,
+            batch_size=16,
+            threads=1,
+        )
+    )
     a = torch.load(resumed, weights_only=True)
     b = torch.load(straight, weights_only=True)
     assert a["epoch"] == b["epoch"] == 3
@@ -90,8 +113,7 @@ def test_resume_with_other_threads_warns_that_it_is_not_bit_exact(tmp_path, capl
     with caplog.at_level(logging.WARNING, logger="densenet_deploy.train"):
         result = train(TrainOptions(model="", dataset="", output="", resume=str(ckpt), epochs=2, threads=2))
     assert result.trained_now == 1
-    assert any("no longer bit-exact" in r.getMessage() and "trained with 1" in r.getMessage()
-               for r in caplog.records)
+    assert any("no longer bit-exact" in r.getMessage() and "trained with 1" in r.getMessage() for r in caplog.records)
 
 
 def test_checkpoint_loads_with_labels_and_normalisation(digits_checkpoint):
@@ -150,21 +172,32 @@ def test_paper_recipe_defaults(tmp_path):
     assert not c100.augment and c100.dropout == 0.2
     svhn = resolve(TrainOptions(model="densenet40_k12", dataset="svhn", output="x", data_dir=str(tmp_path)))
     assert (svhn.epochs, svhn.milestones, svhn.dropout) == (40, (20, 30), 0.2)
-    inet = resolve(TrainOptions(model="densenet121", dataset="imagefolder", output="x", data_dir=str(tmp_path),
-                                augment=True))
+    inet = resolve(
+        TrainOptions(model="densenet121", dataset="imagefolder", output="x", data_dir=str(tmp_path), augment=True)
+    )
     assert (inet.epochs, inet.batch_size, inet.milestones, inet.input_size) == (90, 256, (30, 60), 224)
     # ImageNet: standard augmentation and no dropout by default (Section 4.2), even with --no-augment.
     inet = resolve(TrainOptions(model="densenet121", dataset="imagefolder", output="x", data_dir=str(tmp_path)))
     assert inet.augment and inet.dropout == 0.0
-    plain = resolve(TrainOptions(model="densenet121", dataset="imagefolder", output="x", data_dir=str(tmp_path),
-                                 augment=False))
+    plain = resolve(
+        TrainOptions(model="densenet121", dataset="imagefolder", output="x", data_dir=str(tmp_path), augment=False)
+    )
     assert not plain.augment and plain.dropout == 0.0
     # The schedule is the recipe's, whatever --epochs says, so a resumed run equals a straight one.
-    short = resolve(TrainOptions(model="densenet_bc100_k12", dataset="cifar10", output="x", data_dir=str(tmp_path),
-                                 epochs=100))
+    short = resolve(
+        TrainOptions(model="densenet_bc100_k12", dataset="cifar10", output="x", data_dir=str(tmp_path), epochs=100)
+    )
     assert short.milestones == (150, 225) and short.epochs == 100
-    scaled = resolve(TrainOptions(model="densenet_bc100_k12", dataset="cifar10", output="x", data_dir=str(tmp_path),
-                                  epochs=100, milestones=(50, 75)))
+    scaled = resolve(
+        TrainOptions(
+            model="densenet_bc100_k12",
+            dataset="cifar10",
+            output="x",
+            data_dir=str(tmp_path),
+            epochs=100,
+            milestones=(50, 75),
+        )
+    )
     assert scaled.milestones == (50, 75)
     with pytest.raises(DnxError, match="unknown dataset 'cifar11'.*did you mean 'cifar10'"):
         resolve(TrainOptions(model="densenet40_k12", dataset="cifar11", output="x"))
@@ -178,7 +211,7 @@ def test_augment_translates_and_mirrors():
     assert out.shape == x.shape
     padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
     for i in range(2):
-        crops = [padded[i, :, dy:dy + 6, dx:dx + 6] for dy in range(9) for dx in range(9)]
+        crops = [padded[i, :, dy : dy + 6, dx : dx + 6] for dy in range(9) for dx in range(9)]
         assert any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(-1)) for c in crops)
     assert torch.equal(out, augment(x, torch.Generator().manual_seed(0)))
 
@@ -188,8 +221,25 @@ def test_train_on_cifar_pickles_with_augmentation(tmp_path):
 
     write_cifar10(tmp_path / "data", n_train=8, n_test=6)
     out = tmp_path / "c10.pt"
-    r = invoke("train", "densenet_bc10_k4", "--dataset", "cifar10+", "--data-dir", tmp_path / "data",
-               "--epochs", 1, "--input-size", 16, "--batch-size", 16, "--threads", 1, "--json", "-o", out)
+    r = invoke(
+        "train",
+        "densenet_bc10_k4",
+        "--dataset",
+        "cifar10+",
+        "--data-dir",
+        tmp_path / "data",
+        "--epochs",
+        1,
+        "--input-size",
+        16,
+        "--batch-size",
+        16,
+        "--threads",
+        1,
+        "--json",
+        "-o",
+        out,
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["labels"] == ["plane", "car", "bird"] and doc["input_size"] == [3, 16, 16]
@@ -202,9 +252,19 @@ def test_train_on_image_folder_with_train_val(tmp_path):
     write_digit_pngs(tmp_path / "train", per_class=6)
     write_digit_pngs(tmp_path / "val", per_class=2)
     out = tmp_path / "folder.pt"
-    result = train(TrainOptions(model="densenet_bc10_k4", dataset="imagefolder", data_dir=str(tmp_path),
-                                output=str(out), epochs=1, input_size=8, in_channels=1, batch_size=8,
-                                threads=1))
+    result = train(
+        TrainOptions(
+            model="densenet_bc10_k4",
+            dataset="imagefolder",
+            data_dir=str(tmp_path),
+            output=str(out),
+            epochs=1,
+            input_size=8,
+            in_channels=1,
+            batch_size=8,
+            threads=1,
+        )
+    )
     assert result.labels == ["class_0", "class_1", "class_2"] and os.path.isfile(out)
     assert result.history[0]["val_accuracy"] is not None
 
@@ -224,7 +284,8 @@ def write_solid_pngs(root, colours: dict, per_class=4, size=8):
         os.makedirs(folder, exist_ok=True)
         for i in range(per_class):
             Image.new("RGB", (size, size), (value, value, (value + 40 * i) % 256)).save(
-                os.path.join(folder, f"{i}.png"))
+                os.path.join(folder, f"{i}.png")
+            )
 
 
 def test_val_folders_take_the_train_class_indices_by_name(tmp_path):
@@ -232,8 +293,16 @@ def test_val_folders_take_the_train_class_indices_by_name(tmp_path):
 
     write_solid_pngs(tmp_path / "tv" / "train", {"cat": 0, "dog": 255})
     write_solid_pngs(tmp_path / "tv" / "val", {"dog": 255}, per_class=2)
-    recipe = resolve(TrainOptions(model="densenet_bc10_k4", dataset="imagefolder", data_dir=str(tmp_path / "tv"),
-                                  output="x", epochs=1, input_size=8))
+    recipe = resolve(
+        TrainOptions(
+            model="densenet_bc10_k4",
+            dataset="imagefolder",
+            data_dir=str(tmp_path / "tv"),
+            output="x",
+            epochs=1,
+            input_size=8,
+        )
+    )
     data = prepare_data(recipe)
     assert data.label_names == ["cat", "dog"]
     assert list(data.val_labels) == [1, 1]  # val/dog is train's dog (1), not its own folder number (0)
@@ -243,8 +312,22 @@ def test_val_class_missing_from_train_is_a_one_line_error(tmp_path):
     write_solid_pngs(tmp_path / "tv" / "train", {"cat": 0, "dog": 255})
     write_solid_pngs(tmp_path / "tv" / "val", {"dog": 255, "zebra": 128}, per_class=2)
     out = tmp_path / "z.pt"
-    r = invoke("train", "densenet_bc10_k4", "--dataset", "imagefolder", "--data-dir", tmp_path / "tv",
-               "--epochs", 1, "--input-size", 8, "--threads", 1, "-o", out)
+    r = invoke(
+        "train",
+        "densenet_bc10_k4",
+        "--dataset",
+        "imagefolder",
+        "--data-dir",
+        tmp_path / "tv",
+        "--epochs",
+        1,
+        "--input-size",
+        8,
+        "--threads",
+        1,
+        "-o",
+        out,
+    )
     assert r.exit_code == 2, r.output
     lines = [line for line in r.output.strip().splitlines() if not line.startswith("warning: ")]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "zebra" in lines[0] and not out.exists()
@@ -290,8 +373,25 @@ def test_svhn_trains_on_train_plus_extra_with_pixels_divided_by_255(tmp_path):
 
     (tmp_path / "svhn").mkdir()
     write_svhn(tmp_path / "svhn")
-    r = invoke("train", "densenet_bc10_k4", "--dataset", "svhn", "--data-dir", tmp_path / "svhn", "--epochs", 1,
-               "--input-size", 8, "--batch-size", 4, "--threads", 1, "--json", "-o", tmp_path / "s.pt")
+    r = invoke(
+        "train",
+        "densenet_bc10_k4",
+        "--dataset",
+        "svhn",
+        "--data-dir",
+        tmp_path / "svhn",
+        "--epochs",
+        1,
+        "--input-size",
+        8,
+        "--batch-size",
+        4,
+        "--threads",
+        1,
+        "--json",
+        "-o",
+        tmp_path / "s.pt",
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["mean"] == [0.0, 0.0, 0.0] and doc["std"] == [1.0, 1.0, 1.0]  # /255 only (Section 4.2)

@@ -58,14 +58,25 @@ def tiny_graph(path, *, dtype="float32", batch=None, classes=3, labels=None, nam
     elem = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}[dtype]
     n = batch if batch else "batch"
     graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["input"], ["pooled"], axes=[2, 3], keepdims=0),
-         helper.make_node("Identity", ["pooled"], ["logits"])],
-        "g", [helper.make_tensor_value_info("input", elem, [n, classes, 8, 8])],
-        [helper.make_tensor_value_info("logits", elem, [n, classes])])
+        [
+            helper.make_node("ReduceMean", ["input"], ["pooled"], axes=[2, 3], keepdims=0),
+            helper.make_node("Identity", ["pooled"], ["logits"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("input", elem, [n, classes, 8, 8])],
+        [helper.make_tensor_value_info("logits", elem, [n, classes])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    meta = ArtifactMeta(model=name, num_classes=classes, input_size=(classes, 8, 8), mean=(0.5,) * classes,
-                        std=(0.25,) * classes, labels=labels, batch=batch,
-                        precision="fp16" if dtype == "float16" else "fp32")
+    meta = ArtifactMeta(
+        model=name,
+        num_classes=classes,
+        input_size=(classes, 8, 8),
+        mean=(0.5,) * classes,
+        std=(0.25,) * classes,
+        labels=labels,
+        batch=batch,
+        precision="fp16" if dtype == "float16" else "fp32",
+    )
     write_onnx_meta(model, meta)
     onnx.save(model, str(path))
     return str(path)
@@ -92,17 +103,45 @@ def fake_plan(tmp_path):
     """
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"placeholder: config generation never reads the engine")
-    meta = ArtifactMeta(model="densenet_bc22_k8", num_classes=10, input_size=(3, 32, 32), mean=(0.5,) * 3,
-                        std=(0.25,) * 3, precision="int8", labels=LABELS)
-    write_sidecar(plan, meta, tensorrt={"version": "11.0.0"}, gpu={"name": "test", "compute_capability": "9.0"},
-                  profile={"input": "input", "min": 1, "opt": 8, "max": 16}, precision="int8")
+    meta = ArtifactMeta(
+        model="densenet_bc22_k8",
+        num_classes=10,
+        input_size=(3, 32, 32),
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        precision="int8",
+        labels=LABELS,
+    )
+    write_sidecar(
+        plan,
+        meta,
+        tensorrt={"version": "11.0.0"},
+        gpu={"name": "test", "compute_capability": "9.0"},
+        profile={"input": "input", "min": 1, "opt": 8, "max": 16},
+        precision="int8",
+    )
     return str(plan)
 
 
 def test_onnx_repository_config_fields(tiny_onnx, tmp_path):
     repo = tmp_path / "repo"
-    result = dnx("triton", tiny_onnx, "--repo", repo, "--max-batch", 8, "--preferred-batch", "2,4", "--instances", 2,
-                 "--kind", "cpu", "--max-queue-delay-us", 500, "--json")
+    result = dnx(
+        "triton",
+        tiny_onnx,
+        "--repo",
+        repo,
+        "--max-batch",
+        8,
+        "--preferred-batch",
+        "2,4",
+        "--instances",
+        2,
+        "--kind",
+        "cpu",
+        "--max-queue-delay-us",
+        500,
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["model"] == "densenet_bc22_k8" and doc["platform"] == "onnxruntime_onnx"
@@ -113,8 +152,12 @@ def test_onnx_repository_config_fields(tiny_onnx, tmp_path):
     assert config.name == "densenet_bc22_k8" and config.platform == "onnxruntime_onnx"
     assert config.max_batch_size == 8
     (inp,), (out,) = config.input, config.output
-    assert (inp.name, list(inp.dims), inp.data_type, inp.format) == ("input", [3, 32, 32], mc.TYPE_FP32,
-                                                                     mc.ModelInput.FORMAT_NCHW)
+    assert (inp.name, list(inp.dims), inp.data_type, inp.format) == (
+        "input",
+        [3, 32, 32],
+        mc.TYPE_FP32,
+        mc.ModelInput.FORMAT_NCHW,
+    )
     assert (out.name, list(out.dims), out.data_type, out.label_filename) == ("logits", [10], mc.TYPE_FP32, "")
     assert list(config.dynamic_batching.preferred_batch_size) == [2, 4]
     assert config.dynamic_batching.max_queue_delay_microseconds == 500
@@ -199,11 +242,14 @@ def test_versions_models_and_updates_keep_other_models(tiny_onnx, labelled_onnx,
     assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "dn").exit_code == 0
     assert (repo / "dn" / "3" / "model.onnx").is_file()
     before = tree(repo)
-    line = one_line_error(dnx("triton", tiny_onnx, "--repo", repo, "--name", "dn", "--version", 2),
-                          match="already has version 2")
+    line = one_line_error(
+        dnx("triton", tiny_onnx, "--repo", repo, "--name", "dn", "--version", 2), match="already has version 2"
+    )
     assert "--replace" in line and "version 4" in line
-    one_line_error(dnx("triton", tiny_onnx, labelled_onnx, "--repo", repo, "--name", "dn", "--version", 3),
-                   match="already has version 3")
+    one_line_error(
+        dnx("triton", tiny_onnx, labelled_onnx, "--repo", repo, "--name", "dn", "--version", 3),
+        match="already has version 3",
+    )
     assert tree(repo) == before
     assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "dn", "--version", 2, "--replace").exit_code == 0
     with open(tiny_onnx, "rb") as fh:
@@ -234,8 +280,27 @@ def test_versions_models_and_updates_keep_other_models(tiny_onnx, labelled_onnx,
 def test_new_version_keeps_existing_serving_options(tiny_onnx, labelled_onnx, tmp_path):
     repo = tmp_path / "repo"
     config_path = repo / "dn" / "config.pbtxt"
-    assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "dn", "--max-batch", 16, "--instances", 2,
-               "--preferred-batch", "4,8", "--kind", "cpu", "--max-queue-delay-us", 300).exit_code == 0
+    assert (
+        dnx(
+            "triton",
+            tiny_onnx,
+            "--repo",
+            repo,
+            "--name",
+            "dn",
+            "--max-batch",
+            16,
+            "--instances",
+            2,
+            "--preferred-batch",
+            "4,8",
+            "--kind",
+            "cpu",
+            "--max-queue-delay-us",
+            300,
+        ).exit_code
+        == 0
+    )
 
     # A new version without flags: the config keeps every serving option (it used to reset them).
     result = dnx("triton", labelled_onnx, "--repo", repo, "--name", "dn", "--json")
@@ -298,9 +363,17 @@ def test_openvino_ir_repository(tiny_onnx, tmp_path):
 
 # Every key Triton's openvino backend reads from `parameters` (openvino_backend src/openvino.cc
 # ModelState::ParseParameters): anything else is ignored by it, so a misspelt key would silently do nothing.
-OPENVINO_BACKEND_KEYS = {"PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "COMPILATION_NUM_THREADS",
-                         "HINT_BF16", "SKIP_OV_DYNAMIC_BATCHSIZE", "ENABLE_BATCH_PADDING", "RESHAPE_IO_LAYERS",
-                         "CPU_EXTENSION_PATH"}
+OPENVINO_BACKEND_KEYS = {
+    "PERFORMANCE_HINT",
+    "NUM_STREAMS",
+    "INFERENCE_NUM_THREADS",
+    "COMPILATION_NUM_THREADS",
+    "HINT_BF16",
+    "SKIP_OV_DYNAMIC_BATCHSIZE",
+    "ENABLE_BATCH_PADDING",
+    "RESHAPE_IO_LAYERS",
+    "CPU_EXTENSION_PATH",
+}
 
 
 @pytest.fixture(scope="module")
@@ -333,8 +406,7 @@ def test_openvino_config_keeps_the_irs_inference_precision(built_irs, tmp_path, 
         assert dnx("triton", built_irs["fp32"], "--repo", repo, "--name", "fp").exit_code == 0
     params = params_of(repo / "fp" / "config.pbtxt")
     assert params == {"PERFORMANCE_HINT": "LATENCY"}
-    assert any("cannot ask OpenVINO" in r.getMessage() and "--backend python" in r.getMessage()
-               for r in caplog.records)
+    assert any("cannot ask OpenVINO" in r.getMessage() and "--backend python" in r.getMessage() for r in caplog.records)
     py = dnx("triton", built_irs["fp32"], "--repo", repo, "--name", "fp_py", "--backend", "python")
     assert py.exit_code == 0, py.output
     assert params_of(repo / "fp_py" / "config.pbtxt")["dnx.backend"] == "openvino"
@@ -343,15 +415,19 @@ def test_openvino_config_keeps_the_irs_inference_precision(built_irs, tmp_path, 
 
     # Several instances share the backend's one compiled model: one stream each, as the backend's README pairs them.
     assert dnx("triton", built_irs["bf16"], "--repo", repo, "--name", "many", "--instances", 3).exit_code == 0
-    assert params_of(repo / "many" / "config.pbtxt") == {"HINT_BF16": "YES", "PERFORMANCE_HINT": "THROUGHPUT",
-                                                         "NUM_STREAMS": "3"}
+    assert params_of(repo / "many" / "config.pbtxt") == {
+        "HINT_BF16": "YES",
+        "PERFORMANCE_HINT": "THROUGHPUT",
+        "NUM_STREAMS": "3",
+    }
     for name in ("bf", "fp", "many"):
         assert set(params_of(repo / name / "config.pbtxt")) <= OPENVINO_BACKEND_KEYS
 
     # One config serves every version: an fp32 and a bf16 IR cannot share it, in one call or by an update.
     before = tree(repo)
-    one_line_error(dnx("triton", built_irs["fp32"], built_irs["bf16"], "--repo", repo, "--name", "mix"),
-                   match="--as models")
+    one_line_error(
+        dnx("triton", built_irs["fp32"], built_irs["bf16"], "--repo", repo, "--name", "mix"), match="--as models"
+    )
     one_line_error(dnx("triton", built_irs["fp32"], "--repo", repo, "--name", "bf"), match="HINT_BF16")
     assert tree(repo) == before
     # The same precision again is a plain new version; its config keeps the hint.
@@ -389,27 +465,33 @@ def test_bf16_onnx_runs_on_the_openvino_runner_in_the_python_backend(bf16_onnx, 
     assert params["dnx.artifact"] == "model.onnx" and params["dnx.backend"] == "openvino"
     # What model.py does with those parameters: the copied graph on the named runner, as dnx runs the source.
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
-    with open_runner(str(repo / "bf" / "1" / "model.onnx"), backend=params["dnx.backend"]) as served, \
-            open_runner(bf16_onnx) as source:
+    with (
+        open_runner(str(repo / "bf" / "1" / "model.onnx"), backend=params["dnx.backend"]) as served,
+        open_runner(bf16_onnx) as source,
+    ):
         assert served.backend == source.backend == "openvino" and served.inference_precision == "bf16"
         np.testing.assert_array_equal(served.run(x), source.run(x))
 
     # The runner backend is one config parameter for every version: an fp32 graph (ONNX Runtime) cannot join.
     before = tree(repo)
-    one_line_error(dnx("triton", tiny_onnx, "--repo", repo, "--name", "bf", "--backend", "python"),
-                   match="dnx.backend")
-    one_line_error(dnx("triton", bf16_onnx, tiny_onnx, "--repo", repo, "--name", "mixed", "--backend", "python"),
-                   match="--as models")
+    one_line_error(dnx("triton", tiny_onnx, "--repo", repo, "--name", "bf", "--backend", "python"), match="dnx.backend")
+    one_line_error(
+        dnx("triton", bf16_onnx, tiny_onnx, "--repo", repo, "--name", "mixed", "--backend", "python"),
+        match="--as models",
+    )
     assert tree(repo) == before
 
 
-@pytest.mark.parametrize("args, match", [
-    (["model.txt"], "unknown artifact type"),
-    (["@tiny", "--name", "bad/name"], "not usable"),
-    (["@tiny", "--name", "has space"], "not usable"),
-    (["@tiny", "--name", ".hidden"], "not usable"),
-    (["@tiny", "--preferred-batch", "4,16"], "1..8"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["model.txt"], "unknown artifact type"),
+        (["@tiny", "--name", "bad/name"], "not usable"),
+        (["@tiny", "--name", "has space"], "not usable"),
+        (["@tiny", "--name", ".hidden"], "not usable"),
+        (["@tiny", "--preferred-batch", "4,16"], "1..8"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line(args, match, tiny_onnx, tmp_path):
     (tmp_path / "model.txt").write_text("not a model")
     args = [tiny_onnx if a == "@tiny" else str(tmp_path / a) if a.endswith(".txt") else a for a in args]
@@ -452,16 +534,22 @@ def test_client_metadata_from_repository_and_unreachable_server(labelled_onnx, t
 
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
     port = free_port()  # nothing listens there
-    one_line_error(dnx("triton-client", f"http://127.0.0.1:{port}", "m", tmp_path / "x.png", "--timeout", 5),
-                   match="cannot reach Triton")
+    one_line_error(
+        dnx("triton-client", f"http://127.0.0.1:{port}", "m", tmp_path / "x.png", "--timeout", 5),
+        match="cannot reach Triton",
+    )
 
 
-@pytest.mark.parametrize("name, content, match", [("missing.png", None, "missing.png: no such image file"),
-                                                   ("empty.png", b"", "empty.png is not a readable image"),
-                                                   ("text.png", b"not a png", "text.png is not a readable image"),
-                                                   ("pictures", "dir", "pictures is a directory, not an image"),
-                                                   ("--artifact", "missing.onnx",
-                                                    "--artifact {tmp}/missing.onnx: no such file or directory")])
+@pytest.mark.parametrize(
+    "name, content, match",
+    [
+        ("missing.png", None, "missing.png: no such image file"),
+        ("empty.png", b"", "empty.png is not a readable image"),
+        ("text.png", b"not a png", "text.png is not a readable image"),
+        ("pictures", "dir", "pictures is a directory, not an image"),
+        ("--artifact", "missing.onnx", "--artifact {tmp}/missing.onnx: no such file or directory"),
+    ],
+)
 def test_client_checks_local_images_before_contacting_the_server(tmp_path, name, content, match):
     pytest.importorskip("tritonclient.http", reason="tritonclient[http] (extra 'triton') is not installed")
     import socket
@@ -493,10 +581,23 @@ def plan_with_profile(tmp_path, lo, opt, hi, batch=None, name="model.plan"):
     `batch`: what it records when the profile is a single size). Config generation reads only the sidecar."""
     plan = tmp_path / name
     plan.write_bytes(b"placeholder: config generation never reads the engine")
-    meta = ArtifactMeta(model="densenet_bc22_k8", num_classes=10, input_size=(3, 32, 32), mean=(0.5,) * 3,
-                        std=(0.25,) * 3, precision="fp16", batch=batch)
-    write_sidecar(plan, meta, tensorrt={"version": "11.0.0"}, gpu={"name": "test", "compute_capability": "9.0"},
-                  profile={"input": "input", "min": lo, "opt": opt, "max": hi}, precision="fp16")
+    meta = ArtifactMeta(
+        model="densenet_bc22_k8",
+        num_classes=10,
+        input_size=(3, 32, 32),
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        precision="fp16",
+        batch=batch,
+    )
+    write_sidecar(
+        plan,
+        meta,
+        tensorrt={"version": "11.0.0"},
+        gpu={"name": "test", "compute_capability": "9.0"},
+        profile={"input": "input", "min": lo, "opt": opt, "max": hi},
+        precision="fp16",
+    )
     return str(plan)
 
 
@@ -539,13 +640,15 @@ def test_model_path_that_is_a_file_is_refused_before_staging(tiny_onnx, tmp_path
     # A version path or a file dnx writes that has the wrong type is refused the same way.
     assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "m").exit_code == 0
     (repo / "m" / "2").write_text("a file")
-    one_line_error(dnx("triton", tiny_onnx, "--repo", repo, "--name", "m", "--version", 2, "--replace"),
-                   match="is not a directory")
+    one_line_error(
+        dnx("triton", tiny_onnx, "--repo", repo, "--name", "m", "--version", 2, "--replace"), match="is not a directory"
+    )
     (repo / "m" / "2").unlink()
     (repo / "m" / "labels.txt").mkdir()
     before = tree(repo)
-    one_line_error(dnx("triton", tiny_onnx, "--repo", repo, "--name", "m"),
-                   match="labels.txt exists and is a directory")
+    one_line_error(
+        dnx("triton", tiny_onnx, "--repo", repo, "--name", "m"), match="labels.txt exists and is a directory"
+    )
     assert tree(repo) == before and sorted(os.listdir(repo)) == ["m", "m4"]
 
 
@@ -614,8 +717,10 @@ def test_backend_mismatch_names_the_backend(tiny_onnx, tmp_path):
     assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "native").exit_code == 0
     assert dnx("triton", tiny_onnx, "--repo", repo, "--name", "py", "--backend", "python").exit_code == 0
     before = tree(repo)
-    line = one_line_error(dnx("triton", tiny_onnx, "--repo", repo, "--name", "native", "--backend", "python"),
-                          match="platform onnxruntime_onnx")
+    line = one_line_error(
+        dnx("triton", tiny_onnx, "--repo", repo, "--name", "native", "--backend", "python"),
+        match="platform onnxruntime_onnx",
+    )
     assert "backend python" in line and "drop --backend python" in line and "signature" not in line
     line = one_line_error(dnx("triton", tiny_onnx, "--repo", repo, "--name", "py"), match="backend python")
     assert "add --backend python" in line and "signature" not in line
@@ -653,6 +758,7 @@ def test_ort_deployment_only_through_the_python_backend(ort_deployment, tmp_path
     version_dir = repo / "ort" / "1"
     assert sorted(os.listdir(version_dir)) == ["model.onnx", "model.onnx.json", "model.py"]
     # What model.py opens: the deployment with its sidecar, so dnx's runner checks this CPU.
-    with open_runner(str(version_dir / "model.onnx"), backend=params_of(repo / "ort" / "config.pbtxt")["dnx.backend"]) \
-            as runner:
+    with open_runner(
+        str(version_dir / "model.onnx"), backend=params_of(repo / "ort" / "config.pbtxt")["dnx.backend"]
+    ) as runner:
         assert runner.deployment and runner.deployment["optimized_offline"]

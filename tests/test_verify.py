@@ -10,8 +10,17 @@ from click.testing import CliRunner
 
 from densenet_deploy.cli.main import cli
 
-CONTRACT = {"samples", "max_abs_diff", "mean_abs_diff", "rel_l2", "cosine_min", "centered_cosine_min",
-            "top1_agreement", "accuracy", "passed"}
+CONTRACT = {
+    "samples",
+    "max_abs_diff",
+    "mean_abs_diff",
+    "rel_l2",
+    "cosine_min",
+    "centered_cosine_min",
+    "top1_agreement",
+    "accuracy",
+    "passed",
+}
 
 
 def dnx(*args):
@@ -198,8 +207,19 @@ def test_random_data_warning_is_said_once_per_command(tiny_onnx, tmp_path, caplo
 
     with caplog.at_level("WARNING"):
         # calibration and the parity check after it both read `random`: one warning, not two
-        out = dnx("build-engine", tiny_onnx, "--target", "onnxruntime", "--int8", "--calib-data", "random",
-                  "--samples", 16, "-o", tmp_path / "t.int8.ort.onnx")
+        out = dnx(
+            "build-engine",
+            tiny_onnx,
+            "--target",
+            "onnxruntime",
+            "--int8",
+            "--calib-data",
+            "random",
+            "--samples",
+            16,
+            "-o",
+            tmp_path / "t.int8.ort.onnx",
+        )
         assert out.exit_code == 0, out.output
         assert noise_warnings() == 1
         # the next command (same process) says it again

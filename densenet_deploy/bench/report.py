@@ -37,53 +37,65 @@ def timing_text(result: dict, markdown: bool = False) -> str:
     latency = f"wall time per {code('run()')} incl. {code('synchronize()')}; iqr = p75-p25 ms; img/s = batch / p50"
     if not any(r.get("mode") == "throughput" for r in rows):
         return f"Latency: {latency}."
-    text = ("Throughput mode: img/s = images completed per second by an asynchronous queue that keeps every "
-            "stream busy (median over the passes; no per-run latency).")
+    text = (
+        "Throughput mode: img/s = images completed per second by an asynchronous queue that keeps every "
+        "stream busy (median over the passes; no per-run latency)."
+    )
     if any(r.get("mode") == "latency" for r in rows):
-        text += (" Rows with latency columns come from runners without throughput support, timed "
-                 f"synchronously instead ({latency}).")
+        text += (
+            " Rows with latency columns come from runners without throughput support, timed "
+            f"synchronously instead ({latency})."
+        )
     return text
 
 
 def format_table(result: dict) -> str:
     """The terminal table: speed and parity side by side."""
     with_acc = any(r.get("accuracy") is not None for r in result["results"])
-    head = (f"{'artifact':<28}{'backend / precision':<26}{'batch':>5}{'p50 ms':>10}{'p90 ms':>9}{'p99 ms':>9}"
-            f"{'iqr':>9}{'img/s':>9}{'rss MB':>8}" + (f"{'acc':>7}" if with_acc else "")
-            + f"  {'rel L2':>8}{'c.cos':>8}{'agree':>7}")
+    head = (
+        f"{'artifact':<28}{'backend / precision':<26}{'batch':>5}{'p50 ms':>10}{'p90 ms':>9}{'p99 ms':>9}"
+        f"{'iqr':>9}{'img/s':>9}{'rss MB':>8}"
+        + (f"{'acc':>7}" if with_acc else "")
+        + f"  {'rel L2':>8}{'c.cos':>8}{'agree':>7}"
+    )
     lines = [head, "-" * len(head)]
     for r in result["results"]:
         name = os.path.basename(r["artifact"])[:27]
         lat = r["latency_ms"]
-        speed = (f"{lat['p50']:>10.2f}{lat['p90']:>9.2f}{lat['p99']:>9.2f}{lat['iqr']:>9.2f}" if lat
-                 else f"{'(throughput mode)':>37}")
+        speed = (
+            f"{lat['p50']:>10.2f}{lat['p90']:>9.2f}{lat['p99']:>9.2f}{lat['iqr']:>9.2f}"
+            if lat
+            else f"{'(throughput mode)':>37}"
+        )
         p = r["parity"]
         if p is None:
             par = f"  {'reference':>23}"
         elif "rel_l2" in p:
             flag = parity_flag(p)
-            par = (f"  {p['rel_l2']:>8.2g}{p['centered_cosine_min']:>8.4f}{p['top1_agreement'] * 100:>6.0f}%"
-                   + (f"  {flag}" if flag else ""))
+            par = f"  {p['rel_l2']:>8.2g}{p['centered_cosine_min']:>8.4f}{p['top1_agreement'] * 100:>6.0f}%" + (
+                f"  {flag}" if flag else ""
+            )
         else:
             par = f"  {p.get('note', '')}"
         acc = ""
         if with_acc:
             acc = f"{r['accuracy'] * 100:>6.1f}%" if r.get("accuracy") is not None else f"{'':>7}"
-        lines.append(f"{name:<28}{r['label']:<26}{r['batch']:>5}{speed}{r['throughput']:>9.1f}"
-                     f"{r['peak_rss_mb']:>8.0f}{acc}{par}")
+        lines.append(
+            f"{name:<28}{r['label']:<26}{r['batch']:>5}{speed}{r['throughput']:>9.1f}{r['peak_rss_mb']:>8.0f}{acc}{par}"
+        )
     for s in result.get("skipped", []):
         lines.append(f"skipped {s['artifact']} at batch {s['batch']}: {s['reason']}")
     env = result.get("env", {})
     settings = result.get("settings", {})
-    lines.append(f"{timing_text(result)} Parity vs the first artifact of the same model (rel L2, min centered "
-                 f"cosine, top-1 agreement) on {parity_data_text(settings)}"
-                 + ("; on random inputs top-1 agreement proves little." if _random_parity(settings) else "."))
+    lines.append(
+        f"{timing_text(result)} Parity vs the first artifact of the same model (rel L2, min centered "
+        f"cosine, top-1 agreement) on {parity_data_text(settings)}"
+        + ("; on random inputs top-1 agreement proves little." if _random_parity(settings) else ".")
+    )
     lines += [f"note: {n}" for n in result.get("notes", [])]
     if env:
         lines.append(f"cpu: {env.get('cpu')} ({env.get('cores')} cores, load {env.get('loadavg')})")
     return "\n".join(lines)
-
-
 
 
 def write_bench_report(result: dict, directory: str) -> dict:
@@ -93,8 +105,6 @@ def write_bench_report(result: dict, directory: str) -> dict:
 
 
 def _write_bench_report(result: dict, path) -> dict:
-    from densenet_deploy.bench.report import plot_latency_vs_batch
-
     files = {"json": path("results.json"), "markdown": path("report.md")}
     png, why = try_plot(plot_latency_vs_batch, result["results"], path("latency_vs_batch.png"))
     if png:
@@ -110,48 +120,84 @@ def _write_bench_report(result: dict, path) -> dict:
             parity = "reference"
         elif "rel_l2" in p:
             flag = parity_flag(p)
-            parity = (f"{p['rel_l2']:.3g} / {p['centered_cosine_min']:.4f} / {p['top1_agreement'] * 100:.0f}%"
-                      + (f" **{flag}**" if flag else ""))
+            parity = f"{p['rel_l2']:.3g} / {p['centered_cosine_min']:.4f} / {p['top1_agreement'] * 100:.0f}%" + (
+                f" **{flag}**" if flag else ""
+            )
         else:
             parity = p.get("note", "")
         acc = [fixed(r["accuracy"] * 100, 1) if r.get("accuracy") is not None else None] if with_acc else []
-        rows.append([os.path.basename(r["artifact"]), r["label"], r["batch"],
-                     fixed(lat.get("p50")), fixed(lat.get("p90")), fixed(lat.get("p99")), fixed(lat.get("mean")),
-                     fixed(lat.get("iqr")), fixed(r.get("pass_spread_pct"), 1), fixed(r["throughput"], 1),
-                     fixed(r["peak_rss_mb"], 0), *acc, parity])
+        rows.append(
+            [
+                os.path.basename(r["artifact"]),
+                r["label"],
+                r["batch"],
+                fixed(lat.get("p50")),
+                fixed(lat.get("p90")),
+                fixed(lat.get("p99")),
+                fixed(lat.get("mean")),
+                fixed(lat.get("iqr")),
+                fixed(r.get("pass_spread_pct"), 1),
+                fixed(r["throughput"], 1),
+                fixed(r["peak_rss_mb"], 0),
+                *acc,
+                parity,
+            ]
+        )
     env = result.get("env", {})
     settings = result.get("settings", {})
     text = [
-        "# dnx bench", "",
+        "# dnx bench",
+        "",
         f"CPU: {env.get('cpu')} ({env.get('cores')} cores; load average at the end {env.get('loadavg')}); "
         f"threads: {env.get('threads') or 'backend default'}; versions: "
-        + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()), "",
+        + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
+        "",
         f"Settings: batches {settings.get('batches')}, "
         + (f"{settings['seconds']} s" if settings.get("seconds") else f"{settings.get('iters')} iterations")
         + f" per artifact and batch in {settings.get('passes')} interleaved passes, warm-up {settings.get('warmup')}; "
-        f"reference for parity: `{settings.get('reference')}`; parity data: {parity_data_text(settings)}.", "",
-        md_table(["artifact", "backend / precision", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "IQR ms",
-                  "pass spread %", "img/s", "peak RSS MB", *(["accuracy %"] if with_acc else []),
-                  "parity: rel L2 / centered cos / top-1 agree"], rows),
+        f"reference for parity: `{settings.get('reference')}`; parity data: {parity_data_text(settings)}.",
+        "",
+        md_table(
+            [
+                "artifact",
+                "backend / precision",
+                "batch",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "mean ms",
+                "IQR ms",
+                "pass spread %",
+                "img/s",
+                "peak RSS MB",
+                *(["accuracy %"] if with_acc else []),
+                "parity: rel L2 / centered cos / top-1 agree",
+            ],
+            rows,
+        ),
         "",
         timing_text(result, markdown=True) + " "
         "Pass spread = range of the per-pass medians relative to the overall median (machine drift). "
         "Peak RSS is the bench process's resident memory while this artifact ran (every opened artifact "
         "stays loaded, so it includes the others). Parity compares logits with the first artifact of the same "
         "model on the same inputs"
-        + ("; on random inputs top-1 agreement proves little, rel L2 and centered cosine do. "
-           if _random_parity(settings) else ". ")
+        + (
+            "; on random inputs top-1 agreement proves little, rel L2 and centered cosine do. "
+            if _random_parity(settings)
+            else ". "
+        )
         + "POOR: centered cosine < 0.95 or rel L2 > 0.25 (with real data also top-1 agreement < 90 %).",
     ]
     text += ["", *(f"**Note:** {n}" for n in result.get("notes", []))] if result.get("notes") else []
     if result.get("skipped"):
-        text += ["", "Skipped: " + "; ".join(f"{s['artifact']} at batch {s['batch']} ({s['reason']})"
-                                            for s in result["skipped"])]
+        text += [
+            "",
+            "Skipped: "
+            + "; ".join(f"{s['artifact']} at batch {s['batch']} ({s['reason']})" for s in result["skipped"]),
+        ]
     text += ["", "![latency vs batch](latency_vs_batch.png)" if png else f"_No plot: {why}_", ""]
     atomic_write_text(files["markdown"], "\n".join(text))
     return files
-
-
 
 
 def plot_latency_vs_batch(results: list[dict], path: str) -> str:
@@ -167,14 +213,16 @@ def plot_latency_vs_batch(results: list[dict], path: str) -> str:
     for key, points in series.items():
         points.sort()
         b = [p[0] for p in points]
-        line, = ax1.plot(b, [p[1] for p in points], marker="o", label=key)
+        (line,) = ax1.plot(b, [p[1] for p in points], marker="o", label=key)
         ax1.fill_between(b, [p[1] for p in points], [p[2] for p in points], color=line.get_color(), alpha=0.15)
         ax2.plot(b, [p[3] for p in points], marker="o", label=key)
     from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
     batches = sorted({p[0] for points in series.values() for p in points})
-    for ax, title, ylabel in ((ax1, "Latency per batch (median; band to p90)", "latency per batch [ms]"),
-                              (ax2, "Throughput (batch / median latency)", "throughput [images/s]")):
+    for ax, title, ylabel in (
+        (ax1, "Latency per batch (median; band to p90)", "latency per batch [ms]"),
+        (ax2, "Throughput (batch / median latency)", "throughput [images/s]"),
+    ):
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_locator(FixedLocator(batches))  # label the measured batch sizes as plain numbers
         ax.xaxis.set_major_formatter(ScalarFormatter())

@@ -61,9 +61,11 @@ RANDOM_PARITY_SAMPLES = 8
 MIN_CENTERED_COSINE, MAX_REL_L2, MIN_AGREEMENT = 0.95, 0.25, 0.90
 # Beyond this even random inputs cannot excuse a reduced-precision artifact: its error exceeds the logits.
 GROSS_REL_L2 = 1.0
-RANDOM_NOTE = ("parity was measured on random inputs, which lie far outside a trained model's data: they "
-               "understate the parity of INT8/FP16 artifacts (a miss is marked 'unverified', not 'POOR'); pass "
-               "--data SRC (e.g. --data digits) to measure parity and accuracy on real images")
+RANDOM_NOTE = (
+    "parity was measured on random inputs, which lie far outside a trained model's data: they "
+    "understate the parity of INT8/FP16 artifacts (a miss is marked 'unverified', not 'POOR'); pass "
+    "--data SRC (e.g. --data digits) to measure parity and accuracy on real images"
+)
 DEFAULT_SECONDS = 3.0  # per artifact and batch size, when neither seconds nor iters is given
 DEFAULT_PASSES = 5  # round-robin passes when none are asked for (at most `iters`: each needs one timed run)
 
@@ -83,17 +85,18 @@ class BenchTarget:
             return cls(head, tail)
         # `model.onnx@foo`: a backend typo, not a file name with '@' in it (those have an extension or a path).
         if sep and head and re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", tail) and not os.path.exists(text):
-            raise DnxError(f"unknown backend {tail!r} in {text!r}{did_you_mean(tail, BACKENDS)}; "
-                           f"ARTIFACT@BACKEND takes one of {', '.join(BACKENDS)}")
+            raise DnxError(
+                f"unknown backend {tail!r} in {text!r}{did_you_mean(tail, BACKENDS)}; "
+                f"ARTIFACT@BACKEND takes one of {', '.join(BACKENDS)}"
+            )
         return cls(text, backend)
 
 
 def parse_batches(batch) -> tuple[int, ...]:
-    """"1,8,32" or an int or a sequence -> (1, 8, 32); DnxError on anything else."""
+    """ "1,8,32" or an int or a sequence -> (1, 8, 32); DnxError on anything else."""
     items = batch.split(",") if isinstance(batch, str) else ([batch] if isinstance(batch, int) else list(batch))
     if any(not str(b).strip() for b in items) and items != [""]:  # "1,,2", "1,8,": a typo, not "1,2"
-        raise DnxError(f"--batch takes comma-separated positive integers (e.g. 1,8,32), got {batch!r} "
-                       "(an empty item)")
+        raise DnxError(f"--batch takes comma-separated positive integers (e.g. 1,8,32), got {batch!r} (an empty item)")
     try:
         values = tuple(int(str(b).strip()) for b in items if str(b).strip())
     except ValueError:
@@ -108,9 +111,18 @@ def latency_stats(seconds: list[float]) -> dict:
     IQR's ends, so two artifacts' spreads can be compared)."""
     ms = np.asarray(seconds, dtype=np.float64) * 1e3
     p25, p50, p75, p90, p99 = np.percentile(ms, [25, 50, 75, 90, 99])
-    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(ms.mean()),
-            "min": float(ms.min()), "max": float(ms.max()), "iqr": float(p75 - p25), "std": float(ms.std()),
-            "p25": float(p25), "p75": float(p75)}
+    return {
+        "p50": float(p50),
+        "p90": float(p90),
+        "p99": float(p99),
+        "mean": float(ms.mean()),
+        "min": float(ms.min()),
+        "max": float(ms.max()),
+        "iqr": float(p75 - p25),
+        "std": float(ms.std()),
+        "p25": float(p25),
+        "p75": float(p75),
+    }
 
 
 def timed_loop(runner, batch: np.ndarray, iters: int | None = None, seconds: float | None = None) -> list[float]:
@@ -142,10 +154,24 @@ def rss_mb() -> float:
             return 0.0
 
 
-def bench(artifacts, batch="1", seconds: float | None = None, iters: int | None = None, warmup: int = 3,
-          threads: int | None = None, backend: str | None = None, mode: str = "latency", passes: int | None = None,
-          parity_samples: int = RANDOM_PARITY_SAMPLES, seed: int = 0, report: str | None = None,
-          progress: bool = False, data: str | None = None, samples: int | None = None, provider=None) -> dict:
+def bench(
+    artifacts,
+    batch="1",
+    seconds: float | None = None,
+    iters: int | None = None,
+    warmup: int = 3,
+    threads: int | None = None,
+    backend: str | None = None,
+    mode: str = "latency",
+    passes: int | None = None,
+    parity_samples: int = RANDOM_PARITY_SAMPLES,
+    seed: int = 0,
+    report: str | None = None,
+    progress: bool = False,
+    data: str | None = None,
+    samples: int | None = None,
+    provider=None,
+) -> dict:
     """Bench `artifacts` (zoo names, checkpoints, .onnx, .xml, .plan; `path@backend` picks a backend).
 
     Returns {"results": [...], "skipped": [...], "env": {...}, "settings": {...}}; the first artifact
@@ -164,12 +190,18 @@ def bench(artifacts, batch="1", seconds: float | None = None, iters: int | None 
     if mode == "throughput" and iters is not None:
         # The asynchronous queue runs for a time budget, not a count of runs: refuse instead of silently
         # swapping --iters for some number of seconds.
-        raise DnxError("--mode throughput measures for a time budget (an asynchronous queue keeps every stream "
-                       "busy), not a number of runs; give --seconds instead of --iters")
+        raise DnxError(
+            "--mode throughput measures for a time budget (an asynchronous queue keeps every stream "
+            "busy), not a number of runs; give --seconds instead of --iters"
+        )
     if seconds is None and iters is None:
         seconds = DEFAULT_SECONDS
-    if (seconds is not None and seconds <= 0) or (iters is not None and iters < 1) or warmup < 0 or (
-            passes is not None and passes < 1):
+    if (
+        (seconds is not None and seconds <= 0)
+        or (iters is not None and iters < 1)
+        or warmup < 0
+        or (passes is not None and passes < 1)
+    ):
         raise DnxError("--seconds must be > 0, --iters and passes >= 1, --warmup >= 0")
     if samples is not None and samples < 1:
         raise DnxError(f"--samples must be >= 1, got {samples}")
@@ -182,15 +214,16 @@ def bench(artifacts, batch="1", seconds: float | None = None, iters: int | None 
     targets = [a if isinstance(a, BenchTarget) else BenchTarget.parse(str(a), backend) for a in artifacts]
     providers = check_provider_option(provider, [(t.artifact, t.backend) for t in targets])
     if report:  # every report file, before any work (a report.md that is a directory fails here, not at the end)
-
         check_report_outputs(report, BENCH_REPORT_FILES)
     notes = []
     if passes is None:  # not asked for: DEFAULT_PASSES, fewer when --iters is smaller (no warning)
         passes = DEFAULT_PASSES if iters is None else min(DEFAULT_PASSES, iters)
     elif iters is not None and passes > iters:
         # Each pass needs at least one timed run: say so instead of reporting passes that never ran.
-        notes.append(f"--passes {passes} with --iters {iters}: each pass needs one timed run, so {iters} "
-                     f"pass{'es' if iters > 1 else ''} ran")
+        notes.append(
+            f"--passes {passes} with --iters {iters}: each pass needs one timed run, so {iters} "
+            f"pass{'es' if iters > 1 else ''} ran"
+        )
         log.warning("%s", notes[-1])
 
     runners, load_rss, parity_inputs = [], [], None
@@ -202,18 +235,28 @@ def bench(artifacts, batch="1", seconds: float | None = None, iters: int | None 
             load_rss.append(rss_mb() - before)
         _check_batches(runners, batches)
         parity_inputs = _load_parity_data(runners, data, n_samples, seed) if data else None
-        result = _measure(runners, load_rss, batches, seconds, iters, warmup, mode, passes, n_samples, seed,
-                          progress, parity_inputs)
+        result = _measure(
+            runners, load_rss, batches, seconds, iters, warmup, mode, passes, n_samples, seed, progress, parity_inputs
+        )
     finally:
         for runner in runners:
             runner.close()
 
     result["env"] = environment(threads)
-    result["settings"] = {"batches": list(batches), "seconds": seconds, "iters": iters, "warmup": warmup,
-                          "passes": min(passes, iters) if iters is not None else passes, "mode": mode,
-                          "parity_data": data or RANDOM,
-                          "parity_split": held_out_split(data) if data else None, "parity_samples": n_samples,
-                          "seed": seed, "reference": targets[0].artifact, "provider": providers}
+    result["settings"] = {
+        "batches": list(batches),
+        "seconds": seconds,
+        "iters": iters,
+        "warmup": warmup,
+        "passes": min(passes, iters) if iters is not None else passes,
+        "mode": mode,
+        "parity_data": data or RANDOM,
+        "parity_split": held_out_split(data) if data else None,
+        "parity_samples": n_samples,
+        "seed": seed,
+        "reference": targets[0].artifact,
+        "provider": providers,
+    }
     if iters is not None and passes > iters:
         result["settings"]["passes_requested"] = passes
     if parity_inputs:
@@ -234,15 +277,24 @@ def _check_batches(runners, batches) -> None:
     if not runnable:
         sizes = "; ".join(f"{os.path.basename(r.name)} was built for {r.batch_range_text()}" for r in limited)
         fixed = [r.input.batch for r in limited if r.input.batch is not None]
-        hint = (f"pass --batch {','.join(str(b) for b in dict.fromkeys(fixed))} or re-export with a dynamic batch "
-                "(`dnx export` without --batch)") if fixed and len(fixed) == len(limited) else \
-            "pass --batch inside those ranges, or rebuild with other --min-batch/--max-batch"
+        hint = (
+            (
+                f"pass --batch {','.join(str(b) for b in dict.fromkeys(fixed))} or re-export with a dynamic batch "
+                "(`dnx export` without --batch)"
+            )
+            if fixed and len(fixed) == len(limited)
+            else "pass --batch inside those ranges, or rebuild with other --min-batch/--max-batch"
+        )
         raise DnxError(f"no requested batch size ({','.join(map(str, batches))}) can run: {sizes}; {hint}")
     for r in limited:
         other = [b for b in batches if not r.accepts_batch(b)]
         if other:
-            log.warning("skipping %s at batch %s: it was built for %s", os.path.basename(r.name),
-                        ",".join(map(str, other)), r.batch_range_text())
+            log.warning(
+                "skipping %s at batch %s: it was built for %s",
+                os.path.basename(r.name),
+                ",".join(map(str, other)),
+                r.batch_range_text(),
+            )
 
 
 def _load_parity_data(runners, data: str, samples: int, seed: int) -> dict:
@@ -255,8 +307,10 @@ def _load_parity_data(runners, data: str, samples: int, seed: int) -> dict:
         ref = _reference(runners, everyone, i)
         meta = (getattr(runners[ref], "meta", None) if ref is not None else None) or getattr(runner, "meta", None)
         if meta is None:
-            raise DataError(f"{runner.name} carries no dnx metadata (input size, mean/std), so --data {data} "
-                            "cannot be preprocessed for it; export it with `dnx export` or bench without --data")
+            raise DataError(
+                f"{runner.name} carries no dnx metadata (input size, mean/std), so --data {data} "
+                "cannot be preprocessed for it; export it with `dnx export` or bench without --data"
+            )
         key = (tuple(meta.input_size), tuple(np.atleast_1d(meta.mean)), tuple(np.atleast_1d(meta.std)))
         if key not in cache:
             cache[key] = load_data_for(data, meta, split=held_out_split(data), limit=samples, seed=seed)
@@ -265,8 +319,9 @@ def _load_parity_data(runners, data: str, samples: int, seed: int) -> dict:
     return out
 
 
-def _measure(runners, load_rss, batches, seconds, iters, warmup, mode, passes, parity_samples, seed, progress,
-             parity_inputs=None):
+def _measure(
+    runners, load_rss, batches, seconds, iters, warmup, mode, passes, parity_samples, seed, progress, parity_inputs=None
+):
     from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
@@ -280,8 +335,9 @@ def _measure(runners, load_rss, batches, seconds, iters, warmup, mode, passes, p
 
     results, skipped = [], []
     n_passes = min(passes, iters) if iters is not None else passes
-    bar = tqdm(total=len(batches) * len(runners) * (n_passes + 1), disable=not progress, unit="step",
-               desc="bench", leave=False)
+    bar = tqdm(
+        total=len(batches) * len(runners) * (n_passes + 1), disable=not progress, unit="step", desc="bench", leave=False
+    )
     try:
         for b in batches:
             active = []
@@ -311,7 +367,7 @@ def _measure(runners, load_rss, batches, seconds, iters, warmup, mode, passes, p
             throughput = {i: [] for i in active}
             budgets = _split(iters, n_passes) if iters is not None else [seconds / n_passes] * n_passes
             for p, budget in enumerate(budgets):
-                order = active[p % len(active):] + active[:p % len(active)]  # rotate: no fixed position
+                order = active[p % len(active) :] + active[: p % len(active)]  # rotate: no fixed position
                 for i in order:
                     runner = runners[i]
                     bar.set_postfix_str(f"b={b} pass {p + 1}/{n_passes} {os.path.basename(runner.name)}")
@@ -320,8 +376,12 @@ def _measure(runners, load_rss, batches, seconds, iters, warmup, mode, passes, p
                         sample = runner.throughput(x, seconds=budget, warmup=0.0 if p else min(1.0, budget))
                         throughput[i].append(float(sample["images_per_s"]))
                     else:
-                        t = timed_loop(runner, x, iters=budget if iters is not None else None,
-                                       seconds=budget if iters is None else None)
+                        t = timed_loop(
+                            runner,
+                            x,
+                            iters=budget if iters is not None else None,
+                            seconds=budget if iters is None else None,
+                        )
                         times[i].extend(t)
                         pass_medians[i].append(float(np.median(t)) * 1e3)
                     peak[i] = max(peak[i], rss_mb())
@@ -335,8 +395,11 @@ def _measure(runners, load_rss, batches, seconds, iters, warmup, mode, passes, p
                 else:
                     parity = parity_summary(runners, outputs, i, ref, real_data=dataset is not None)
                 row = _row(runners[i], b, times[i], pass_medians[i], throughput[i], peak[i], load_rss[i], parity)
-                row["accuracy"] = (float((outputs[i].argmax(1) == labels).mean()) if labels is not None
-                                   and len(labels) == len(outputs[i]) else None)
+                row["accuracy"] = (
+                    float((outputs[i].argmax(1) == labels).mean())
+                    if labels is not None and len(labels) == len(outputs[i])
+                    else None
+                )
                 results.append(row)
     finally:
         bar.close()
@@ -367,17 +430,33 @@ def _split(total: int, parts: int) -> list[int]:
 
 
 def _row(runner, b, times, pass_medians, throughput, peak, load_rss, parity) -> dict:
-    row = {"artifact": runner.name, "backend": runner.backend, "precision": runner.precision,
-           "device": runner.device, "label": runner.label, "batch": b}
+    row = {
+        "artifact": runner.name,
+        "backend": runner.backend,
+        "precision": runner.precision,
+        "device": runner.device,
+        "label": runner.label,
+        "batch": b,
+    }
     if throughput:
         tp = float(np.median(throughput))
-        row.update(mode="throughput", latency_ms=None, throughput=tp,
-                   throughput_spread=[float(min(throughput)), float(max(throughput))], iterations=None)
+        row.update(
+            mode="throughput",
+            latency_ms=None,
+            throughput=tp,
+            throughput_spread=[float(min(throughput)), float(max(throughput))],
+            iterations=None,
+        )
     else:
         stats = latency_stats(times)
-        row.update(mode="latency", latency_ms=stats, throughput=b * 1e3 / stats["p50"],
-                   iterations=len(times), pass_p50_ms=pass_medians,
-                   pass_spread_pct=100.0 * (max(pass_medians) - min(pass_medians)) / stats["p50"])
+        row.update(
+            mode="latency",
+            latency_ms=stats,
+            throughput=b * 1e3 / stats["p50"],
+            iterations=len(times),
+            pass_p50_ms=pass_medians,
+            pass_spread_pct=100.0 * (max(pass_medians) - min(pass_medians)) / stats["p50"],
+        )
     row["peak_rss_mb"] = round(peak, 1)
     row["load_rss_mb"] = round(load_rss, 1)
     row["parity"] = parity
@@ -412,8 +491,13 @@ def parity_summary(runners, outputs: dict, i: int, ref: int | None, real_data: b
         status = "unverified"
     else:
         status = "poor"
-    return {"samples": r.samples, "rel_l2": r.rel_l2, "centered_cosine_min": r.centered_cosine_min,
-            "cosine_min": r.cosine_min, "top1_agreement": r.top1_agreement, "max_abs_diff": r.max_abs_diff,
-            "ok": ok, "status": status}
-
-
+    return {
+        "samples": r.samples,
+        "rel_l2": r.rel_l2,
+        "centered_cosine_min": r.centered_cosine_min,
+        "cosine_min": r.cosine_min,
+        "top1_agreement": r.top1_agreement,
+        "max_abs_diff": r.max_abs_diff,
+        "ok": ok,
+        "status": status,
+    }

@@ -31,8 +31,14 @@ class Format:
 
 FORMATS: dict[str, Format] = {
     "onnx": Format("onnx", (".onnx",), "onnxruntime", "an ONNX model", "model.onnx"),
-    "openvino": Format("openvino", (".xml",), "openvino", "an OpenVINO IR (.xml, its weights next to it as .bin)",
-                       "model.xml", companions=(".bin",)),
+    "openvino": Format(
+        "openvino",
+        (".xml",),
+        "openvino",
+        "an OpenVINO IR (.xml, its weights next to it as .bin)",
+        "model.xml",
+        companions=(".bin",),
+    ),
     "plan": Format("plan", (".plan", ".engine"), "tensorrt", "a TensorRT plan", "model.plan"),
 }
 

@@ -46,8 +46,14 @@ def cuda_info() -> dict:
     devices = []
     for i in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(i)
-        devices.append({"index": i, "name": props.name, "compute_capability": f"{props.major}.{props.minor}",
-                        "memory_gb": round(props.total_memory / 2**30, 1)})
+        devices.append(
+            {
+                "index": i,
+                "name": props.name,
+                "compute_capability": f"{props.major}.{props.minor}",
+                "memory_gb": round(props.total_memory / 2**30, 1),
+            }
+        )
     return {"available": True, "devices": devices, "torch_cuda": torch.version.cuda}
 
 
@@ -60,8 +66,13 @@ def environment(threads: int | None = None) -> dict:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             pass
-    env = {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "versions": versions,
-           "platform": platform.platform()}
+    env = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "versions": versions,
+        "platform": platform.platform(),
+    }
     if hasattr(os, "sched_getaffinity"):
         env["cores_usable"] = len(os.sched_getaffinity(0))
     if hasattr(os, "getloadavg"):

@@ -26,8 +26,9 @@ def check_output_path(path) -> str:
     if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):
         # Outputs are written beside the target and renamed over it: that would replace a device
         # (-o /dev/null as root) or a pipe with a regular file.
-        raise DnxError(f"output path {path} exists and is not a regular file (a device, pipe or socket); "
-                       "give a file name")
+        raise DnxError(
+            f"output path {path} exists and is not a regular file (a device, pipe or socket); give a file name"
+        )
     parent = os.path.dirname(target)
     if not os.path.isdir(parent):
         raise DnxError(f"cannot write {path}: directory {parent} does not exist")
@@ -63,8 +64,9 @@ def atomic_output(path, suffix: str = ""):
     path = check_output_path(path)
     target = os.path.realpath(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".dnx-", suffix=suffix or os.path.splitext(path)[1],
-                                   dir=os.path.dirname(target))
+        fd, tmp = tempfile.mkstemp(
+            prefix=".dnx-", suffix=suffix or os.path.splitext(path)[1], dir=os.path.dirname(target)
+        )
     except OSError as exc:
         raise DnxError(f"cannot write {path}: {exc.strerror or exc}") from exc
     os.close(fd)

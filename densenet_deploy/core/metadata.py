@@ -19,7 +19,6 @@ PREFIX = "dnx."
 FORMAT_VERSION = "1"
 
 
-
 @dataclass
 class ArtifactMeta:
     """What an artifact says about itself; the fields map 1:1 onto ``dnx.<field>`` metadata keys."""
@@ -60,7 +59,7 @@ class ArtifactMeta:
         for key, raw in props.items():
             if not key.startswith(PREFIX):
                 continue
-            name = key[len(PREFIX):]
+            name = key[len(PREFIX) :]
             if name not in known:
                 continue
             if known[name].type == "str":
@@ -144,12 +143,13 @@ def check_plain_export(model_proto, meta: ArtifactMeta, source: str, verb: str) 
     """
     custom = sorted({n.domain for n in model_proto.graph.node if n.domain not in ("", "ai.onnx")})
     if custom:
-        raise ArtifactError(f"{source} contains {', '.join(custom)} ops (an ONNX Runtime deployment?); "
-                            f"{verb} the plain fp32 export from `dnx export` instead")
+        raise ArtifactError(
+            f"{source} contains {', '.join(custom)} ops (an ONNX Runtime deployment?); "
+            f"{verb} the plain fp32 export from `dnx export` instead"
+        )
     if meta.batch is not None:
-        raise ArtifactError(f"{source} has a fixed batch of {meta.batch}; {verb} the dynamic-batch export "
-                            "(`dnx export` without --batch); a TensorRT engine fixes its batch when building "
-                            "(build-engine --min-batch/--opt-batch/--max-batch), other targets keep it dynamic")
-
-
-
+        raise ArtifactError(
+            f"{source} has a fixed batch of {meta.batch}; {verb} the dynamic-batch export "
+            "(`dnx export` without --batch); a TensorRT engine fixes its batch when building "
+            "(build-engine --min-batch/--opt-batch/--max-batch), other targets keep it dynamic"
+        )

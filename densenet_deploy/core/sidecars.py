@@ -68,8 +68,10 @@ def check_sidecar_matches(artifact_path, doc: dict, sidecar: str | None = None) 
         return
     if artifact_sha256(artifact_path) != recorded:
         sidecar = sidecar or sidecar_path(artifact_path)
-        raise ArtifactError(f"sidecar {sidecar} describes another file than {artifact_path} (its sha256 differs); "
-                            "rebuild, or restore the right sidecar")
+        raise ArtifactError(
+            f"sidecar {sidecar} describes another file than {artifact_path} (its sha256 differs); "
+            "rebuild, or restore the right sidecar"
+        )
 
 
 def read_sidecar(artifact_path) -> tuple[ArtifactMeta, dict]:

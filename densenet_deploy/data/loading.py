@@ -61,8 +61,17 @@ class RawDataset:
         return int(self.images.shape[0])
 
 
-def load_data(src: str, input_size, mean, std, *, split: str = "all", limit: int | None = None,
-              seed: int = 0, progress: bool = False) -> Dataset:
+def load_data(
+    src: str,
+    input_size,
+    mean,
+    std,
+    *,
+    split: str = "all",
+    limit: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> Dataset:
     """Load SRC as model input: images resized to `input_size` (C, H, W) and normalised with mean/std.
 
     `split` picks "train", "val" or "all"; `limit` keeps a deterministic seeded subset of that split.
@@ -73,8 +82,16 @@ def load_data(src: str, input_size, mean, std, *, split: str = "all", limit: int
     source, images, labels, skipped, digest = _materialise(src, input_size, split, limit, seed, progress)
     if not source.preprocessed:
         images = normalize(images, mean, std)
-    fingerprint = _fingerprint(digest, input_size=input_size, mean=mean, std=std, split=split, limit=limit,
-                               seed=seed, preprocessed=source.preprocessed)
+    fingerprint = _fingerprint(
+        digest,
+        input_size=input_size,
+        mean=mean,
+        std=std,
+        split=split,
+        limit=limit,
+        seed=seed,
+        preprocessed=source.preprocessed,
+    )
     return Dataset(images, labels, source.label_names, src, fingerprint, skipped)
 
 
@@ -105,12 +122,20 @@ def _check_label_range(data: Dataset, num_classes: int) -> Dataset:
     if outside == len(data.labels):
         low, high = int(data.labels.min()), int(data.labels.max())
         got = str(low) if low == high else f"{low} to {high}"
-        raise DataError(f"{data.source}: all {outside} labels are outside the model's {num_classes} classes "
-                        f"(0-{num_classes - 1}; got {got}); "
-                        "these data are not labelled for this model")
+        raise DataError(
+            f"{data.source}: all {outside} labels are outside the model's {num_classes} classes "
+            f"(0-{num_classes - 1}; got {got}); "
+            "these data are not labelled for this model"
+        )
     if outside:
-        log.warning("%s: %d of %d labels are outside the model's %d classes (0-%d); they count as wrong in "
-                    "accuracy", data.source, outside, len(data.labels), num_classes, num_classes - 1)
+        log.warning(
+            "%s: %d of %d labels are outside the model's %d classes (0-%d); they count as wrong in accuracy",
+            data.source,
+            outside,
+            len(data.labels),
+            num_classes,
+            num_classes - 1,
+        )
     return data
 
 
@@ -131,34 +156,49 @@ def _align_names(data: Dataset, meta) -> tuple[Dataset, bool]:
     else:
         unknown = [n for n in names if not model_labels or n not in model_labels][:3]
         what = "labels" if model_labels else f"{meta.num_classes} classes"
-        warn_once(("class names", data.source, tuple(unknown), what),
-                          "%s: class names %s do not match the model's %s; reporting no accuracy",
-                          data.source, unknown, what)
+        warn_once(
+            ("class names", data.source, tuple(unknown), what),
+            "%s: class names %s do not match the model's %s; reporting no accuracy",
+            data.source,
+            unknown,
+            what,
+        )
         return dataclasses.replace(data, labels=None, label_names=None), True
     # Labels index the source's own names; one without a name (e.g. 2 with names ['0', '1'], or -1,
     # which NumPy would read from the end) cannot be mapped and counts as wrong (-1).
     raw = np.asarray(data.labels, dtype=np.int64)
     named = (raw >= 0) & (raw < len(names))
     if not named.any():
-        raise DataError(f"{data.source}: none of its {len(raw)} labels indexes its {len(names)} label names "
-                        f"(got {int(raw.min())} to {int(raw.max())}); these labels do not fit their names")
+        raise DataError(
+            f"{data.source}: none of its {len(raw)} labels indexes its {len(names)} label names "
+            f"(got {int(raw.min())} to {int(raw.max())}); these labels do not fit their names"
+        )
     if not named.all():
-        log.warning("%s: %d of %d labels have no entry in its %d label names; they count as wrong in accuracy",
-                    data.source, int((~named).sum()), len(raw), len(names))
+        log.warning(
+            "%s: %d of %d labels have no entry in its %d label names; they count as wrong in accuracy",
+            data.source,
+            int((~named).sum()),
+            len(raw),
+            len(names),
+        )
     labels = np.full(len(raw), -1, dtype=np.int64)
     labels[named] = np.asarray(index, dtype=np.int64)[raw[named]]
-    return dataclasses.replace(data, labels=labels,
-                               label_names=model_labels or [str(i) for i in range(meta.num_classes)]), True
+    return dataclasses.replace(
+        data, labels=labels, label_names=model_labels or [str(i) for i in range(meta.num_classes)]
+    ), True
 
 
-def load_raw(src: str, input_size, *, split: str = "all", limit: int | None = None, seed: int = 0,
-             progress: bool = False) -> RawDataset:
+def load_raw(
+    src: str, input_size, *, split: str = "all", limit: int | None = None, seed: int = 0, progress: bool = False
+) -> RawDataset:
     """Load SRC as [0, 1] images (not normalised); arrays and `random` are refused (already preprocessed)."""
     input_size = _check_input_size(input_size)
     source, images, labels, skipped, digest = _materialise(src, input_size, split, limit, seed, progress)
     if source.preprocessed:
-        raise DataError(f"{src} holds already-preprocessed arrays; this step needs raw images "
-                        "(digits, cifar10:DIR, cifar100:DIR, svhn:DIR or an image directory)")
+        raise DataError(
+            f"{src} holds already-preprocessed arrays; this step needs raw images "
+            "(digits, cifar10:DIR, cifar100:DIR, svhn:DIR or an image directory)"
+        )
     fingerprint = _fingerprint(digest, input_size=input_size, split=split, limit=limit, seed=seed, raw=True)
     return RawDataset(images, labels, source.label_names, src, fingerprint, skipped)
 
@@ -192,8 +232,9 @@ def preprocess_image(path_or_pil, input_size, mean, std) -> np.ndarray:
             try:
                 unit = readers.pil_to_unit(image, input_size)
             except readers.decode_errors() as exc:
-                raise DataError(f"{os.fspath(path_or_pil)} is not a readable image "
-                                f"({readers.unreadable_reason(exc)})") from exc
+                raise DataError(
+                    f"{os.fspath(path_or_pil)} is not a readable image ({readers.unreadable_reason(exc)})"
+                ) from exc
     else:
         unit = readers.pil_to_unit(path_or_pil, input_size)
     return normalize(unit[None], mean, std)[0]
@@ -218,12 +259,13 @@ def iter_batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
     if batch_size < 1:
         raise DataError(f"batch size must be >= 1, got {batch_size}")
     for start in range(0, images.shape[0], batch_size):
-        yield images[start:start + batch_size]
+        yield images[start : start + batch_size]
 
 
 # --- internals -----------------------------------------------------------------------------------
-def open_source(src: str, input_size, *, limit: int | None = None, seed: int = 0,
-                progress: bool = False) -> readers.RawSource:
+def open_source(
+    src: str, input_size, *, limit: int | None = None, seed: int = 0, progress: bool = False
+) -> readers.RawSource:
     """Parse SRC into a RawSource (nothing decoded yet for image directories)."""
     if not isinstance(src, str) or not src.strip():
         raise DataError(f"data source is empty; give one of: {'; '.join(readers.VALID_FORMS)}")
@@ -300,8 +342,9 @@ def _split_folders(src) -> dict | None:
     return folders if all(os.path.isdir(f) for f in folders.values()) else None
 
 
-def remap_labels(labels: np.ndarray | None, names: list[str] | None, to_names: list[str] | None,
-                 source: str) -> np.ndarray | None:
+def remap_labels(
+    labels: np.ndarray | None, names: list[str] | None, to_names: list[str] | None, source: str
+) -> np.ndarray | None:
     """Labels that index `names` (a held-out split's own class folders, sorted) re-expressed as indices
     into `to_names` (the training split's classes), matched by name: val/ holding only `dog` must label
     it with train's `dog` index, not 0. A held-out class that training never saw is a DataError."""
@@ -310,8 +353,10 @@ def remap_labels(labels: np.ndarray | None, names: list[str] | None, to_names: l
     used = [names[i] for i in np.unique(labels) if 0 <= i < len(names)]
     unknown = [n for n in used if n not in to_names]
     if unknown:
-        raise DataError(f"{source}: class folder(s) {', '.join(unknown)} are not among the training split's "
-                        f"classes ({', '.join(to_names)}); held-out classes must also be in train/")
+        raise DataError(
+            f"{source}: class folder(s) {', '.join(unknown)} are not among the training split's "
+            f"classes ({', '.join(to_names)}); held-out classes must also be in train/"
+        )
     index = np.asarray([to_names.index(n) if n in to_names else -1 for n in names], dtype=np.int64)
     return index[np.asarray(labels, dtype=np.int64)]
 
@@ -326,8 +371,7 @@ def _materialise(src, input_size, split, limit, seed, progress):
     if folders and split == "train":
         return _materialise(folders[split], input_size, "all", limit, seed, progress)
     if folders and split == "val":  # val/ takes train/'s class indices by name
-        source, images, labels, skipped, digest = _materialise(folders[split], input_size, "all", limit, seed,
-                                                               progress)
+        source, images, labels, skipped, digest = _materialise(folders[split], input_size, "all", limit, seed, progress)
         names = _train_names(folders, input_size)
         if labels is not None and names:
             labels = remap_labels(labels, source.label_names, names, folders["val"])
@@ -355,13 +399,13 @@ def _materialise(src, input_size, split, limit, seed, progress):
         images = images[keep]
         labels = labels[keep] if labels is not None else None
         log.warning("%s: skipped %d unreadable file(s)", src, skipped)
-    return source, np.ascontiguousarray(images, dtype=np.float32), labels, skipped, \
-        source.digest + content_digest
+    return source, np.ascontiguousarray(images, dtype=np.float32), labels, skipped, source.digest + content_digest
 
 
 def _fingerprint(digest: str, **params) -> str:
-    doc = json.dumps({"content": digest, **{k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}},
-                     sort_keys=True)
+    doc = json.dumps(
+        {"content": digest, **{k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}}, sort_keys=True
+    )
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
@@ -389,5 +433,18 @@ def _check_stats(mean, std, channels: int):
     return mean, std
 
 
-__all__ = ["Dataset", "RawDataset", "load_data", "load_data_for", "load_raw", "channel_stats", "normalize",
-           "preprocess_image", "iter_batches", "open_source", "select_indices", "remap_labels", "SPLITS"]
+__all__ = [
+    "Dataset",
+    "RawDataset",
+    "load_data",
+    "load_data_for",
+    "load_raw",
+    "channel_stats",
+    "normalize",
+    "preprocess_image",
+    "iter_batches",
+    "open_source",
+    "select_indices",
+    "remap_labels",
+    "SPLITS",
+]

@@ -22,8 +22,16 @@ from densenet_deploy.core.log import warn_once
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm")
-VALID_FORMS = ("a directory of images (class subfolders give labels)", "FILE.npy", "FILE.npz", "digits",
-               "cifar10:DIR", "cifar100:DIR", "svhn:DIR", "random")
+VALID_FORMS = (
+    "a directory of images (class subfolders give labels)",
+    "FILE.npy",
+    "FILE.npz",
+    "digits",
+    "cifar10:DIR",
+    "cifar100:DIR",
+    "svhn:DIR",
+    "random",
+)
 
 
 @dataclass
@@ -141,8 +149,9 @@ def read_array_file(path: str, input_size) -> RawSource:
             keys = list(loaded.keys())
             key = next((k for k in ("images", "x") if k in keys), None)
             if key is None:
-                raise DataError(f"{path} has arrays {keys}; expected one named 'images' or 'x' "
-                                "(and optionally 'labels' or 'y')")
+                raise DataError(
+                    f"{path} has arrays {keys}; expected one named 'images' or 'x' (and optionally 'labels' or 'y')"
+                )
             images = loaded[key]
             lkey = next((k for k in ("labels", "y") if k in keys), None)
             if lkey is not None:
@@ -155,8 +164,10 @@ def read_array_file(path: str, input_size) -> RawSource:
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)
         if labels.shape[0] != images.shape[0] or not np.issubdtype(labels.dtype, np.integer):
-            raise DataError(f"{path}: labels must be {images.shape[0]} integers (one per image), "
-                            f"got shape {labels.shape} dtype {labels.dtype}")
+            raise DataError(
+                f"{path}: labels must be {images.shape[0]} integers (one per image), "
+                f"got shape {labels.shape} dtype {labels.dtype}"
+            )
         labels = labels.astype(np.int64)
     digest = hashlib.sha256(images.tobytes() + (labels.tobytes() if labels is not None else b"")).hexdigest()
     return RawSource(len(images), labels, label_names, lambda idx: (images[idx], 0, ""), digest, preprocessed=True)
@@ -166,17 +177,25 @@ def check_array(images, input_size, source: str) -> np.ndarray:
     images = np.asarray(images)
     c, h, w = input_size
     if images.ndim != 4:
-        raise DataError(f"{source}: array has shape {images.shape} (rank {images.ndim}); expected "
-                        f"(N, {c}, {h}, {w}) float32, already preprocessed")
+        raise DataError(
+            f"{source}: array has shape {images.shape} (rank {images.ndim}); expected "
+            f"(N, {c}, {h}, {w}) float32, already preprocessed"
+        )
     if not np.issubdtype(images.dtype, np.floating):
-        raise DataError(f"{source}: array dtype is {images.dtype}; expected float32 already normalised "
-                        "with the model's mean/std (convert it, or pass a directory of images instead)")
+        raise DataError(
+            f"{source}: array dtype is {images.dtype}; expected float32 already normalised "
+            "with the model's mean/std (convert it, or pass a directory of images instead)"
+        )
     if images.shape[1] != c:
-        raise DataError(f"{source}: array has {images.shape[1]} channels, the model expects {c} "
-                        f"(shape {images.shape}, expected (N, {c}, {h}, {w}))")
+        raise DataError(
+            f"{source}: array has {images.shape[1]} channels, the model expects {c} "
+            f"(shape {images.shape}, expected (N, {c}, {h}, {w}))"
+        )
     if tuple(images.shape[2:]) != (h, w):
-        raise DataError(f"{source}: array images are {images.shape[2]}x{images.shape[3]}, the model expects "
-                        f"{h}x{w} (shape {images.shape}, expected (N, {c}, {h}, {w}))")
+        raise DataError(
+            f"{source}: array images are {images.shape[2]}x{images.shape[3]}, the model expects "
+            f"{h}x{w} (shape {images.shape}, expected (N, {c}, {h}, {w}))"
+        )
     if images.shape[0] == 0:
         raise DataError(f"{source}: array holds no images (shape {images.shape})")
     bad = int(np.size(images) - np.count_nonzero(np.isfinite(images)))
@@ -213,8 +232,9 @@ def read_image_dir(path: str, input_size, progress: bool = False) -> RawSource:
                 ignored += 1
         label_array, label_names = None, None
     if not files:
-        raise DataError(f"{path} contains no image files ({', '.join(IMAGE_EXTENSIONS)}); "
-                        f"{ignored} other file(s) ignored")
+        raise DataError(
+            f"{path} contains no image files ({', '.join(IMAGE_EXTENSIONS)}); {ignored} other file(s) ignored"
+        )
     digest = hashlib.sha256("\n".join(os.path.relpath(f, path) for f in files).encode()).hexdigest()
 
     def fetch(idx):
@@ -256,11 +276,16 @@ def _read_images(paths, input_size, progress, source):
 class _ArrayOnlyUnpickler(pickle.Unpickler):
     """CIFAR batches are pickles; allow only what they contain (numpy arrays) so a file cannot run code."""
 
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-                ("numpy._core.multiarray", "scalar"),
-                # Python 3 writes bytes as _codecs.encode(text, "latin1") at pickle protocol 2: harmless
-                ("_codecs", "encode")}
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        # Python 3 writes bytes as _codecs.encode(text, "latin1") at pickle protocol 2: harmless
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module, name):
         if (module, name) in self._ALLOWED:
@@ -309,8 +334,10 @@ def read_cifar(kind: str, path: str, input_size) -> RawSource:
                 raise DataError(f"{file}: CIFAR batch lacks b'data' or b'{label_key}' (keys: {sorted(batch)})")
             data = np.asarray(data)
             if data.ndim != 2 or data.shape[1] != 3072 or len(lab) != data.shape[0]:
-                raise DataError(f"{file}: b'data' has shape {data.shape} with {len(lab)} labels; expected "
-                                "(N, 3072) uint8 and N labels")
+                raise DataError(
+                    f"{file}: b'data' has shape {data.shape} with {len(lab)} labels; expected "
+                    "(N, 3072) uint8 and N labels"
+                )
             digest.update(data.tobytes())
             chunks.append(data.astype(np.uint8).reshape(-1, 3, 32, 32))
             labels.append(np.asarray(lab, dtype=np.int64))
@@ -324,15 +351,16 @@ def read_cifar(kind: str, path: str, input_size) -> RawSource:
         if names:
             label_names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
     images = np.concatenate(chunks)
-    return _uint8_source(images, np.concatenate(labels), label_names, input_size, digest.hexdigest(), splits,
-                         kind)
+    return _uint8_source(images, np.concatenate(labels), label_names, input_size, digest.hexdigest(), splits, kind)
 
 
 def _uint8_source(images, labels, label_names, input_size, digest, splits, kind) -> RawSource:
     c, h, w = input_size
     if c != images.shape[1]:
-        raise DataError(f"{kind} images have {images.shape[1]} channels, the model expects {c}; "
-                        f"use a model with in_channels={images.shape[1]}")
+        raise DataError(
+            f"{kind} images have {images.shape[1]} channels, the model expects {c}; "
+            f"use a model with in_channels={images.shape[1]}"
+        )
 
     def fetch(idx):
         return resize_unit(images[idx].astype(np.float32) / 255.0, (h, w)), 0, ""
@@ -374,10 +402,16 @@ def read_svhn(path: str, input_size) -> RawSource:
     n_val = SVHN_HELD_OUT if n_train >= 5 * SVHN_HELD_OUT else int(round(n_train * VAL_FRACTION))
     n_val = min(max(n_val, 1), n_train - 1) if n_train > 1 else 0
     perm = np.random.default_rng(0).permutation(n_train)
-    splits = {"val": np.sort(perm[:n_val]),
-              "train": np.concatenate([np.sort(perm[n_val:]), np.arange(n_train, total)])}
-    return _uint8_source(np.concatenate(chunks), np.concatenate(labels), [str(i) for i in range(10)],
-                         input_size, digest.hexdigest(), splits, "svhn")
+    splits = {"val": np.sort(perm[:n_val]), "train": np.concatenate([np.sort(perm[n_val:]), np.arange(n_train, total)])}
+    return _uint8_source(
+        np.concatenate(chunks),
+        np.concatenate(labels),
+        [str(i) for i in range(10)],
+        input_size,
+        digest.hexdigest(),
+        splits,
+        "svhn",
+    )
 
 
 # --- random ---------------------------------------------------------------------------------------
@@ -386,12 +420,20 @@ RANDOM_COUNT = 64
 
 def read_random(input_size, count: int, seed: int) -> RawSource:
     # calibration and the parity check after it both read it in one command: said once
-    warn_once(("data random",), "data 'random': seeded noise proves little about accuracy; use real images for a "
-              "real check")
+    warn_once(
+        ("data random",), "data 'random': seeded noise proves little about accuracy; use real images for a real check"
+    )
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((count,) + tuple(input_size), dtype=np.float32)
     digest = hashlib.sha256(f"random:{count}:{seed}".encode()).hexdigest()
     # Noise has no held-out part: every split is the whole draw, so `limit` images come back for any split.
     whole = np.arange(count)
-    return RawSource(count, None, None, lambda idx: (images[idx], 0, ""), digest, preprocessed=True,
-                     splits={"train": whole, "val": whole})
+    return RawSource(
+        count,
+        None,
+        None,
+        lambda idx: (images[idx], 0, ""),
+        digest,
+        preprocessed=True,
+        splits={"train": whole, "val": whole},
+    )

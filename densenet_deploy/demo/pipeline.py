@@ -92,10 +92,18 @@ class DemoResult:
         return next((s for s in self.stages if s.stage == name), None)
 
     def as_dict(self) -> dict:
-        return {"workdir": self.workdir, "checkpoint": self.checkpoint, "passed": bool(self),
-                "failures": self.failures, "stages": [asdict(s) for s in self.stages], "train": self.train,
-                "bench": self.bench, "report": self.report, "seconds": round(self.seconds, 2),
-                "settings": self.settings}
+        return {
+            "workdir": self.workdir,
+            "checkpoint": self.checkpoint,
+            "passed": bool(self),
+            "failures": self.failures,
+            "stages": [asdict(s) for s in self.stages],
+            "train": self.train,
+            "bench": self.bench,
+            "report": self.report,
+            "seconds": round(self.seconds, 2),
+            "settings": self.settings,
+        }
 
     def __str__(self) -> str:
         return format_table(self)
@@ -106,11 +114,20 @@ def check_workdir(workdir: str) -> str:
     return check_output_dir(workdir, "--workdir")
 
 
-def run_demo(workdir: str = DEFAULT_WORKDIR, *, checkpoint: str | None = None, epochs: int | None = None,
-             bench_seconds: float = DEFAULT_BENCH_SECONDS, calib_samples: int = DEFAULT_CALIB_SAMPLES,
-             verify_samples: int = DEFAULT_VERIFY_SAMPLES, openvino: bool | None = None,
-             tensorrt: bool | None = None, threads: int | None = None, progress: bool = False,
-             notify: Callable[[str], None] | None = None) -> DemoResult:
+def run_demo(
+    workdir: str = DEFAULT_WORKDIR,
+    *,
+    checkpoint: str | None = None,
+    epochs: int | None = None,
+    bench_seconds: float = DEFAULT_BENCH_SECONDS,
+    calib_samples: int = DEFAULT_CALIB_SAMPLES,
+    verify_samples: int = DEFAULT_VERIFY_SAMPLES,
+    openvino: bool | None = None,
+    tensorrt: bool | None = None,
+    threads: int | None = None,
+    progress: bool = False,
+    notify: Callable[[str], None] | None = None,
+) -> DemoResult:
     """Run the whole pipeline on `digits` in `workdir` and write report.md, results.json (and a plot).
 
     checkpoint: a digits checkpoint (from `dnx train --dataset digits`) to start from instead of
@@ -131,8 +148,21 @@ def run_demo(workdir: str = DEFAULT_WORKDIR, *, checkpoint: str | None = None, e
     given = _checkpoint_info(checkpoint) if checkpoint is not None else None
     use_openvino, use_tensorrt = _backends(openvino, tensorrt)  # before WORKDIR exists: a refusal leaves nothing
     with _removed_on_failure(workdir) as workdir:
-        return _run_stages(workdir, given, checkpoint, epochs, bench_seconds, calib_samples, verify_samples,
-                           use_openvino, use_tensorrt, threads, progress, say, started)
+        return _run_stages(
+            workdir,
+            given,
+            checkpoint,
+            epochs,
+            bench_seconds,
+            calib_samples,
+            verify_samples,
+            use_openvino,
+            use_tensorrt,
+            threads,
+            progress,
+            say,
+            started,
+        )
 
 
 @contextlib.contextmanager
@@ -154,8 +184,21 @@ def _removed_on_failure(workdir: str):
         raise
 
 
-def _run_stages(workdir, given, checkpoint, epochs, bench_seconds, calib_samples, verify_samples, use_openvino,
-                use_tensorrt, threads, progress, say, started) -> DemoResult:
+def _run_stages(
+    workdir,
+    given,
+    checkpoint,
+    epochs,
+    bench_seconds,
+    calib_samples,
+    verify_samples,
+    use_openvino,
+    use_tensorrt,
+    threads,
+    progress,
+    say,
+    started,
+) -> DemoResult:
     path = lambda name: os.path.join(workdir, name)  # noqa: E731
 
     removed = _remove_stale(workdir, keep=checkpoint)
@@ -168,33 +211,69 @@ def _run_stages(workdir, given, checkpoint, epochs, bench_seconds, calib_samples
     say("export: PyTorch -> ONNX (parity checked with ONNX Runtime)")
     onnx = _attempt(stages, "export", path("model.onnx"), "onnxruntime", "fp32", _export(ckpt, path("model.onnx")))
     say("fp16: FP16 ONNX graph (fp32 I/O)")
-    fp16 = _attempt(stages, "fp16", path("model.fp16.onnx"), "onnxruntime", "fp16",
-                    _fp16(onnx, path("model.fp16.onnx")), requires=(onnx,))
+    fp16 = _attempt(
+        stages,
+        "fp16",
+        path("model.fp16.onnx"),
+        "onnxruntime",
+        "fp16",
+        _fp16(onnx, path("model.fp16.onnx")),
+        requires=(onnx,),
+    )
     say(f"int8: entropy calibration on {calib_samples} training digits -> Q/DQ ONNX")
-    int8 = _attempt(stages, "int8", path("model.int8.onnx"), "onnxruntime", "int8",
-                    _int8(onnx, path("model.int8.onnx"), calib_samples), requires=(onnx,))
+    int8 = _attempt(
+        stages,
+        "int8",
+        path("model.int8.onnx"),
+        "onnxruntime",
+        "int8",
+        _int8(onnx, path("model.int8.onnx"), calib_samples),
+        requires=(onnx,),
+    )
 
     say("deploy: ONNX Runtime (graph optimised offline)")
-    _attempt(stages, "onnxruntime", path("model.ort.onnx"), "onnxruntime", "fp32",
-             _deploy(onnx, path("model.ort.onnx"), "onnxruntime", threads=threads), requires=(onnx,))
+    _attempt(
+        stages,
+        "onnxruntime",
+        path("model.ort.onnx"),
+        "onnxruntime",
+        "fp32",
+        _deploy(onnx, path("model.ort.onnx"), "onnxruntime", threads=threads),
+        requires=(onnx,),
+    )
     if use_openvino:
         say("deploy: OpenVINO IR fp32 and int8 (NNCF)")
-        _attempt(stages, "openvino", path("model.xml"), "openvino", "fp32",
-                 _deploy(onnx, path("model.xml"), "openvino", threads=threads, extra={"verify_data": DATA}),
-                 requires=(onnx,))
-        _attempt(stages, "openvino-int8", path("model.int8.xml"), "openvino", "int8",
-                 _openvino_int8(onnx, int8, path("model.int8.xml"), calib_samples, threads), requires=(onnx,))
+        _attempt(
+            stages,
+            "openvino",
+            path("model.xml"),
+            "openvino",
+            "fp32",
+            _deploy(onnx, path("model.xml"), "openvino", threads=threads, extra={"verify_data": DATA}),
+            requires=(onnx,),
+        )
+        _attempt(
+            stages,
+            "openvino-int8",
+            path("model.int8.xml"),
+            "openvino",
+            "int8",
+            _openvino_int8(onnx, int8, path("model.int8.xml"), calib_samples, threads),
+            requires=(onnx,),
+        )
     else:
         stages.append(Stage("openvino", None, "openvino", "fp32/int8", status="skipped", message=use_openvino.why))
     if use_tensorrt:
         say("deploy: TensorRT plans fp32, fp16, int8")
-        for name, source, precision in (("tensorrt", onnx, "fp32"), ("tensorrt-fp16", fp16, "fp16"),
-                                        ("tensorrt-int8", int8, "int8")):
+        for name, source, precision in (
+            ("tensorrt", onnx, "fp32"),
+            ("tensorrt-fp16", fp16, "fp16"),
+            ("tensorrt-int8", int8, "int8"),
+        ):
             out = path(f"model.{precision}.plan" if precision != "fp32" else "model.plan")
             _attempt(stages, name, out, "tensorrt", precision, _deploy(source, out, "tensorrt"), requires=(source,))
     else:
-        stages.append(Stage("tensorrt", None, "tensorrt", "fp32/fp16/int8", status="skipped",
-                            message=use_tensorrt.why))
+        stages.append(Stage("tensorrt", None, "tensorrt", "fp32/fp16/int8", status="skipped", message=use_tensorrt.why))
 
     made = [s for s in stages if s.artifact and s.status == "ok"]
     say(f"verify: {len(made) - 1} artifact(s) against PyTorch on the held-out digits")
@@ -209,12 +288,25 @@ def _run_stages(workdir, given, checkpoint, epochs, bench_seconds, calib_samples
     say(f"bench: p50 latency at batch {', '.join(map(str, BATCHES))} ({bench_seconds:g} s per artifact and batch)")
     bench_result = _bench_stage(stages, bench_seconds, threads, progress)
 
-    result = DemoResult(workdir=workdir, checkpoint=ckpt, stages=stages, train=train_doc, bench=bench_result,
-                        report={}, seconds=0.0,
-                        settings={"data": DATA, "batches": list(BATCHES), "bench_seconds": bench_seconds,
-                                  "calib_samples": calib_samples, "verify_samples": verify_samples,
-                                  "threads": threads, "min_val_accuracy": MIN_VAL_ACCURACY,
-                                  "method": "entropy"})
+    result = DemoResult(
+        workdir=workdir,
+        checkpoint=ckpt,
+        stages=stages,
+        train=train_doc,
+        bench=bench_result,
+        report={},
+        seconds=0.0,
+        settings={
+            "data": DATA,
+            "batches": list(BATCHES),
+            "bench_seconds": bench_seconds,
+            "calib_samples": calib_samples,
+            "verify_samples": verify_samples,
+            "threads": threads,
+            "min_val_accuracy": MIN_VAL_ACCURACY,
+            "method": "entropy",
+        },
+    )
     result.seconds = time.perf_counter() - started
 
     result.report = write_demo_report(result, workdir)
@@ -222,9 +314,21 @@ def _run_stages(workdir, given, checkpoint, epochs, bench_seconds, calib_samples
 
 
 # Every file a demo run may write into WORKDIR besides its report (which each run rewrites).
-ARTIFACTS = ("model.pt", "model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.ort.onnx", "model.xml",
-             "model.bin", "model.int8.xml", "model.int8.bin", "model.plan", "model.fp16.plan", "model.int8.plan",
-             "demo.png")
+ARTIFACTS = (
+    "model.pt",
+    "model.onnx",
+    "model.fp16.onnx",
+    "model.int8.onnx",
+    "model.ort.onnx",
+    "model.xml",
+    "model.bin",
+    "model.int8.xml",
+    "model.int8.bin",
+    "model.plan",
+    "model.fp16.plan",
+    "model.int8.plan",
+    "demo.png",
+)
 
 
 def _remove_stale(workdir: str, keep: str | None = None) -> list[str]:
@@ -279,10 +383,16 @@ def _backends(openvino: bool | None, tensorrt: bool | None) -> tuple[_Use, _Use]
 def _train_stage(workdir, given, epochs, threads, progress, say) -> tuple[str, dict, Stage]:
     """The PyTorch reference: train the digits preset, or take the --checkpoint (`given`: its info)."""
     if given is not None:
-        say(f"train: skipped, using {given['output']} ({given['model']}, "
-            f"val accuracy {_pct(given['val_accuracy'])})")
-        stage = Stage("train", given["output"], "torch", "fp32", size_bytes=os.path.getsize(given["output"]),
-                      accuracy=given["val_accuracy"], details=given)
+        say(f"train: skipped, using {given['output']} ({given['model']}, val accuracy {_pct(given['val_accuracy'])})")
+        stage = Stage(
+            "train",
+            given["output"],
+            "torch",
+            "fp32",
+            size_bytes=os.path.getsize(given["output"]),
+            accuracy=given["val_accuracy"],
+            details=given,
+        )
         return given["output"], given, stage
 
     output = os.path.join(workdir, "model.pt")
@@ -293,8 +403,16 @@ def _train_stage(workdir, given, epochs, threads, progress, say) -> tuple[str, d
     say(f"train: {options.model} on {DATA}, {options.epochs} epochs")
     result = train(options, progress=progress)
     doc = result.to_dict()
-    stage = Stage("train", result.output, "torch", "fp32", size_bytes=os.path.getsize(result.output),
-                  seconds=result.seconds, accuracy=result.val_accuracy, details=doc)
+    stage = Stage(
+        "train",
+        result.output,
+        "torch",
+        "fp32",
+        size_bytes=os.path.getsize(result.output),
+        seconds=result.seconds,
+        accuracy=result.val_accuracy,
+        details=doc,
+    )
     return result.output, doc, stage
 
 
@@ -304,62 +422,83 @@ def _checkpoint_info(checkpoint: str) -> dict:
         raise DnxError(f"--checkpoint {checkpoint}: no such file")
     obj = read_checkpoint(checkpoint)
     if not is_dnx_checkpoint(obj):
-        raise DnxError(f"--checkpoint {checkpoint} is not a dnx checkpoint; train one with "
-                       "`dnx train densenet_bc22_k8 --dataset digits -o model.pt` or omit --checkpoint")
+        raise DnxError(
+            f"--checkpoint {checkpoint} is not a dnx checkpoint; train one with "
+            "`dnx train densenet_bc22_k8 --dataset digits -o model.pt` or omit --checkpoint"
+        )
     config = obj["model_config"]
     size = tuple(obj.get("input_size") or ())
     if int(config.get("num_classes", 0)) != 10 or (size and size[0] != 1):
-        raise DnxError(f"--checkpoint {checkpoint} is not a digits model ({config.get('num_classes')} classes, "
-                       f"input {size or '?'}; digits need 10 classes, 1 channel); "
-                       "use a `dnx train ... --dataset digits` checkpoint")
+        raise DnxError(
+            f"--checkpoint {checkpoint} is not a digits model ({config.get('num_classes')} classes, "
+            f"input {size or '?'}; digits need 10 classes, 1 channel); "
+            "use a `dnx train ... --dataset digits` checkpoint"
+        )
     history = obj.get("history") or []
-    return {"output": checkpoint, "model": config.get("name") or obj.get("model") or "?",
-            "epochs": obj.get("epoch"), "val_accuracy": history[-1].get("val_accuracy") if history else None,
-            "history": history, "seconds": None}
+    return {
+        "output": checkpoint,
+        "model": config.get("name") or obj.get("model") or "?",
+        "epochs": obj.get("epoch"),
+        "val_accuracy": history[-1].get("val_accuracy") if history else None,
+        "history": history,
+        "seconds": None,
+    }
 
 
 def _check_accuracy(stage: Stage, hint: str) -> None:
     """The demo's promise: the PyTorch model reaches MIN_VAL_ACCURACY on the held-out digits."""
     if stage.status == "ok" and (stage.accuracy is None or stage.accuracy < MIN_VAL_ACCURACY):
         stage.status = "failed"
-        stage.message = (f"held-out accuracy {_pct(stage.accuracy)} < {MIN_VAL_ACCURACY * 100:.0f} % "
-                         f"({hint})")
+        stage.message = f"held-out accuracy {_pct(stage.accuracy)} < {MIN_VAL_ACCURACY * 100:.0f} % ({hint})"
 
 
 def _export(ckpt, output):
     def run():
         return export_onnx(ckpt, output, data=DATA).as_dict()
+
     return run
 
 
 def _fp16(onnx, output):
     def run():
         return convert_fp16(onnx, output, data=DATA).as_dict()
+
     return run
 
 
 def _int8(onnx, output, samples):
     def run():
         return quantize_int8(onnx, output, DATA, method="entropy", samples=samples).as_dict()
+
     return run
 
 
 def _deploy(source, output, target, **options):
     def run():
         return build_deployment(source, output, BuildOptions(target=target, **options))
+
     return run
 
 
 def _openvino_int8(onnx, int8, output, samples, threads):
     """NNCF on the fp32 model (build-engine's default recipe); without nncf, the calibrated Q/DQ model."""
     if available("nncf"):
-        return _deploy(onnx, output, "openvino", precision="int8", calib_data=DATA, samples=samples,
-                       threads=threads, extra={"recipe": "nncf"})
+        return _deploy(
+            onnx,
+            output,
+            "openvino",
+            precision="int8",
+            calib_data=DATA,
+            samples=samples,
+            threads=threads,
+            extra={"recipe": "nncf"},
+        )
     return _deploy(int8, output, "openvino", threads=threads) if int8 else None
 
 
-def _attempt(stages: list[Stage], name: str, output: str, backend: str, precision: str, make,
-             requires: tuple = ()) -> str | None:
+def _attempt(
+    stages: list[Stage], name: str, output: str, backend: str, precision: str, make, requires: tuple = ()
+) -> str | None:
     """Run one stage's `make()` and record it; the artifact path, or None when it was not made.
 
     `requires`: the artifacts it is made from; when one of them is None (its stage failed), skip.
@@ -408,8 +547,14 @@ def _bench_stage(stages: list[Stage], seconds: float, threads, progress) -> dict
     if not rows:
         return None
     try:
-        result = bench([s.artifact for s in rows], batch=",".join(map(str, BATCHES)), seconds=seconds,
-                       threads=threads, passes=3, progress=progress)
+        result = bench(
+            [s.artifact for s in rows],
+            batch=",".join(map(str, BATCHES)),
+            seconds=seconds,
+            threads=threads,
+            passes=3,
+            progress=progress,
+        )
     except DnxError as exc:
         stage = Stage("bench", None, "-", "-", status="error", message=_one_line(exc))
         stages.append(stage)

@@ -8,8 +8,17 @@ from densenet_deploy.core.io import atomic_write_text, write_json
 from densenet_deploy.core.plotting import pyplot, save_figure, try_plot
 from densenet_deploy.core.results import md_table
 
-COLUMNS = ("stage", "artifact", "backend / precision", "size", "accuracy", "agree vs torch", "p50 b1 ms",
-           "p50 b32 ms", "check")
+COLUMNS = (
+    "stage",
+    "artifact",
+    "backend / precision",
+    "size",
+    "accuracy",
+    "agree vs torch",
+    "p50 b1 ms",
+    "p50 b32 ms",
+    "check",
+)
 
 
 def rows(result) -> list[list[str]]:
@@ -18,11 +27,21 @@ def rows(result) -> list[list[str]]:
     for s in result.stages:
         reference = s.stage == "train"
         label = s.label or f"{s.backend} {s.precision}"
-        check = {"ok": "ref" if reference else "PASS", "skipped": "skipped", "failed": "FAIL",
-                 "error": "ERROR"}[s.status]
-        out.append([s.stage, os.path.basename(s.artifact) if s.artifact else "-", label, _size(s.size_bytes),
-                     _pct(s.accuracy), "ref" if reference else _pct(s.agreement),
-                     *[_ms(s.latency_ms.get(str(b))) for b in result.settings["batches"]], check])
+        check = {"ok": "ref" if reference else "PASS", "skipped": "skipped", "failed": "FAIL", "error": "ERROR"}[
+            s.status
+        ]
+        out.append(
+            [
+                s.stage,
+                os.path.basename(s.artifact) if s.artifact else "-",
+                label,
+                _size(s.size_bytes),
+                _pct(s.accuracy),
+                "ref" if reference else _pct(s.agreement),
+                *[_ms(s.latency_ms.get(str(b))) for b in result.settings["batches"]],
+                check,
+            ]
+        )
     return out
 
 
@@ -33,17 +52,20 @@ def format_table(result) -> str:
     right = {3, 4, 5, 6, 7}
     lines = []
     for n, r in enumerate(table):
-        lines.append("  ".join(v.rjust(w) if i in right else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
-                     .rstrip())
+        lines.append(
+            "  ".join(v.rjust(w) if i in right else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths))).rstrip()
+        )
         if n == 0:
             lines.append("-" * len(lines[0]))
     notes = [f"{s.stage}: {s.message}" for s in result.stages if s.status != "ok" and s.message]
     lines += [""] + notes if notes else []
     env = (result.bench or {}).get("env", {})
     lines.append("")
-    lines.append(f"accuracy and agreement: {_verified_on(result)}; latency: median of "
-                 f"{result.settings['bench_seconds']:g} s per artifact and batch"
-                 + (f" on {env['cpu']} (load {env.get('loadavg')})" if env.get("cpu") else ""))
+    lines.append(
+        f"accuracy and agreement: {_verified_on(result)}; latency: median of "
+        f"{result.settings['bench_seconds']:g} s per artifact and batch"
+        + (f" on {env['cpu']} (load {env.get('loadavg')})" if env.get("cpu") else "")
+    )
     if result.report:
         lines.append(f"report: {', '.join(result.report.values())}  ({result.seconds:.0f} s in all)")
     lines.append("all checks passed" if result else "FAILED: " + "; ".join(result.failures))
@@ -66,23 +88,35 @@ def write_demo_report(result, workdir: str) -> dict:
     result.report = files
     write_json(files["json"], result.as_dict())
     train = result.train or {}
-    text = ["# dnx demo", "",
-            f"A {train.get('model', 'DenseNet-BC')} trained on scikit-learn's digits "
-            f"({train.get('epochs')} epochs), exported to ONNX, converted to FP16, calibrated to INT8 "
-            "(entropy, training digits), deployed, then every artifact verified against the PyTorch model on "
-            f"the held-out digits and timed. {result.seconds:.0f} s in all.", "",
-            md_table(list(COLUMNS), rows(result)), ""]
+    text = [
+        "# dnx demo",
+        "",
+        f"A {train.get('model', 'DenseNet-BC')} trained on scikit-learn's digits "
+        f"({train.get('epochs')} epochs), exported to ONNX, converted to FP16, calibrated to INT8 "
+        "(entropy, training digits), deployed, then every artifact verified against the PyTorch model on "
+        f"the held-out digits and timed. {result.seconds:.0f} s in all.",
+        "",
+        md_table(list(COLUMNS), rows(result)),
+        "",
+    ]
     notes = [f"- **{s.stage}** ({s.status}): {s.message}" for s in result.stages if s.status != "ok" and s.message]
     if notes:
         text += ["Notes:", ""] + notes + [""]
     env = (result.bench or {}).get("env", {})
     if env:
-        text += [f"Machine: {env.get('cpu')}, {env.get('cores')} cores, load average {env.get('loadavg')}; "
-                 + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()), ""]
-    text += ["Accuracy: top-1 on the held-out split; agree: top-1 agreement with PyTorch on the same images; "
-             "p50: median latency of one `run()` at batch 1 and 32 (`dnx bench`). Everything is in "
-             "results.json.", "",
-             "![accuracy and latency per artifact](demo.png)" if png else f"_No plot: {why}_", ""]
+        text += [
+            f"Machine: {env.get('cpu')}, {env.get('cores')} cores, load average {env.get('loadavg')}; "
+            + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
+            "",
+        ]
+    text += [
+        "Accuracy: top-1 on the held-out split; agree: top-1 agreement with PyTorch on the same images; "
+        "p50: median latency of one `run()` at batch 1 and 32 (`dnx bench`). Everything is in "
+        "results.json.",
+        "",
+        "![accuracy and latency per artifact](demo.png)" if png else f"_No plot: {why}_",
+        "",
+    ]
     atomic_write_text(files["markdown"], "\n".join(text))
     return files
 
@@ -103,8 +137,12 @@ def plot_demo(result, path: str) -> str:
     batches = result.settings["batches"]
     height = 0.8 / len(batches)
     for k, b in enumerate(batches):
-        ax2.barh([v + (k - (len(batches) - 1) / 2) * height for v in y],
-                 [s.latency_ms.get(str(b)) or 0 for s in stages], height=height, label=f"batch {b}")
+        ax2.barh(
+            [v + (k - (len(batches) - 1) / 2) * height for v in y],
+            [s.latency_ms.get(str(b)) or 0 for s in stages],
+            height=height,
+            label=f"batch {b}",
+        )
     ax2.set_xscale("log")
     ax2.set_xlabel("median latency per batch [ms] (log)")
     ax2.legend(fontsize=8)

@@ -13,7 +13,9 @@ from densenet_deploy.core.io import atomic_output
 
 CHECKPOINT_FORMAT = "dnx-checkpoint-1"
 # Old torchvision DenseNet checkpoints spell `denselayer1.norm.1.weight`; the dot before 1/2 is dropped.
-_LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:1|2)\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
+_LEGACY_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:1|2)\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
+)
 
 
 def read_checkpoint(path) -> dict:
@@ -28,15 +30,19 @@ def read_checkpoint(path) -> dict:
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
         # torch.save writes a zip archive (or, before 1.6, a pickle); anything else gives torch errors
         # like "KeyError: 101" that say nothing to the user.
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither a torch.save zip archive nor a "
-                              f"pickle; it starts with {head!r})")
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (neither a torch.save zip archive nor a "
+            f"pickle; it starts with {head!r})"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle means "not a usable checkpoint"
         text = " ".join(str(exc).split())
         if "weights_only" in text.lower() or "Unsupported global" in text:
-            why = "it holds Python objects besides tensors, and dnx loads checkpoints with weights_only=True " \
-                  "so that a checkpoint cannot run code; save the state dict (model.state_dict()) instead"
+            why = (
+                "it holds Python objects besides tensors, and dnx loads checkpoints with weights_only=True "
+                "so that a checkpoint cannot run code; save the state dict (model.state_dict()) instead"
+            )
         else:
             why = f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({why})") from exc
@@ -67,7 +73,7 @@ def normalize_keys(state: dict) -> dict:
     fixed = {}
     for key, value in state.items():
         if key.startswith("module."):
-            key = key[len("module."):]
+            key = key[len("module.") :]
         match = _LEGACY_KEY.match(key)
         if match:
             key = match[1] + match[2]
@@ -85,8 +91,11 @@ def load_state_dict_strict(model, state: dict, source: str = "checkpoint") -> No
             state[key] = value.clone()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-                  for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
     problems = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
         if items:
@@ -106,8 +115,20 @@ def classifier_classes(state: dict) -> int | None:
     return None
 
 
-def save_checkpoint(path, model, *, epoch: int = 0, optimizer_state=None, scheduler_state=None,
-                    mean=None, std=None, input_size=None, labels=None, history=None, extra=None) -> None:
+def save_checkpoint(
+    path,
+    model,
+    *,
+    epoch: int = 0,
+    optimizer_state=None,
+    scheduler_state=None,
+    mean=None,
+    std=None,
+    input_size=None,
+    labels=None,
+    history=None,
+    extra=None,
+) -> None:
     """Write a dnx checkpoint atomically; it carries everything export needs (config, normalisation, labels)."""
     import torch
 

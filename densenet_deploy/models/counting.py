@@ -34,7 +34,6 @@ def count_macs(model, input_size: tuple[int, int, int], batch: int = 1) -> int:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(x)
     except RuntimeError as exc:  # e.g. pooling below 1x1: the input is too small for this architecture
-
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DnxError(f"input size {'x'.join(map(str, input_size))} does not fit this model ({first[:160]})") from exc
     finally:
@@ -44,8 +43,13 @@ def count_macs(model, input_size: tuple[int, int, int], batch: int = 1) -> int:
 
 # Initializers that are not learned parameters: BN running statistics (PyTorch counts them as buffers,
 # not parameters) and quantisation scales / zero points (Q/DQ models).
-_NOT_PARAMS = {"BatchNormalization": (3, 4), "QuantizeLinear": (1, 2), "DequantizeLinear": (1, 2),
-               "QLinearConv": (1, 2, 4, 5, 6, 7), "QLinearMatMul": (1, 2, 4, 5, 6, 7)}
+_NOT_PARAMS = {
+    "BatchNormalization": (3, 4),
+    "QuantizeLinear": (1, 2),
+    "DequantizeLinear": (1, 2),
+    "QLinearConv": (1, 2, 4, 5, 6, 7),
+    "QLinearMatMul": (1, 2, 4, 5, 6, 7),
+}
 
 
 _FLOAT_TYPES = (1, 10, 11, 16)  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16

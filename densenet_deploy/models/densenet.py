@@ -17,8 +17,9 @@ import torch.utils.checkpoint as cp
 class DenseLayer(nn.Module):
     """H_l: BN-ReLU-Conv(3x3), or with a bottleneck BN-ReLU-Conv(1x1, bn_size*k)-BN-ReLU-Conv(3x3, k)."""
 
-    def __init__(self, in_channels: int, growth_rate: int, bn_size: int | None, drop_rate: float,
-                 memory_efficient: bool = False):
+    def __init__(
+        self, in_channels: int, growth_rate: int, bn_size: int | None, drop_rate: float, memory_efficient: bool = False
+    ):
         super().__init__()
         self.bottleneck = bn_size is not None
         self.memory_efficient = memory_efficient
@@ -43,8 +44,16 @@ class DenseLayer(nn.Module):
             x = self.norm1(x)
         else:  # the same batch-statistics normalisation; copies of the running stats take the update
             norm = self.norm1
-            x = F.batch_norm(x, norm.running_mean.clone(), norm.running_var.clone(), norm.weight, norm.bias,
-                             True, norm.momentum or 0.0, norm.eps)
+            x = F.batch_norm(
+                x,
+                norm.running_mean.clone(),
+                norm.running_var.clone(),
+                norm.weight,
+                norm.bias,
+                True,
+                norm.momentum or 0.0,
+                norm.eps,
+            )
         out = self.conv1(self.relu1(x))
         return self.drop1(out) if self.bottleneck else out
 
@@ -71,12 +80,20 @@ class DenseLayer(nn.Module):
 class DenseBlock(nn.ModuleDict):
     """Each layer sees the concatenation of the block input and every earlier layer's output."""
 
-    def __init__(self, num_layers: int, in_channels: int, growth_rate: int, bn_size: int | None,
-                 drop_rate: float, memory_efficient: bool = False):
+    def __init__(
+        self,
+        num_layers: int,
+        in_channels: int,
+        growth_rate: int,
+        bn_size: int | None,
+        drop_rate: float,
+        memory_efficient: bool = False,
+    ):
         super().__init__()
         for i in range(num_layers):
-            self[f"denselayer{i + 1}"] = DenseLayer(in_channels + i * growth_rate, growth_rate, bn_size,
-                                                    drop_rate, memory_efficient)
+            self[f"denselayer{i + 1}"] = DenseLayer(
+                in_channels + i * growth_rate, growth_rate, bn_size, drop_rate, memory_efficient
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [x]
@@ -89,8 +106,11 @@ class Transition(nn.Sequential):
     """BN-ReLU-Conv(1x1)-AvgPool(2x2, stride 2) between dense blocks; compression lives in out_channels."""
 
     def __init__(self, in_channels: int, out_channels: int, drop_rate: float = 0.0):
-        layers = [("norm", nn.BatchNorm2d(in_channels)), ("relu", nn.ReLU(inplace=True)),
-                  ("conv", nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=1, bias=False))]
+        layers = [
+            ("norm", nn.BatchNorm2d(in_channels)),
+            ("relu", nn.ReLU(inplace=True)),
+            ("conv", nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=1, bias=False)),
+        ]
         if drop_rate > 0:
             layers.append(("drop", nn.Dropout(drop_rate)))
         layers.append(("pool", nn.AvgPool2d(kernel_size=2, stride=2)))
@@ -100,16 +120,27 @@ class Transition(nn.Sequential):
 class DenseNet(nn.Module):
     """A DenseNet; `stem` is "imagenet" (7x7/2 conv + BN-ReLU + 3x3/2 max-pool) or "cifar" (3x3 conv)."""
 
-    def __init__(self, growth_rate: int, block_config: tuple[int, ...], num_init_features: int,
-                 bn_size: int | None = 4, compression: float = 0.5, stem: str = "imagenet",
-                 num_classes: int = 1000, in_channels: int = 3, drop_rate: float = 0.0,
-                 memory_efficient: bool = False):
+    def __init__(
+        self,
+        growth_rate: int,
+        block_config: tuple[int, ...],
+        num_init_features: int,
+        bn_size: int | None = 4,
+        compression: float = 0.5,
+        stem: str = "imagenet",
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        drop_rate: float = 0.0,
+        memory_efficient: bool = False,
+    ):
         super().__init__()
         if stem == "imagenet":
-            layers = [("conv0", nn.Conv2d(in_channels, num_init_features, 7, stride=2, padding=3, bias=False)),
-                      ("norm0", nn.BatchNorm2d(num_init_features)),
-                      ("relu0", nn.ReLU(inplace=True)),
-                      ("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1))]
+            layers = [
+                ("conv0", nn.Conv2d(in_channels, num_init_features, 7, stride=2, padding=3, bias=False)),
+                ("norm0", nn.BatchNorm2d(num_init_features)),
+                ("relu0", nn.ReLU(inplace=True)),
+                ("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1)),
+            ]
         elif stem == "cifar":
             layers = [("conv0", nn.Conv2d(in_channels, num_init_features, 3, stride=1, padding=1, bias=False))]
         else:
@@ -118,8 +149,9 @@ class DenseNet(nn.Module):
 
         channels = num_init_features
         for b, num_layers in enumerate(block_config, start=1):
-            self.features.add_module(f"denseblock{b}", DenseBlock(num_layers, channels, growth_rate, bn_size,
-                                                                  drop_rate, memory_efficient))
+            self.features.add_module(
+                f"denseblock{b}", DenseBlock(num_layers, channels, growth_rate, bn_size, drop_rate, memory_efficient)
+            )
             channels += num_layers * growth_rate
             if b != len(block_config):
                 out = int(channels * compression)  # floor(theta * m), as the paper defines compression

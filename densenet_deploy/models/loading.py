@@ -54,8 +54,13 @@ def first_conv_channels(state: dict) -> int | None:
     return None
 
 
-def load_model(model: str, weights: str | None = None, num_classes: int | None = None,
-               input_size: int | tuple | None = None, seed: int = 0) -> LoadedModel:
+def load_model(
+    model: str,
+    weights: str | None = None,
+    num_classes: int | None = None,
+    input_size: int | tuple | None = None,
+    seed: int = 0,
+) -> LoadedModel:
     """Load a zoo model (random Kaiming init, seeded), a zoo model with --weights, or a dnx checkpoint."""
     import torch
 
@@ -66,11 +71,13 @@ def load_model(model: str, weights: str | None = None, num_classes: int | None =
         if not is_dnx_checkpoint(obj):
             raise CheckpointError(
                 f"{model} is a bare state dict without a model config; pass the zoo name and the file: "
-                f"dnx ... NAME --weights {model}")
+                f"dnx ... NAME --weights {model}"
+            )
         config = dict(obj["model_config"])
         if num_classes is not None and num_classes != config["num_classes"]:
-            raise CheckpointError(f"--num-classes {num_classes} contradicts the checkpoint's "
-                                  f"{config['num_classes']} classes")
+            raise CheckpointError(
+                f"--num-classes {num_classes} contradicts the checkpoint's {config['num_classes']} classes"
+            )
         try:
             net = build_from_config(config)
         except UnknownModelError as exc:
@@ -92,7 +99,8 @@ def load_model(model: str, weights: str | None = None, num_classes: int | None =
                 if ckpt_name != spec.name:
                     raise CheckpointError(
                         f"--weights {weights} is a dnx checkpoint of {ckpt_name}, not {spec.name}; export it "
-                        f"with its own metadata: dnx export {weights}")
+                        f"with its own metadata: dnx export {weights}"
+                    )
             state = extract_state_dict(obj, weights)
             found = classifier_classes(state)
             if num_classes is None:
@@ -120,5 +128,14 @@ def load_model(model: str, weights: str | None = None, num_classes: int | None =
         hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
         size = (size[0],) + hw
     net.eval()
-    return LoadedModel(net, config["name"], config, tuple(int(s) for s in size), tuple(mean), tuple(std),
-                       list(labels) if labels else None, sha, source)
+    return LoadedModel(
+        net,
+        config["name"],
+        config,
+        tuple(int(s) for s in size),
+        tuple(mean),
+        tuple(std),
+        list(labels) if labels else None,
+        sha,
+        source,
+    )

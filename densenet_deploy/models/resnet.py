@@ -23,7 +23,6 @@ def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, kernel_size=1, stride=stride, bias=False)
 
 
-
 def _init_weights(model: nn.Module) -> None:
     """He (Kaiming) init for convolutions, unit-scale BN: the init of both ResNet papers and torchvision."""
     for m in model.modules():
@@ -32,6 +31,7 @@ def _init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
 
 class BasicBlock(nn.Module):
     """Two 3x3 convs (ResNet-18/34)."""
@@ -84,8 +84,9 @@ _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 class ResNet(nn.Module):
     """torchvision's ImageNet ResNet: 7x7/2 stem, 3x3/2 max-pool, four stages, global pool, fc."""
 
-    def __init__(self, block: str, layers: tuple[int, ...], num_classes: int = 1000, in_channels: int = 3,
-                 drop_rate: float = 0.0):
+    def __init__(
+        self, block: str, layers: tuple[int, ...], num_classes: int = 1000, in_channels: int = 3, drop_rate: float = 0.0
+    ):
         super().__init__()
         block_cls = _BLOCKS[block]
         self.inplanes = 64
@@ -106,8 +107,10 @@ class ResNet(nn.Module):
     def _make_layer(self, block_cls, planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block_cls.expansion:
-            downsample = nn.Sequential(_conv1x1(self.inplanes, planes * block_cls.expansion, stride),
-                                       nn.BatchNorm2d(planes * block_cls.expansion))
+            downsample = nn.Sequential(
+                _conv1x1(self.inplanes, planes * block_cls.expansion, stride),
+                nn.BatchNorm2d(planes * block_cls.expansion),
+            )
         layers = [block_cls(self.inplanes, planes, stride, downsample)]
         self.inplanes = planes * block_cls.expansion
         layers += [block_cls(self.inplanes, planes) for _ in range(1, blocks)]

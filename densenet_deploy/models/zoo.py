@@ -40,8 +40,14 @@ _IMAGENET_DENSENETS = {
 _FIXED: dict[str, ModelSpec] = {}
 
 # Names `dnx models` lists: Table 1 and the Table 2 configurations (grammar names stay open-ended).
-TABLE2_NAMES = ("densenet40_k12", "densenet100_k12", "densenet100_k24", "densenet_bc100_k12",
-                "densenet_bc250_k24", "densenet_bc190_k40")
+TABLE2_NAMES = (
+    "densenet40_k12",
+    "densenet100_k12",
+    "densenet100_k24",
+    "densenet_bc100_k12",
+    "densenet_bc250_k24",
+    "densenet_bc190_k40",
+)
 
 _GRAMMAR = re.compile(r"^densenet(?P<bc>_bc)?(?P<depth>\d+)_k(?P<k>\d+)$")
 
@@ -52,25 +58,54 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 
 for _name, (_k, _stem, _blocks) in _IMAGENET_DENSENETS.items():
-    register(ModelSpec(
-        name=_name, family="densenet",
-        arch=dict(growth_rate=_k, block_config=_blocks, num_init_features=_stem, bn_size=4,
-                  compression=0.5, stem="imagenet"),
-        paper_name=f"DenseNet-{_name[len('densenet'):]}",
-    ))
+    register(
+        ModelSpec(
+            name=_name,
+            family="densenet",
+            arch=dict(
+                growth_rate=_k,
+                block_config=_blocks,
+                num_init_features=_stem,
+                bn_size=4,
+                compression=0.5,
+                stem="imagenet",
+            ),
+            paper_name=f"DenseNet-{_name[len('densenet') :]}",
+        )
+    )
 
 
 # ResNet baselines (models/resnet.py): torchvision's ImageNet ResNets and the CIFAR pre-activation
 # bottleneck ResNets that Table 2 quotes.
-for _depth, _block, _layers in ((18, "basic", (2, 2, 2, 2)), (34, "basic", (3, 4, 6, 3)),
-                                (50, "bottleneck", (3, 4, 6, 3)), (101, "bottleneck", (3, 4, 23, 3)),
-                                (152, "bottleneck", (3, 8, 36, 3))):
-    register(ModelSpec(name=f"resnet{_depth}", family="resnet", arch=dict(block=_block, layers=_layers),
-                       paper_name=f"ResNet-{_depth}"))
+for _depth, _block, _layers in (
+    (18, "basic", (2, 2, 2, 2)),
+    (34, "basic", (3, 4, 6, 3)),
+    (50, "bottleneck", (3, 4, 6, 3)),
+    (101, "bottleneck", (3, 4, 23, 3)),
+    (152, "bottleneck", (3, 8, 36, 3)),
+):
+    register(
+        ModelSpec(
+            name=f"resnet{_depth}",
+            family="resnet",
+            arch=dict(block=_block, layers=_layers),
+            paper_name=f"ResNet-{_depth}",
+        )
+    )
 for _depth in (164, 1001):
-    register(ModelSpec(name=f"preact_resnet{_depth}", family="preact_resnet", arch=dict(depth=_depth),
-                       input_size=(3, 32, 32), num_classes=10, mean=CIFAR_MEAN, std=CIFAR_STD,
-                       paper_name=f"pre-activation ResNet-{_depth}", dataset="cifar"))
+    register(
+        ModelSpec(
+            name=f"preact_resnet{_depth}",
+            family="preact_resnet",
+            arch=dict(depth=_depth),
+            input_size=(3, 32, 32),
+            num_classes=10,
+            mean=CIFAR_MEAN,
+            std=CIFAR_STD,
+            paper_name=f"pre-activation ResNet-{_depth}",
+            dataset="cifar",
+        )
+    )
 
 
 # Bounds of the name grammar: far above Table 2 (L <= 250, k <= 40), far below what fails to allocate.
@@ -105,22 +140,39 @@ def _cifar_spec(name: str, bottleneck: bool, depth: int, k: int) -> ModelSpec:
             f"{per_layer} (three blocks of (L-4)/{per_layer} layers); valid depths are {valid}, ..."
         )
     if depth > MAX_DEPTH:
-        raise UnknownModelError(f"{name}: depth {depth} is too large; valid depths for {kind} are "
-                                f"{min_depth}..{MAX_DEPTH} with (L - 4) a multiple of {per_layer}")
+        raise UnknownModelError(
+            f"{name}: depth {depth} is too large; valid depths for {kind} are "
+            f"{min_depth}..{MAX_DEPTH} with (L - 4) a multiple of {per_layer}"
+        )
     if not 1 <= k <= MAX_GROWTH_RATE:
-        raise UnknownModelError(f"{name}: growth rate k must be in 1..{MAX_GROWTH_RATE} "
-                                "(valid: e.g. densenet_bc100_k12; the paper uses 12..40)")
+        raise UnknownModelError(
+            f"{name}: growth rate k must be in 1..{MAX_GROWTH_RATE} "
+            "(valid: e.g. densenet_bc100_k12; the paper uses 12..40)"
+        )
     n = (depth - 4) // per_layer
     params = _estimate_params(k, n, bottleneck)
     if params > MAX_PARAMS:
-        raise UnknownModelError(f"{name}: about {params / 1e9:.1f} G parameters, over the {MAX_PARAMS / 1e9:.0f} G "
-                                "this tool builds; choose a smaller depth L or growth rate k")
+        raise UnknownModelError(
+            f"{name}: about {params / 1e9:.1f} G parameters, over the {MAX_PARAMS / 1e9:.0f} G "
+            "this tool builds; choose a smaller depth L or growth rate k"
+        )
     return ModelSpec(
-        name=name, family="densenet",
-        arch=dict(growth_rate=k, block_config=(n, n, n), num_init_features=2 * k if bottleneck else 16,
-                  bn_size=4 if bottleneck else None, compression=0.5 if bottleneck else 1.0, stem="cifar"),
-        input_size=(3, 32, 32), num_classes=10, mean=CIFAR_MEAN, std=CIFAR_STD,
-        paper_name=f"{kind} (L={depth}, k={k})", dataset="cifar",
+        name=name,
+        family="densenet",
+        arch=dict(
+            growth_rate=k,
+            block_config=(n, n, n),
+            num_init_features=2 * k if bottleneck else 16,
+            bn_size=4 if bottleneck else None,
+            compression=0.5 if bottleneck else 1.0,
+            stem="cifar",
+        ),
+        input_size=(3, 32, 32),
+        num_classes=10,
+        mean=CIFAR_MEAN,
+        std=CIFAR_STD,
+        paper_name=f"{kind} (L={depth}, k={k})",
+        dataset="cifar",
     )
 
 

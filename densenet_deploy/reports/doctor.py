@@ -16,7 +16,10 @@ def _version(module: str) -> dict:
     try:
         mod = importlib.import_module(module)
     except Exception as exc:  # ImportError, or a broken install raising anything at import
-        return {"available": False, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
+        return {
+            "available": False,
+            "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
+        }
     return {"available": True, "version": getattr(mod, "__version__", "unknown")}
 
 
@@ -28,26 +31,36 @@ def optional_package(module: str, install: str, purpose: str) -> dict:
     """_version(module), with how to install it and what needs it when it is missing."""
     info = _version(module)
     if not info["available"]:
-
         missing = importlib.util.find_spec(module) is None  # else installed but broken: keep its error
-        info["reason"] = (f"not installed ({install}); {purpose}" if missing
-                          else f"{info['reason']} (reinstall: {install}); {purpose}")
+        info["reason"] = (
+            f"not installed ({install}); {purpose}"
+            if missing
+            else f"{info['reason']} (reinstall: {install}); {purpose}"
+        )
     return info
-
 
 
 def diagnose() -> dict:
     """Everything `dnx doctor` reports, as one dict."""
-    backends = {"torch": _version("torch"), "onnx": _version("onnx"), "onnxruntime": _version("onnxruntime"),
-                "tensorrt": None, "cuda": None, "openvino": _version("openvino"),
-                "nncf": optional_package("nncf", NNCF_INSTALL, NNCF_PURPOSE)}
+    backends = {
+        "torch": _version("torch"),
+        "onnx": _version("onnx"),
+        "onnxruntime": _version("onnxruntime"),
+        "tensorrt": None,
+        "cuda": None,
+        "openvino": _version("openvino"),
+        "nncf": optional_package("nncf", NNCF_INSTALL, NNCF_PURPOSE),
+    }
     if backends["onnxruntime"]["available"]:
         import onnxruntime as ort
 
         backends["onnxruntime"]["providers"] = ort.get_available_providers()
     trt = tensorrt_version()
-    backends["tensorrt"] = ({"available": True, "version": trt} if trt else
-                            {"available": False, "reason": "not installed (pip install 'densenet-deploy[trt]')"})
+    backends["tensorrt"] = (
+        {"available": True, "version": trt}
+        if trt
+        else {"available": False, "reason": "not installed (pip install 'densenet-deploy[trt]')"}
+    )
     backends["cuda"] = cuda_info() if backends["torch"]["available"] else {"available": False, "devices": []}
     if backends["openvino"]["available"]:
         try:
@@ -61,8 +74,13 @@ def diagnose() -> dict:
         usable.append("openvino")
     if backends["tensorrt"]["available"] and backends["cuda"]["available"]:
         usable.append("tensorrt")
-    return {"backends": backends, "cpu": cpu_info(), "python": platform.python_version(),
-            "platform": platform.platform(), "usable": usable}
+    return {
+        "backends": backends,
+        "cpu": cpu_info(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "usable": usable,
+    }
 
 
 def format_report(report: dict) -> str:
@@ -71,7 +89,9 @@ def format_report(report: dict) -> str:
         if name == "cuda":
             if info.get("available"):
                 for d in info["devices"]:
-                    lines.append(f"cuda        #{d['index']} {d['name']} (cc {d['compute_capability']}, {d['memory_gb']} GB)")
+                    lines.append(
+                        f"cuda        #{d['index']} {d['name']} (cc {d['compute_capability']}, {d['memory_gb']} GB)"
+                    )
             else:
                 lines.append("cuda        no GPU visible")
             continue

@@ -19,8 +19,9 @@ from densenet_deploy.reports.paper_facts import paper_figures
 log = logging.getLogger(__name__)
 
 
-def describe(model: str, weights: str | None = None, input_size: int | None = None,
-             num_classes: int | None = None) -> dict:
+def describe(
+    model: str, weights: str | None = None, input_size: int | None = None, num_classes: int | None = None
+) -> dict:
     """Dispatch on what MODEL is: an exported ONNX (counted from its graph), a built artifact (from its
     sidecar), or a zoo name/checkpoint."""
     fmt = format_of(model)
@@ -33,8 +34,9 @@ def describe(model: str, weights: str | None = None, input_size: int | None = No
     return describe_built_artifact(model)
 
 
-def describe_zoo_model(model: str, weights: str | None = None, input_size: int | None = None,
-                       num_classes: int | None = None) -> dict:
+def describe_zoo_model(
+    model: str, weights: str | None = None, input_size: int | None = None, num_classes: int | None = None
+) -> dict:
     """params/MACs of a zoo name or checkpoint at its input size, with the paper's values and ratios."""
     loaded = load_model(model, weights=weights, num_classes=num_classes, input_size=input_size)
     params = count_params(loaded.model)
@@ -46,8 +48,9 @@ def describe_zoo_model(model: str, weights: str | None = None, input_size: int |
         "macs": macs,
         "input_size": list(loaded.input_size),
         "num_classes": loaded.config["num_classes"],
-        "paper": paper_figures(loaded.name, params, macs, num_classes=loaded.config["num_classes"],
-                               input_size=loaded.input_size),
+        "paper": paper_figures(
+            loaded.name, params, macs, num_classes=loaded.config["num_classes"], input_size=loaded.input_size
+        ),
     }
 
 
@@ -61,10 +64,18 @@ def describe_built_artifact(path: str) -> dict:
     net = build_from_config(meta.model_config)
     params, macs = count_params(net), count_macs(net, meta.input_size)
     return {
-        "model": meta.model, "source": path, "precision": meta.precision, "params": params, "macs": macs,
-        "input_size": list(meta.input_size), "num_classes": meta.num_classes, "labels": meta.labels,
-        "target": next((k for k in ("tensorrt", "openvino", "onnxruntime") if k in doc),
-                       "onnxruntime" if format_of(path).name == "onnx" else None),
+        "model": meta.model,
+        "source": path,
+        "precision": meta.precision,
+        "params": params,
+        "macs": macs,
+        "input_size": list(meta.input_size),
+        "num_classes": meta.num_classes,
+        "labels": meta.labels,
+        "target": next(
+            (k for k in ("tensorrt", "openvino", "onnxruntime") if k in doc),
+            "onnxruntime" if format_of(path).name == "onnx" else None,
+        ),
         "counted_from": "the PyTorch model its metadata describes",
         "paper": paper_figures(meta.model, params, macs, num_classes=meta.num_classes, input_size=meta.input_size),
     }
@@ -125,5 +136,8 @@ def _torch_counts(meta, params: int, macs: int) -> dict:
         return {}
     torch_params = count_params(net)
     torch_macs = count_macs(net, meta.input_size)
-    return {"torch_params": torch_params, "torch_macs": torch_macs,
-            "counts_match": torch_params == params and torch_macs == macs}
+    return {
+        "torch_params": torch_params,
+        "torch_macs": torch_macs,
+        "counts_match": torch_params == params and torch_macs == macs,
+    }

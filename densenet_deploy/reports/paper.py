@@ -24,8 +24,16 @@ from densenet_deploy.reports.paper_report import PAPER_REPORT_FILES, write_paper
 log = logging.getLogger(__name__)
 
 IMAGENET_MODELS = ("densenet121", "densenet169", "densenet201", "densenet264", "resnet50", "resnet101", "resnet152")
-CIFAR_MODELS = ("densenet40_k12", "densenet100_k12", "densenet100_k24", "densenet_bc100_k12", "densenet_bc250_k24",
-                "densenet_bc190_k40", "preact_resnet164", "preact_resnet1001")
+CIFAR_MODELS = (
+    "densenet40_k12",
+    "densenet100_k12",
+    "densenet100_k24",
+    "densenet_bc100_k12",
+    "densenet_bc250_k24",
+    "densenet_bc190_k40",
+    "preact_resnet164",
+    "preact_resnet1001",
+)
 FB_RESNET_TORCH = "fb.resnet.torch README, single-crop 224 top-1 (the Torch ResNets of the paper's Figure 3)"
 # Single-crop top-1 error % as published in facebook/fb.resnet.torch's README (ResNet-50/101/152).
 FB_RESNET_TOP1 = {"resnet50": 24.01, "resnet101": 22.44, "resnet152": 22.16}
@@ -56,10 +64,19 @@ def model_row(name: str) -> dict:
     spec, params, macs = counted["spec"], counted["params"], counted["macs"]
     paper = paper_figures(name, params, macs)
     entry = paper_entry(name)
-    row = {"name": name, "paper_label": entry.label if entry else spec.paper_name, "dataset": spec.dataset,
-           "family_label": _family_label(spec), "params": params, "macs": macs, "paper": paper,
-           "params_ratio": paper.get("params_ratio"), "macs_ratio": paper.get("macs_ratio"),
-           "params_match": paper.get("params_match"), "latency_ms": None}
+    row = {
+        "name": name,
+        "paper_label": entry.label if entry else spec.paper_name,
+        "dataset": spec.dataset,
+        "family_label": _family_label(spec),
+        "params": params,
+        "macs": macs,
+        "paper": paper,
+        "params_ratio": paper.get("params_ratio"),
+        "macs_ratio": paper.get("macs_ratio"),
+        "params_match": paper.get("params_match"),
+        "latency_ms": None,
+    }
     if spec.dataset == "imagenet":
         # One figure per model, from one named source, in the row and in its `paper` block alike
         # (torchvision's figure for the ResNets is kept beside it, named as such).
@@ -78,13 +95,22 @@ def model_row(name: str) -> dict:
     if row["params_match"] is False and entry and entry.params_m is not None:
         without_bn = params - counted["bn_params"]
         if round(without_bn / 1e6, 1) == entry.params_m:
-            row["params_note"] = (f"{params / 1e6:.2f}M counted with BatchNorm; without its {counted['bn_params']:,} "
-                                  f"BN parameters {without_bn:,} = {entry.params_m}M as reported")
+            row["params_note"] = (
+                f"{params / 1e6:.2f}M counted with BatchNorm; without its {counted['bn_params']:,} "
+                f"BN parameters {without_bn:,} = {entry.params_m}M as reported"
+            )
     return row
 
 
-def check_paper(report: str | None = None, backend: str = "onnxruntime", batch: int = 1, latency: bool = True,
-                iters: int = 5, models=None, progress: bool = False) -> dict:
+def check_paper(
+    report: str | None = None,
+    backend: str = "onnxruntime",
+    batch: int = 1,
+    latency: bool = True,
+    iters: int = 5,
+    models=None,
+    progress: bool = False,
+) -> dict:
     """Rows for every model in the paper's comparisons, the four efficiency claims with verdicts, and
     (with `latency`) measured latency at `batch` on `backend` plus the latency claims.
     """
@@ -96,7 +122,6 @@ def check_paper(report: str | None = None, backend: str = "onnxruntime", batch: 
         raise DnxError("--batch and --iters must be >= 1")
     names = list(models) if models else list(IMAGENET_MODELS + CIFAR_MODELS)
     if report:  # every report file, before any work
-
         check_report_outputs(report, PAPER_REPORT_FILES)
     rows = [model_row(n) for n in tqdm(names, desc="counting", disable=not progress, leave=False)]
     by_name = {r["name"]: r for r in rows}
@@ -107,14 +132,26 @@ def check_paper(report: str | None = None, backend: str = "onnxruntime", batch: 
     claims = efficiency_claims(by_name)
     if latency:
         claims += latency_claims(by_name, backend, batch)
-    result = {"models": rows, "claims": claims,
-              "sources": {"densenet": "Huang et al., CVPR 2017 (arXiv:1608.06993), Tables 1-3",
-                          "resnet_imagenet_error": FB_RESNET_TORCH,
-                          "resnet_imagenet_error_alt": "torchvision IMAGENET1K_V1 acc@1 (top1_error_torchvision)",
-                          "preact_resnet": "He et al., ECCV 2016, as quoted in the paper's Table 2",
-                          "macs": "measured; MACs = multiply-accumulates, what the paper calls FLOPs"},
-              "latency": {"backend": backend, "batch": batch, "iters": iters, "passes": passes,
-                          "min_samples_for_verdict": MIN_LATENCY_SAMPLES} if latency else None}
+    result = {
+        "models": rows,
+        "claims": claims,
+        "sources": {
+            "densenet": "Huang et al., CVPR 2017 (arXiv:1608.06993), Tables 1-3",
+            "resnet_imagenet_error": FB_RESNET_TORCH,
+            "resnet_imagenet_error_alt": "torchvision IMAGENET1K_V1 acc@1 (top1_error_torchvision)",
+            "preact_resnet": "He et al., ECCV 2016, as quoted in the paper's Table 2",
+            "macs": "measured; MACs = multiply-accumulates, what the paper calls FLOPs",
+        },
+        "latency": {
+            "backend": backend,
+            "batch": batch,
+            "iters": iters,
+            "passes": passes,
+            "min_samples_for_verdict": MIN_LATENCY_SAMPLES,
+        }
+        if latency
+        else None,
+    }
     result = _rounded(result)
     if report:
         result["report"] = write_paper_report(result, report)
@@ -132,7 +169,6 @@ def _rounded(value, digits: int = 4):
     return value
 
 
-
 LATENCY_PASSES = 3  # passes the --iters budget is split into (fewer when --iters is smaller)
 
 
@@ -145,8 +181,9 @@ def _measure_latency(rows, backend, batch, iters, passes, progress) -> None:
             if not group:
                 continue
             artifacts = [_artifact(r["name"], backend, tmp, progress) for r in group]
-            result = bench(artifacts, batch=batch, iters=iters, warmup=1, passes=passes,
-                           parity_samples=batch, progress=progress)
+            result = bench(
+                artifacts, batch=batch, iters=iters, warmup=1, passes=passes, parity_samples=batch, progress=progress
+            )
             for r, res in zip(group, result["results"]):
                 r["latency_ms"] = res["latency_ms"]["p50"]
                 r["latency_iqr_ms"] = res["latency_ms"]["iqr"]
@@ -169,5 +206,3 @@ def _artifact(name: str, backend: str, directory: str, progress: bool) -> str:
         tqdm.write(f"exporting {name} to ONNX for the latency column ...")
     export_onnx(name, path, samples=1)
     return path
-
-

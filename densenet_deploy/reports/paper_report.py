@@ -22,8 +22,10 @@ def write_paper_report(result: dict, directory: str) -> dict:
 def _write_paper_report(result: dict, path) -> dict:
     files = {"json": path("results.json"), "markdown": path("report.md")}
     notes = []
-    for key, plot, name in (("imagenet_plot", plot_error_vs_cost, "imagenet_error_vs_params_macs.png"),
-                            ("cifar_plot", plot_cifar_error_vs_params, "cifar10_error_vs_params.png")):
+    for key, plot, name in (
+        ("imagenet_plot", plot_error_vs_cost, "imagenet_error_vs_params_macs.png"),
+        ("cifar_plot", plot_cifar_error_vs_params, "cifar10_error_vs_params.png"),
+    ):
         png, why = try_plot(plot, result["models"], path(name))
         if png:
             files[key] = png
@@ -39,33 +41,76 @@ def format_paper_markdown(result: dict, files: dict, notes: list[str]) -> str:
     for m in result["models"]:
         paper = m.get("paper") or {}
         # ImageNet sources give exact counts; Table 2 gives millions at one decimal.
-        reported = (f"{paper['params']:,}" if m["dataset"] == "imagenet" and paper.get("params") else
-                    f"{paper['params_m']}M" if paper.get("params_m") is not None else "")
+        reported = (
+            f"{paper['params']:,}"
+            if m["dataset"] == "imagenet" and paper.get("params")
+            else f"{paper['params_m']}M"
+            if paper.get("params_m") is not None
+            else ""
+        )
         match = {True: "yes", False: "NO", None: "n/a"}[m.get("params_match")]
         if m.get("params_note"):
             match += f" ({m['params_note']})"
-        error = (f"{m['top1_error']:.2f}" if m.get("top1_error") is not None else
-                 ", ".join(f"{k} {v:.2f}" for k, v in (m.get("cifar_error") or {}).items()))
-        rows.append([m["paper_label"], f"{m['params']:,}", reported, fixed(m.get("params_ratio"), 4), match,
-                     f"{m['macs'] / 1e9:.3f}", fixed(paper.get("macs_g"), 3), error,
-                     fixed(m.get("latency_ms")), fixed(m.get("latency_iqr_ms"))])
+        error = (
+            f"{m['top1_error']:.2f}"
+            if m.get("top1_error") is not None
+            else ", ".join(f"{k} {v:.2f}" for k, v in (m.get("cifar_error") or {}).items())
+        )
+        rows.append(
+            [
+                m["paper_label"],
+                f"{m['params']:,}",
+                reported,
+                fixed(m.get("params_ratio"), 4),
+                match,
+                f"{m['macs'] / 1e9:.3f}",
+                fixed(paper.get("macs_g"), 3),
+                error,
+                fixed(m.get("latency_ms")),
+                fixed(m.get("latency_iqr_ms")),
+            ]
+        )
     lat = result.get("latency")
-    text = ["# dnx paper: DenseNet's efficiency claims, measured", "",
-            "Params and MACs are measured from this package's models (MACs = multiply-accumulates, what the "
-            "paper calls FLOPs). Error rates are reported, not re-measured: " +
-            "; ".join(f"{k}: {v}" for k, v in result["sources"].items()) + ".", "",
-            md_table(["model", "params (measured)", "params (reported)", "ratio", "matches at paper's rounding",
-                      "GMACs (measured)", "GMACs (reported)", "error % (reported)", "latency p50 ms", "IQR ms"],
-                     rows), ""]
+    text = [
+        "# dnx paper: DenseNet's efficiency claims, measured",
+        "",
+        "Params and MACs are measured from this package's models (MACs = multiply-accumulates, what the "
+        "paper calls FLOPs). Error rates are reported, not re-measured: "
+        + "; ".join(f"{k}: {v}" for k, v in result["sources"].items())
+        + ".",
+        "",
+        md_table(
+            [
+                "model",
+                "params (measured)",
+                "params (reported)",
+                "ratio",
+                "matches at paper's rounding",
+                "GMACs (measured)",
+                "GMACs (reported)",
+                "error % (reported)",
+                "latency p50 ms",
+                "IQR ms",
+            ],
+            rows,
+        ),
+        "",
+    ]
     if lat:
-        from densenet_deploy.reports.paper_report import latency_text
-
         text += [f"Latency: {latency_text(lat)}.", ""]
-    text += ["## Claims", "", md_table(["claim", "measured", "verdict"],
-                                       [[c["claim"], c["measured"], f"**{c['verdict']}**"] for c in result["claims"]]),
-             ""]
-    for key, title in (("imagenet_plot", "ImageNet top-1 error vs params and MACs"),
-                       ("cifar_plot", "C10+ error vs params")):
+    text += [
+        "## Claims",
+        "",
+        md_table(
+            ["claim", "measured", "verdict"],
+            [[c["claim"], c["measured"], f"**{c['verdict']}**"] for c in result["claims"]],
+        ),
+        "",
+    ]
+    for key, title in (
+        ("imagenet_plot", "ImageNet top-1 error vs params and MACs"),
+        ("cifar_plot", "C10+ error vs params"),
+    ):
         if key in files:
             text.append(f"![{title}]({os.path.basename(files[key])})")
     text += [f"_No plot: {n}_" for n in notes] + [""]
@@ -76,10 +121,12 @@ def latency_text(lat: dict) -> str:
     """What was run for the latency column, as run: '5 timed runs per model in 3 interleaved passes'."""
     iters, passes = lat["iters"], lat.get("passes", 1)
     runs = f"{iters} timed run{'' if iters == 1 else 's'} per model in {passes} "
-    runs += ("interleaved passes (every model once per pass, rotated order)" if passes > 1 else "pass")
-    return (f"batch {lat['batch']} on {lat['backend']} (this CPU), {runs}; median, IQR as spread. A latency "
-            f"verdict is inconclusive with fewer than {lat.get('min_samples_for_verdict', MIN_LATENCY_SAMPLES)} "
-            "timed runs per model, overlapping IQR ranges, or a spread across the verdict's boundary")
+    runs += "interleaved passes (every model once per pass, rotated order)" if passes > 1 else "pass"
+    return (
+        f"batch {lat['batch']} on {lat['backend']} (this CPU), {runs}; median, IQR as spread. A latency "
+        f"verdict is inconclusive with fewer than {lat.get('min_samples_for_verdict', MIN_LATENCY_SAMPLES)} "
+        "timed runs per model, overlapping IQR ranges, or a spread across the verdict's boundary"
+    )
 
 
 def format_paper(result: dict) -> str:
@@ -88,14 +135,24 @@ def format_paper(result: dict) -> str:
     lines = [head, "-" * len(head)]
     for m in result["models"]:
         paper = m.get("paper") or {}
-        reported = (f"{paper['params'] / 1e6:.2f}M" if m["dataset"] == "imagenet" and paper.get("params") else
-                    f"{paper['params_m']}M" if paper.get("params_m") is not None else "-")
+        reported = (
+            f"{paper['params'] / 1e6:.2f}M"
+            if m["dataset"] == "imagenet" and paper.get("params")
+            else f"{paper['params_m']}M"
+            if paper.get("params_m") is not None
+            else "-"
+        )
         match = {True: "yes", False: "NO", None: "n/a"}[m.get("params_match")] + ("*" if m.get("params_note") else "")
-        error = (f"top-1 {m['top1_error']:.2f}" if m.get("top1_error") is not None else
-                 " ".join(f"{k} {v:.2f}" for k, v in (m.get("cifar_error") or {}).items() if k in ("C10+", "C100+")))
+        error = (
+            f"top-1 {m['top1_error']:.2f}"
+            if m.get("top1_error") is not None
+            else " ".join(f"{k} {v:.2f}" for k, v in (m.get("cifar_error") or {}).items() if k in ("C10+", "C100+"))
+        )
         lat = f"{m['latency_ms']:.2f}" if m.get("latency_ms") is not None else "-"
-        lines.append(f"{m['paper_label'][:29]:<30}{m['params']:>13,}{reported:>12}{match:>7}{m['macs'] / 1e9:>8.3f}"
-                     f"{error:>24}{lat:>9}")
+        lines.append(
+            f"{m['paper_label'][:29]:<30}{m['params']:>13,}{reported:>12}{match:>7}{m['macs'] / 1e9:>8.3f}"
+            f"{error:>24}{lat:>9}"
+        )
     lines += [f"  * {m['paper_label']}: {m['params_note']}" for m in result["models"] if m.get("params_note")]
     lines.append("MACs = multiply-accumulates (the paper's 'FLOPs'); errors are reported (ResNet: fb.resnet.torch).")
     if result.get("latency"):

@@ -13,8 +13,10 @@ def plot_error_vs_cost(models: list[dict], path: str) -> str:
     for m in models:
         if m.get("dataset") == "imagenet" and m.get("top1_error") is not None:
             families.setdefault(m["family_label"], []).append(m)
-    for ax, key, scale, xlabel in ((axes[0], "params", 1e6, "parameters [millions] (measured)"),
-                                   (axes[1], "macs", 1e9, "MACs per image [G] (measured; the paper's 'FLOPs')")):
+    for ax, key, scale, xlabel in (
+        (axes[0], "params", 1e6, "parameters [millions] (measured)"),
+        (axes[1], "macs", 1e9, "MACs per image [G] (measured; the paper's 'FLOPs')"),
+    ):
         for label, items in families.items():
             items = sorted(items, key=lambda m: m[key])
             xs = [m[key] / scale for m in items]

@@ -16,12 +16,14 @@ def list_models(with_macs: bool = True) -> list[dict]:
         for name in listed_names():
             spec = get_spec(name)
             model = build_model(name)
-            rows.append({
-                "name": name,
-                "paper_name": spec.paper_name,
-                "params": count_params(model),
-                "macs": count_macs(model, spec.input_size) if with_macs else None,
-                "input_size": list(spec.input_size),
-                "num_classes": spec.num_classes,
-            })
+            rows.append(
+                {
+                    "name": name,
+                    "paper_name": spec.paper_name,
+                    "params": count_params(model),
+                    "macs": count_macs(model, spec.input_size) if with_macs else None,
+                    "input_size": list(spec.input_size),
+                    "num_classes": spec.num_classes,
+                }
+            )
     return rows

@@ -27,15 +27,17 @@ def backend_for(artifact: str) -> str:
 
 
 def _bf16_fallback(artifact: str) -> str | None:
-    """"openvino" for a bf16 ONNX graph when OpenVINO is installed (ONNX Runtime's CPU provider has no bf16
+    """ "openvino" for a bf16 ONNX graph when OpenVINO is installed (ONNX Runtime's CPU provider has no bf16
     Conv; OpenVINO runs bf16 graphs on the CPU), ArtifactError without it, None for any other graph."""
     if guess_precision(load_onnx(artifact, load_weights=False)) != "bf16":
         return None
     if available("openvino"):
         return "openvino"
-    raise ArtifactError(f"{artifact} is a bf16 graph (for TensorRT), which ONNX Runtime's CPU provider "
-                        "cannot run; pip install 'densenet-deploy[openvino]' to run it on the CPU, or "
-                        "build a TensorRT engine from it")
+    raise ArtifactError(
+        f"{artifact} is a bf16 graph (for TensorRT), which ONNX Runtime's CPU provider "
+        "cannot run; pip install 'densenet-deploy[openvino]' to run it on the CPU, or "
+        "build a TensorRT engine from it"
+    )
 
 
 def _default_backend(artifact: str) -> str:
@@ -63,8 +65,10 @@ def check_provider_option(providers, artifacts_backends) -> list[str] | None:
         return None
     pairs = list(artifacts_backends)
     if not any(resolve_backend(a, b) == "onnxruntime" for a, b in pairs):
-        raise DnxError(f"--provider {','.join(names)} picks ONNX Runtime execution providers, but none of "
-                       f"{', '.join(a for a, _ in pairs)} runs on the onnxruntime backend")
+        raise DnxError(
+            f"--provider {','.join(names)} picks ONNX Runtime execution providers, but none of "
+            f"{', '.join(a for a, _ in pairs)} runs on the onnxruntime backend"
+        )
     choose_providers(names)  # BackendUnavailableError naming the installed ones
     return names
 
@@ -82,8 +86,10 @@ def open_runner(artifact: str, backend: str | None = None, providers=None, **opt
             get_spec(artifact)
         except (UnknownModelError, DnxError):
             raise ArtifactError(f"{artifact}: no such file") from None
-        raise ArtifactError(f"{artifact} is a zoo model, which runs on torch; export it first "
-                            f"(`dnx export {artifact} -o {artifact}.onnx`) to run it on {backend}")
+        raise ArtifactError(
+            f"{artifact} is a zoo model, which runs on torch; export it first "
+            f"(`dnx export {artifact} -o {artifact}.onnx`) to run it on {backend}"
+        )
     if backend == "torch":
         return TorchRunner(artifact, **options)
     if backend == "onnxruntime":
@@ -100,5 +106,13 @@ def open_runner(artifact: str, backend: str | None = None, providers=None, **opt
     return open_tensorrt_runner(artifact, **options)
 
 
-__all__ = ["InputSpec", "Runner", "open_runner", "run_batches", "backend_for", "resolve_backend",
-           "check_provider_option", "BACKENDS"]
+__all__ = [
+    "InputSpec",
+    "Runner",
+    "open_runner",
+    "run_batches",
+    "backend_for",
+    "resolve_backend",
+    "check_provider_option",
+    "BACKENDS",
+]

@@ -63,7 +63,7 @@ class Runner(abc.ABC):
         return lo <= size and (hi is None or size <= hi)
 
     def batch_range_text(self) -> str:
-        """"fixed batch 8", "batch sizes 2..16" or "batch sizes 1 and up" (for messages)."""
+        """ "fixed batch 8", "batch sizes 2..16" or "batch sizes 1 and up" (for messages)."""
         lo, hi = self.batch_range
         if lo == hi:
             return f"fixed batch {lo}"
@@ -77,20 +77,22 @@ class Runner(abc.ABC):
         batch = np.asarray(batch)
         expected = self.input.shape
         if batch.ndim != 4 or tuple(batch.shape[1:]) != tuple(expected):
-            raise DataError(f"{self.name} expects input of shape (N, {', '.join(map(str, expected))}), "
-                            f"got {tuple(batch.shape)}")
+            raise DataError(
+                f"{self.name} expects input of shape (N, {', '.join(map(str, expected))}), got {tuple(batch.shape)}"
+            )
         if self.input.batch is not None and batch.shape[0] != self.input.batch:
             raise DataError(f"{self.name} has a fixed batch of {self.input.batch}, got {batch.shape[0]}")
         if not self.accepts_batch(batch.shape[0]):
-            raise DataError(f"{self.name} was built for {self.batch_range_text()}{self.batch_range_hint}, "
-                            f"got a batch of {batch.shape[0]}")
+            raise DataError(
+                f"{self.name} was built for {self.batch_range_text()}{self.batch_range_hint}, "
+                f"got a batch of {batch.shape[0]}"
+            )
         if batch.dtype != np.float32:
             batch = batch.astype(np.float32)
         return np.ascontiguousarray(batch)
 
     @abc.abstractmethod
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        ...
+    def _run(self, batch: np.ndarray) -> np.ndarray: ...
 
     def synchronize(self) -> None:
         """Wait for queued device work (asynchronous GPU runners override this; timing calls it)."""
@@ -109,7 +111,11 @@ class Runner(abc.ABC):
         return f"{self.backend}-{self.device.split(':')[0]} {self.precision}"
 
     def describe(self) -> dict:
-        return {"artifact": self.name, "backend": self.backend, "precision": self.precision,
-                "device": self.device, "input": {"name": self.input.name, "shape": list(self.input.shape),
-                                                 "batch": self.input.batch},
-                "batch_range": list(self.batch_range)}
+        return {
+            "artifact": self.name,
+            "backend": self.backend,
+            "precision": self.precision,
+            "device": self.device,
+            "input": {"name": self.input.name, "shape": list(self.input.shape), "batch": self.input.batch},
+            "batch_range": list(self.batch_range),
+        }

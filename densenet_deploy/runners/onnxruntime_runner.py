@@ -56,14 +56,16 @@ def choose_providers(requested=None, available=None) -> list[str]:
         hint = did_you_mean(missing[0], known) if missing[0] not in PROVIDER_ORDER else ""
         raise BackendUnavailableError(
             f"ONNX Runtime provider {missing[0]} is not available{hint}; installed: {', '.join(available)}"
-            + ("; install onnxruntime-gpu for CUDA/TensorRT EPs" if missing[0] in _GPU_PROVIDERS else ""))
+            + ("; install onnxruntime-gpu for CUDA/TensorRT EPs" if missing[0] in _GPU_PROVIDERS else "")
+        )
     return expanded
 
 
 def graph_input_spec(path_or_proto) -> InputSpec:
     """Input name and (C, H, W) from the graph itself, for ONNX files without dnx metadata."""
-    proto = load_onnx(path_or_proto, load_weights=False) if isinstance(path_or_proto, (str, os.PathLike)) \
-        else path_or_proto
+    proto = (
+        load_onnx(path_or_proto, load_weights=False) if isinstance(path_or_proto, (str, os.PathLike)) else path_or_proto
+    )
     initializers = {t.name for t in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in initializers]
     if len(inputs) != 1:
@@ -88,9 +90,11 @@ def check_ort_deployment(deployment: dict, cpu: dict, path: str = "model") -> No
         return
     simd = lambda c: "AVX-512" if c.get("avx512") else "AVX2" if c.get("avx2") else "no AVX2"  # noqa: E731
     if simd(built) != simd(cpu):
-        raise ArtifactError(f"{path} was optimised (level all) on a CPU with {simd(built)} ({built.get('model', '?')}) "
-                            f"but this CPU has {simd(cpu)}; rebuild it here with `dnx build-engine --target "
-                            "onnxruntime`, or build with --optimization extended for a portable model")
+        raise ArtifactError(
+            f"{path} was optimised (level all) on a CPU with {simd(built)} ({built.get('model', '?')}) "
+            f"but this CPU has {simd(cpu)}; rebuild it here with `dnx build-engine --target "
+            "onnxruntime`, or build with --optimization extended for a portable model"
+        )
 
 
 class OnnxRuntimeRunner(Runner):
@@ -104,8 +108,14 @@ class OnnxRuntimeRunner(Runner):
 
     backend = "onnxruntime"
 
-    def __init__(self, path: str, providers=None, threads: int | None = None, optimization: str | None = None,
-                 io_binding: bool | None = None):
+    def __init__(
+        self,
+        path: str,
+        providers=None,
+        threads: int | None = None,
+        optimization: str | None = None,
+        io_binding: bool | None = None,
+    ):
         import onnxruntime as ort
 
         self.name = os.fspath(path)
@@ -124,12 +134,14 @@ class OnnxRuntimeRunner(Runner):
         if optimization is None:
             optimization = "all"
         if optimization not in OPTIMIZATION_LEVELS:
-            raise DnxError(f"unknown optimization level {optimization!r}; choose one of {', '.join(OPTIMIZATION_LEVELS)}")
+            raise DnxError(
+                f"unknown optimization level {optimization!r}; choose one of {', '.join(OPTIMIZATION_LEVELS)}"
+            )
         self.optimization = optimization
         self.providers = choose_providers(providers)
 
         options = ort.SessionOptions()
-        options.graph_optimization_level = _ort_level(optimization)
+        options.graph_optimization_level = ort_optimization_level(optimization)
         if threads:
             options.intra_op_num_threads = int(threads)
         self.threads = threads
@@ -180,21 +192,28 @@ class OnnxRuntimeRunner(Runner):
 
     def describe(self) -> dict:
         info = super().describe()
-        info.update(providers=self.session.get_providers() if self.session else self.providers,
-                    optimization=self.optimization, threads=self.threads, io_binding=self.io_binding)
+        info.update(
+            providers=self.session.get_providers() if self.session else self.providers,
+            optimization=self.optimization,
+            threads=self.threads,
+            io_binding=self.io_binding,
+        )
         if self.deployment is not None:
             info["deployment"] = self.deployment
         return info
 
 
-def _ort_level(name: str):
+def ort_optimization_level(name: str):
     import onnxruntime as ort
 
-    levels = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-              "layout": "ORT_ENABLE_LAYOUT", "all": "ORT_ENABLE_ALL"}
+    levels = {
+        "disable": "ORT_DISABLE_ALL",
+        "basic": "ORT_ENABLE_BASIC",
+        "extended": "ORT_ENABLE_EXTENDED",
+        "layout": "ORT_ENABLE_LAYOUT",
+        "all": "ORT_ENABLE_ALL",
+    }
     level = getattr(ort.GraphOptimizationLevel, levels[name], None)
     if level is None:  # ORT_ENABLE_LAYOUT only exists in newer ONNX Runtime releases
         raise DnxError(f"optimization level {name!r} is not supported by onnxruntime {ort.__version__}")
     return level
-
-

@@ -61,8 +61,17 @@ class OpenVinoRunner(Runner):
 
     backend = "openvino"
 
-    def __init__(self, path, threads: int | None = None, hint: str = "latency", precision_hint: str | None = None,
-                 streams: int | None = None, device: str = "CPU", check_qdq: bool = True, **unused):
+    def __init__(
+        self,
+        path,
+        threads: int | None = None,
+        hint: str = "latency",
+        precision_hint: str | None = None,
+        streams: int | None = None,
+        device: str = "CPU",
+        check_qdq: bool = True,
+        **unused,
+    ):
         if unused:
             log.debug("OpenVinoRunner ignores options %s", sorted(unused))
         if hint not in HINTS:
@@ -70,8 +79,10 @@ class OpenVinoRunner(Runner):
         if threads is not None and int(threads) < 1:
             raise DnxError(f"threads must be >= 1, got {threads}")
         if not os.fspath(path).lower().endswith((".onnx", ".xml")):
-            raise DnxError(f"{os.fspath(path)}: the OpenVINO runner takes an .onnx model or OpenVINO IR (.xml); "
-                           "export a checkpoint first (`dnx export`)")
+            raise DnxError(
+                f"{os.fspath(path)}: the OpenVINO runner takes an .onnx model or OpenVINO IR (.xml); "
+                "export a checkpoint first (`dnx export`)"
+            )
         ov = _openvino()
         self.name = os.fspath(path)
         self.hint = hint
@@ -81,8 +92,11 @@ class OpenVinoRunner(Runner):
         self.device = "cpu" if self.ov_device == "CPU" else self.ov_device.lower()
         self.meta, self.sidecar = read_artifact_meta(self.name)
         self.precision = self.meta.precision
-        chosen = precision_hint or self.sidecar.get("openvino", {}).get("inference_precision") \
+        chosen = (
+            precision_hint
+            or self.sidecar.get("openvino", {}).get("inference_precision")
             or default_inference_precision(self.precision)
+        )
         if chosen not in INFERENCE_PRECISIONS:
             raise DnxError(f"unknown inference precision {chosen!r}; choose one of f32, bf16, f16, default")
         self.inference_precision = INFERENCE_PRECISIONS[chosen]
@@ -92,7 +106,7 @@ class OpenVinoRunner(Runner):
         try:
             self._model = self._core.read_model(self.name)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line messages
-            raise ArtifactError(f"OpenVINO cannot read {self.name}: {_first_line(exc)}") from exc
+            raise ArtifactError(f"OpenVINO cannot read {self.name}: {openvino_error_line(exc)}") from exc
         self.input = InputSpec(self.meta.input_name, tuple(self.meta.input_size), self.meta.batch)
         self._input_name = self._model.inputs[0].get_any_name()
         self._compiled: dict[int, object] = {}
@@ -126,10 +140,16 @@ class OpenVinoRunner(Runner):
                 t0 = time.perf_counter()
                 self._compiled[key] = self._core.compile_model(model, self.ov_device, self.config(key[1]))
             except Exception as exc:
-                raise ArtifactError(f"OpenVINO cannot compile {self.name} for input {shape}: "
-                                    f"{_first_line(exc)}") from exc
-            log.info("compiled %s for batch %d in %.2f s (%s)", self.name, batch, time.perf_counter() - t0,
-                     self.config(key[1]))
+                raise ArtifactError(
+                    f"OpenVINO cannot compile {self.name} for input {shape}: {openvino_error_line(exc)}"
+                ) from exc
+            log.info(
+                "compiled %s for batch %d in %.2f s (%s)",
+                self.name,
+                batch,
+                time.perf_counter() - t0,
+                self.config(key[1]),
+            )
         return self._compiled[key]
 
     # --- latency ------------------------------------------------------------------------------
@@ -145,8 +165,9 @@ class OpenVinoRunner(Runner):
         return np.array(result[0], dtype=np.float32, copy=True)
 
     # --- throughput ---------------------------------------------------------------------------
-    def throughput(self, batch: np.ndarray, seconds: float = 5.0, warmup: float = 1.0,
-                   requests: int | None = None) -> dict:
+    def throughput(
+        self, batch: np.ndarray, seconds: float = 5.0, warmup: float = 1.0, requests: int | None = None
+    ) -> dict:
         """Images/s with an AsyncInferQueue keeping every stream busy (compiled with the THROUGHPUT hint,
         whatever the runner's own hint, which also sizes the queue).
 
@@ -171,8 +192,13 @@ class OpenVinoRunner(Runner):
 
         drive(warmup)
         count, elapsed = drive(seconds)
-        return {"images_per_s": count * batch.shape[0] / elapsed, "batches": count, "seconds": elapsed,
-                "requests": jobs, "streams": int(compiled.get_property("NUM_STREAMS"))}
+        return {
+            "images_per_s": count * batch.shape[0] / elapsed,
+            "batches": count,
+            "seconds": elapsed,
+            "requests": jobs,
+            "streams": int(compiled.get_property("NUM_STREAMS")),
+        }
 
     def close(self) -> None:
         self._requests.clear()
@@ -181,8 +207,14 @@ class OpenVinoRunner(Runner):
     def describe(self) -> dict:
         ov = _openvino()
         info = super().describe()
-        info.update({"inference_precision": self.inference_precision, "hint": self.hint,
-                     "threads": self.threads, "openvino_version": ov.get_version().split("-")[0]})
+        info.update(
+            {
+                "inference_precision": self.inference_precision,
+                "hint": self.hint,
+                "threads": self.threads,
+                "openvino_version": ov.get_version().split("-")[0],
+            }
+        )
         return info
 
     @property
@@ -209,11 +241,13 @@ def check_qdq_supported(onnx_path_or_proto) -> int:
     """
     from onnx import numpy_helper
 
-    proto = load_onnx(onnx_path_or_proto) if isinstance(onnx_path_or_proto, (str, os.PathLike)) \
-        else onnx_path_or_proto
+    proto = load_onnx(onnx_path_or_proto) if isinstance(onnx_path_or_proto, (str, os.PathLike)) else onnx_path_or_proto
     inits = {t.name: t for t in proto.graph.initializer}
-    consts = {n.output[0]: n.attribute[0].t for n in proto.graph.node
-              if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
+    consts = {
+        n.output[0]: n.attribute[0].t
+        for n in proto.graph.node
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"
+    }
     count, bad = 0, []
     for node in proto.graph.node:
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
@@ -230,11 +264,12 @@ def check_qdq_supported(onnx_path_or_proto) -> int:
             f"{source} quantizes {len(bad)} activation(s) asymmetrically (non-zero zero point, e.g. {bad[0]}); "
             "OpenVINO 2026.4 crashes on such Q/DQ models. Re-quantize with symmetric activations "
             "(`dnx calibrate`, TensorRT format) or build from the fp32 model with "
-            "`dnx build-engine --target openvino --int8 --recipe nncf`")
+            "`dnx build-engine --target openvino --int8 --recipe nncf`"
+        )
     return count
 
 
-def _first_line(exc: BaseException) -> str:
+def openvino_error_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     # OpenVINO prefixes messages with "Exception from src/...cpp:NN:" lines; keep the informative one.
     informative = [line for line in text if line.strip() and not line.startswith(("Exception from", "Check "))]

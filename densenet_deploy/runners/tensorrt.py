@@ -58,8 +58,9 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def check_plan_compatibility(sidecar: dict, tensorrt_version: str, gpu_name: str, compute_capability: str,
-                             plan: str = "plan") -> None:
+def check_plan_compatibility(
+    sidecar: dict, tensorrt_version: str, gpu_name: str, compute_capability: str, plan: str = "plan"
+) -> None:
     """Refuse (ArtifactError) a plan whose sidecar says it was built for another TensorRT or GPU.
 
     Rules (TensorRT's own): a plan runs only on the TensorRT version that built it, unless it was built
@@ -72,31 +73,44 @@ def check_plan_compatibility(sidecar: dict, tensorrt_version: str, gpu_name: str
     built_gpu, built_cc = gpu.get("name"), gpu.get("compute_capability")
     builder = sidecar.get("builder") or {}
     if not built_trt or not built_gpu or not built_cc:
-        raise ArtifactError(f"{plan}: sidecar lacks tensorrt.version / gpu.name / gpu.compute_capability; "
-                            "rebuild it with `dnx build-engine`")
-    rebuild = f"rebuild it here with `dnx build-engine` (source ONNX sha256 {sidecar.get('source_onnx_sha256', '?')[:12]})"
+        raise ArtifactError(
+            f"{plan}: sidecar lacks tensorrt.version / gpu.name / gpu.compute_capability; "
+            "rebuild it with `dnx build-engine`"
+        )
+    rebuild = (
+        f"rebuild it here with `dnx build-engine` (source ONNX sha256 {sidecar.get('source_onnx_sha256', '?')[:12]})"
+    )
     if builder.get("version_compatible"):
         if _version_tuple(tensorrt_version) < _version_tuple(built_trt):
-            raise ArtifactError(f"{plan} was built by TensorRT {built_trt} (version-compatible), which runs on "
-                                f"{built_trt} or later, but this is TensorRT {tensorrt_version}; {rebuild}")
+            raise ArtifactError(
+                f"{plan} was built by TensorRT {built_trt} (version-compatible), which runs on "
+                f"{built_trt} or later, but this is TensorRT {tensorrt_version}; {rebuild}"
+            )
     elif _version_tuple(tensorrt_version) != _version_tuple(built_trt):
-        raise ArtifactError(f"{plan} was built by TensorRT {built_trt} but this is TensorRT {tensorrt_version}; "
-                            f"plans only run on the TensorRT version that built them; {rebuild} "
-                            "(or build with --version-compatible)")
+        raise ArtifactError(
+            f"{plan} was built by TensorRT {built_trt} but this is TensorRT {tensorrt_version}; "
+            f"plans only run on the TensorRT version that built them; {rebuild} "
+            "(or build with --version-compatible)"
+        )
     level = builder.get("hardware_compatibility")
     here = f"{gpu_name} (compute capability {compute_capability})"
     there = f"{built_gpu} (compute capability {built_cc})"
     if level == "ampere+":
         if _version_tuple(compute_capability) < (8, 0):
-            raise ArtifactError(f"{plan} was built for Ampere or newer GPUs (compute capability >= 8.0), "
-                                f"but this GPU is {here}; {rebuild}")
+            raise ArtifactError(
+                f"{plan} was built for Ampere or newer GPUs (compute capability >= 8.0), "
+                f"but this GPU is {here}; {rebuild}"
+            )
     elif level == "same-cc":
         if _version_tuple(compute_capability) != _version_tuple(built_cc):
-            raise ArtifactError(f"{plan} was built for compute capability {built_cc} on {there}, "
-                                f"but this GPU is {here}; {rebuild}")
+            raise ArtifactError(
+                f"{plan} was built for compute capability {built_cc} on {there}, but this GPU is {here}; {rebuild}"
+            )
     elif built_gpu != gpu_name or _version_tuple(built_cc) != _version_tuple(compute_capability):
-        raise ArtifactError(f"{plan} was built on {there} but this GPU is {here}; plans are tied to the GPU "
-                            f"model that built them; {rebuild} (or build with --hardware-compatibility)")
+        raise ArtifactError(
+            f"{plan} was built on {there} but this GPU is {here}; plans are tied to the GPU "
+            f"model that built them; {rebuild} (or build with --hardware-compatibility)"
+        )
 
 
 def require_tensorrt_gpu(device: int = 0):
@@ -120,16 +134,25 @@ def require_tensorrt_gpu(device: int = 0):
 def _torch_dtype(trt_dtype):
     import torch
 
-    table = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16, "INT8": torch.int8,
-             "INT32": torch.int32, "INT64": torch.int64, "BOOL": torch.bool, "UINT8": torch.uint8}
+    table = {
+        "FLOAT": torch.float32,
+        "HALF": torch.float16,
+        "BF16": torch.bfloat16,
+        "INT8": torch.int8,
+        "INT32": torch.int32,
+        "INT64": torch.int64,
+        "BOOL": torch.bool,
+        "UINT8": torch.uint8,
+    }
     name = getattr(trt_dtype, "name", str(trt_dtype).split(".")[-1])
     if name not in table:
         raise ArtifactError(f"plan has an I/O tensor of type {name}, which dnx cannot feed")
     return table[name]
 
 
-def open_tensorrt_runner(path: str, device: int = 0, check_compatibility: bool = True,
-                         threads: int | None = None) -> Runner:
+def open_tensorrt_runner(
+    path: str, device: int = 0, check_compatibility: bool = True, threads: int | None = None
+) -> Runner:
     """Open a TensorRT plan built by `dnx build-engine` (its `.json` sidecar beside it) on CUDA device `device`.
 
     `threads` is accepted so callers can pass the same options to every runner; a GPU engine ignores it.
@@ -196,8 +219,9 @@ class TensorRtRunner(Runner):
             x = torch.from_numpy(batch).to(self.device, non_blocking=True).to(self._in_dtype).contiguous()
             if not self.context.set_input_shape(self._in, tuple(x.shape)):
                 raise DataError(f"{self.name} rejected input shape {tuple(x.shape)}")
-            out = torch.empty(tuple(self.context.get_tensor_shape(self._out)), dtype=self._out_dtype,
-                              device=self.device)
+            out = torch.empty(
+                tuple(self.context.get_tensor_shape(self._out)), dtype=self._out_dtype, device=self.device
+            )
             self.context.set_tensor_address(self._in, x.data_ptr())
             self.context.set_tensor_address(self._out, out.data_ptr())
             if not self.context.execute_async_v3(self.stream.cuda_stream):
@@ -215,6 +239,7 @@ class TensorRtRunner(Runner):
 
     def describe(self) -> dict:
         info = super().describe()
-        info.update(batch_range=list(self.batch_range), tensorrt=self.sidecar.get("tensorrt"),
-                    gpu=self.sidecar.get("gpu"))
+        info.update(
+            batch_range=list(self.batch_range), tensorrt=self.sidecar.get("tensorrt"), gpu=self.sidecar.get("gpu")
+        )
         return info

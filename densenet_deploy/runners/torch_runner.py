@@ -24,9 +24,16 @@ class TorchRunner(Runner):
 
     backend = "torch"
 
-    def __init__(self, artifact: str, weights: str | None = None, channels_last: bool = False,
-                 threads: int | None = None, device: str = "cpu", num_classes: int | None = None,
-                 input_size: int | None = None):
+    def __init__(
+        self,
+        artifact: str,
+        weights: str | None = None,
+        channels_last: bool = False,
+        threads: int | None = None,
+        device: str = "cpu",
+        num_classes: int | None = None,
+        input_size: int | None = None,
+    ):
         import torch
 
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -41,10 +48,16 @@ class TorchRunner(Runner):
         self.device = device
         self.channels_last = channels_last
         self.input = InputSpec(INPUT_NAME, tuple(loaded.input_size))
-        self.meta = ArtifactMeta(model=loaded.name, num_classes=int(loaded.config["num_classes"]),
-                                 input_size=tuple(loaded.input_size), mean=tuple(loaded.mean),
-                                 std=tuple(loaded.std), model_config=dict(loaded.config), labels=loaded.labels,
-                                 weights_sha256=loaded.weights_sha256)
+        self.meta = ArtifactMeta(
+            model=loaded.name,
+            num_classes=int(loaded.config["num_classes"]),
+            input_size=tuple(loaded.input_size),
+            mean=tuple(loaded.mean),
+            std=tuple(loaded.std),
+            model_config=dict(loaded.config),
+            labels=loaded.labels,
+            weights_sha256=loaded.weights_sha256,
+        )
         log.debug("torch runner: %s (%s) on %s", loaded.name, loaded.source, device)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:

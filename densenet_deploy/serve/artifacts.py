@@ -13,8 +13,15 @@ from densenet_deploy.core.sidecars import read_sidecar
 from densenet_deploy.runners.openvino import INFERENCE_PRECISIONS, default_inference_precision
 
 _ONNX_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 16: "TYPE_BF16", 11: "TYPE_FP64"}
-_IR_TYPES = {"f32": "TYPE_FP32", "fp32": "TYPE_FP32", "f16": "TYPE_FP16", "fp16": "TYPE_FP16",
-             "bf16": "TYPE_BF16", "f64": "TYPE_FP64", "fp64": "TYPE_FP64"}
+_IR_TYPES = {
+    "f32": "TYPE_FP32",
+    "fp32": "TYPE_FP32",
+    "f16": "TYPE_FP16",
+    "fp16": "TYPE_FP16",
+    "bf16": "TYPE_BF16",
+    "f64": "TYPE_FP64",
+    "fp64": "TYPE_FP64",
+}
 
 
 @dataclass
@@ -52,10 +59,13 @@ def artifact_format(path: str, command: str = "dnx triton") -> str:
         return "openvino"
     hint = ""
     if lower.endswith((".pt", ".pth")):
-        hint = (f"; {os.path.basename(path)} looks like a checkpoint: export it first "
-                f"(`dnx export {path} -o model.onnx`)")
-    raise ArtifactError(f"{path}: unknown artifact type; `{command}` takes .onnx, .plan/.engine (TensorRT) "
-                        f"or .xml (OpenVINO IR) files{hint}")
+        hint = (
+            f"; {os.path.basename(path)} looks like a checkpoint: export it first (`dnx export {path} -o model.onnx`)"
+        )
+    raise ArtifactError(
+        f"{path}: unknown artifact type; `{command}` takes .onnx, .plan/.engine (TensorRT) "
+        f"or .xml (OpenVINO IR) files{hint}"
+    )
 
 
 def inspect_artifact(path) -> ArtifactInfo:
@@ -73,8 +83,9 @@ def _inspect_onnx(path: str) -> ArtifactInfo:
     initializers = {t.name for t in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in initializers]
     if len(inputs) != 1 or len(proto.graph.output) != 1:
-        raise ArtifactError(f"{path}: expected one input and one output, the graph has {len(inputs)} and "
-                            f"{len(proto.graph.output)}")
+        raise ArtifactError(
+            f"{path}: expected one input and one output, the graph has {len(inputs)} and {len(proto.graph.output)}"
+        )
     dims = inputs[0].type.tensor_type.shape.dim
     if len(dims) != 4:
         raise ArtifactError(f"{path}: input {inputs[0].name!r} has {len(dims)} dims, expected NCHW")
@@ -90,17 +101,29 @@ def _inspect_onnx(path: str) -> ArtifactInfo:
     if deployment and os.path.isfile(sidecar_path(path)):
         # The sidecar records the CPU the deployment was optimised for: dnx's runner checks it at load time.
         files.append((sidecar_path(path), "model.onnx.json"))
-    return ArtifactInfo(path, "onnx", meta, inputs[0].name, proto.graph.output[0].name,
-                        _onnx_type(path, inputs[0]), _onnx_type(path, proto.graph.output[0]),
-                        tuple(int(d.dim_value) for d in dims[1:]), int(classes), batch, ort_deployment=deployment,
-                        files=files)
+    return ArtifactInfo(
+        path,
+        "onnx",
+        meta,
+        inputs[0].name,
+        proto.graph.output[0].name,
+        _onnx_type(path, inputs[0]),
+        _onnx_type(path, proto.graph.output[0]),
+        tuple(int(d.dim_value) for d in dims[1:]),
+        int(classes),
+        batch,
+        ort_deployment=deployment,
+        files=files,
+    )
 
 
 def _onnx_type(path, value_info) -> str:
     elem = value_info.type.tensor_type.elem_type
     if elem not in _ONNX_TYPES:
-        raise ArtifactError(f"{path}: tensor {value_info.name!r} has ONNX element type {elem}; "
-                            "Triton configs are written for float32/float16/bfloat16 I/O")
+        raise ArtifactError(
+            f"{path}: tensor {value_info.name!r} has ONNX element type {elem}; "
+            "Triton configs are written for float32/float16/bfloat16 I/O"
+        )
     return _ONNX_TYPES[elem]
 
 
@@ -112,24 +135,42 @@ def _inspect_plan(path: str) -> ArtifactInfo:
         profile_max = int(profile["max"])
         profile_min = int(profile.get("min", 1))
     except (KeyError, TypeError, ValueError):
-        raise ArtifactError(f"{sidecar_path(path)} has no optimisation profile (profile.min/max); rebuild the plan "
-                            "with `dnx build-engine`") from None
+        raise ArtifactError(
+            f"{sidecar_path(path)} has no optimisation profile (profile.min/max); rebuild the plan "
+            "with `dnx build-engine`"
+        ) from None
     if not 1 <= profile_min <= profile_max:
-        raise ArtifactError(f"{sidecar_path(path)}: optimisation profile min {profile_min} / max {profile_max} is "
-                            "not a batch range; rebuild the plan with `dnx build-engine`")
+        raise ArtifactError(
+            f"{sidecar_path(path)}: optimisation profile min {profile_min} / max {profile_max} is "
+            "not a batch range; rebuild the plan with `dnx build-engine`"
+        )
     # `dnx build-engine` records a fixed batch (a fixed-batch export, or --min-batch = --max-batch) as the
     # metadata's batch with a one-size profile: such an engine takes exactly that batch, like a fixed ONNX.
     batch = meta.batch if meta.batch is not None else (profile_max if profile_min == profile_max else None)
     if batch is not None and not profile_min == profile_max == batch:
-        raise ArtifactError(f"{sidecar_path(path)} records a fixed batch of {batch} but an optimisation profile of "
-                            f"{profile_min}..{profile_max}; rebuild the plan with `dnx build-engine`")
+        raise ArtifactError(
+            f"{sidecar_path(path)} records a fixed batch of {batch} but an optimisation profile of "
+            f"{profile_min}..{profile_max}; rebuild the plan with `dnx build-engine`"
+        )
     # Strongly typed plans keep the ONNX graph's I/O types; dnx's fp16/int8 graphs keep float32 I/O.
     io = doc.get("io") or {}
     in_type = _IR_TYPES.get(str(io.get("input_dtype", "fp32")).lower(), "TYPE_FP32")
     out_type = _IR_TYPES.get(str(io.get("output_dtype", "fp32")).lower(), "TYPE_FP32")
-    return ArtifactInfo(path, "plan", meta, profile.get("input") or meta.input_name, meta.output_name,
-                        in_type, out_type, tuple(meta.input_size), meta.num_classes, batch, profile_max,
-                        profile_min=profile_min, files=[(path, "model.plan"), (sidecar_path(path), "model.plan.json")])
+    return ArtifactInfo(
+        path,
+        "plan",
+        meta,
+        profile.get("input") or meta.input_name,
+        meta.output_name,
+        in_type,
+        out_type,
+        tuple(meta.input_size),
+        meta.num_classes,
+        batch,
+        profile_max,
+        profile_min=profile_min,
+        files=[(path, "model.plan"), (sidecar_path(path), "model.plan.json")],
+    )
 
 
 def _inspect_ir(path: str) -> ArtifactInfo:
@@ -158,17 +199,28 @@ def _inspect_ir(path: str) -> ArtifactInfo:
     out_type = _IR_TYPES.get((port.get("precision") if port is not None else "FP32").lower())
     if in_type is None or out_type is None:
         raise ArtifactError(f"{path}: unsupported I/O element types for a Triton config")
-    return ArtifactInfo(path, "openvino", meta, meta.input_name, meta.output_name, in_type, out_type,
-                        tuple(meta.input_size), meta.num_classes, batch,
-                        inference_precision=_ir_inference_precision(path, meta, doc),
-                        files=[(path, "model.xml"), (weights, "model.bin"), (sidecar_path(path), "model.xml.json")])
+    return ArtifactInfo(
+        path,
+        "openvino",
+        meta,
+        meta.input_name,
+        meta.output_name,
+        in_type,
+        out_type,
+        tuple(meta.input_size),
+        meta.num_classes,
+        batch,
+        inference_precision=_ir_inference_precision(path, meta, doc),
+        files=[(path, "model.xml"), (weights, "model.bin"), (sidecar_path(path), "model.xml.json")],
+    )
 
 
 def _ir_inference_precision(path: str, meta, doc: dict) -> str | None:
     """The inference precision the IR was built and verified for, as the dnx OpenVINO runner picks it."""
     recorded = (doc.get("openvino") or {}).get("inference_precision") or default_inference_precision(meta.precision)
     if recorded not in INFERENCE_PRECISIONS:
-        raise ArtifactError(f"{sidecar_path(path)}: unknown openvino.inference_precision {recorded!r}; "
-                            "rebuild the IR with `dnx build-engine --target openvino`")
+        raise ArtifactError(
+            f"{sidecar_path(path)}: unknown openvino.inference_precision {recorded!r}; "
+            "rebuild the IR with `dnx build-engine --target openvino`"
+        )
     return INFERENCE_PRECISIONS[recorded]
-

@@ -30,8 +30,10 @@ def load_client_meta(artifact: str | None = None, config: dict | None = None) ->
         return read_artifact_meta(path)[0]
     raw = ((config or {}).get("parameters") or {}).get("dnx.metadata", {}).get("string_value")
     if not raw:
-        raise DnxError("the served model's config carries no dnx metadata; pass --artifact with the artifact, "
-                       "its sidecar, or the model's directory in the repository (its dnx.json)")
+        raise DnxError(
+            "the served model's config carries no dnx metadata; pass --artifact with the artifact, "
+            "its sidecar, or the model's directory in the repository (its dnx.json)"
+        )
     return ArtifactMeta.from_props(json.loads(raw), source="server config parameter dnx.metadata")
 
 
@@ -40,12 +42,13 @@ def _host_port(url: str) -> str:
         if url.startswith(scheme):
             if scheme == "https://":
                 raise DnxError("https URLs are not supported by `dnx triton-client`; use http://HOST:PORT")
-            url = url[len(scheme):]
+            url = url[len(scheme) :]
     return url.rstrip("/")
 
 
-def classify(url: str, model: str, images, topk: int = 5, artifact: str | None = None, version: str = "",
-             timeout: float = 30.0) -> dict:
+def classify(
+    url: str, model: str, images, topk: int = 5, artifact: str | None = None, version: str = "", timeout: float = 30.0
+) -> dict:
     """Send `images` (file paths) to `model` on the Triton server at `url`; top-k classes with labels.
 
     Returns {"url", "model", "version", "results": [{"image", "top": [{"index", "label", "probability",
@@ -80,11 +83,12 @@ def classify(url: str, model: str, images, topk: int = 5, artifact: str | None =
         if max_batch == 0:
             fixed = int(spec_in["dims"][0])
             if len(batch) != fixed:
-                raise DnxError(f"model {model!r} takes exactly {fixed} image(s) per request (fixed batch); got "
-                               f"{len(batch)}")
+                raise DnxError(
+                    f"model {model!r} takes exactly {fixed} image(s) per request (fixed batch); got {len(batch)}"
+                )
             chunks = [batch]
         else:
-            chunks = [batch[i:i + max_batch] for i in range(0, len(batch), max_batch)]
+            chunks = [batch[i : i + max_batch] for i in range(0, len(batch), max_batch)]
         logits = []
         for chunk in chunks:
             tensor = http.InferInput(spec_in["name"], list(chunk.shape), spec_in["data_type"].replace("TYPE_", ""))
@@ -97,9 +101,14 @@ def classify(url: str, model: str, images, topk: int = 5, artifact: str | None =
             logits.append(np.asarray(reply.as_numpy(spec_out["name"]), dtype=np.float32).reshape(len(chunk), -1))
     finally:
         client.close()
-    return {"url": f"http://{host}", "model": model, "version": version or "latest",
-            "results": [{"image": os.fspath(p), "top": top_k(row, meta, topk)} for p, row in
-                        zip(images, np.concatenate(logits))]}
+    return {
+        "url": f"http://{host}",
+        "model": model,
+        "version": version or "latest",
+        "results": [
+            {"image": os.fspath(p), "top": top_k(row, meta, topk)} for p, row in zip(images, np.concatenate(logits))
+        ],
+    }
 
 
 def top_k(logits: np.ndarray, meta: ArtifactMeta, k: int) -> list[dict]:
@@ -108,5 +117,12 @@ def top_k(logits: np.ndarray, meta: ArtifactMeta, k: int) -> list[dict]:
     probs = logits if meta.softmax else np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     order = np.argsort(-logits, kind="stable")[:k]
     labels = meta.labels or []
-    return [{"index": int(i), "label": labels[i] if i < len(labels) else str(int(i)),
-             "probability": float(probs[i]), "logit": float(logits[i])} for i in order]
+    return [
+        {
+            "index": int(i),
+            "label": labels[i] if i < len(labels) else str(int(i)),
+            "probability": float(probs[i]),
+            "logit": float(logits[i]),
+        }
+        for i in order
+    ]

@@ -20,10 +20,18 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def serve_artifact(artifact: str, max_batch: int | None = None, http_port: int = DEFAULT_HTTP_PORT,
-                   grpc_port: int = DEFAULT_GRPC_PORT, host: str = "127.0.0.1", name: str | None = None,
-                   instances: int = 1, preferred_batch=(), max_queue_delay_us: int = 2000,
-                   startup_timeout: float = 120.0):
+def serve_artifact(
+    artifact: str,
+    max_batch: int | None = None,
+    http_port: int = DEFAULT_HTTP_PORT,
+    grpc_port: int = DEFAULT_GRPC_PORT,
+    host: str = "127.0.0.1",
+    name: str | None = None,
+    instances: int = 1,
+    preferred_batch=(),
+    max_queue_delay_us: int = 2000,
+    startup_timeout: float = 120.0,
+):
     """Serve `artifact` (any file a dnx runner opens: .onnx, .xml, .plan) with Triton's dynamic batcher.
 
     Writes a python-backend repository (`dnx triton --backend python`) into a temporary directory, starts
@@ -33,20 +41,29 @@ def serve_artifact(artifact: str, max_batch: int | None = None, http_port: int =
     """
     repo = tempfile.mkdtemp(prefix="dnx-serve-repo-")
     try:
-        result = write_repository([artifact], repo, name=name, max_batch=max_batch, instances=instances,
-                                  kind="cpu" if not artifact.lower().endswith((".plan", ".engine")) else None,
-                                  preferred_batch=preferred_batch, max_queue_delay_us=max_queue_delay_us,
-                                  backend="python")
+        result = write_repository(
+            [artifact],
+            repo,
+            name=name,
+            max_batch=max_batch,
+            instances=instances,
+            kind="cpu" if not artifact.lower().endswith((".plan", ".engine")) else None,
+            preferred_batch=preferred_batch,
+            max_queue_delay_us=max_queue_delay_us,
+            backend="python",
+        )
         model = result["models"][0]
-        with TritonServer(repo, host=host, http_port=http_port, grpc_port=grpc_port,
-                          startup_timeout=startup_timeout) as server:
+        with TritonServer(
+            repo, host=host, http_port=http_port, grpc_port=grpc_port, startup_timeout=startup_timeout
+        ) as server:
             yield server, model
     finally:
         shutil.rmtree(repo, ignore_errors=True)
 
 
-def serve_until_stopped(artifact: str, *, duration: float | None = None, on_ready: Callable[[dict], None] | None = None,
-                        **options) -> None:
+def serve_until_stopped(
+    artifact: str, *, duration: float | None = None, on_ready: Callable[[dict], None] | None = None, **options
+) -> None:
     """`dnx serve`: serve `artifact` (serve_artifact's `options`) until Ctrl-C, SIGTERM or SIGHUP (or for
     `duration` seconds); `on_ready` gets {"url", "grpc", "model", "max_batch_size", "pid"} once the server
     answers. Everything that can be refused is refused before any directory, port or process exists; a stop
@@ -57,8 +74,10 @@ def serve_until_stopped(artifact: str, *, duration: float | None = None, on_read
         try:  # a plan runs only with TensorRT on a CUDA GPU: say what is missing, as `dnx build-engine` does
             check_tensorrt_usable()
         except BackendUnavailableError as exc:
-            raise BackendUnavailableError(f"cannot serve the TensorRT plan {artifact} here: {exc}; serve the ONNX "
-                                          "export it was built from instead (`dnx serve model.onnx`)") from exc
+            raise BackendUnavailableError(
+                f"cannot serve the TensorRT plan {artifact} here: {exc}; serve the ONNX "
+                "export it was built from instead (`dnx serve model.onnx`)"
+            ) from exc
     stopping = []
 
     def _terminate(signum, frame):
@@ -77,8 +96,15 @@ def serve_until_stopped(artifact: str, *, duration: float | None = None, on_read
     with serve_artifact(artifact, **options) as (server, model):
         try:  # from here on a stop signal is the normal way to stop: return after the server stopped
             if on_ready is not None:
-                on_ready({"url": f"http://{server.url}", "grpc": server.grpc_url, "model": model["model"],
-                          "max_batch_size": model["max_batch_size"], "pid": server.process.pid})
+                on_ready(
+                    {
+                        "url": f"http://{server.url}",
+                        "grpc": server.grpc_url,
+                        "model": model["model"],
+                        "max_batch_size": model["max_batch_size"],
+                        "pid": server.process.pid,
+                    }
+                )
             deadline = time.monotonic() + duration if duration else None
             while deadline is None or time.monotonic() < deadline:
                 if server.process.poll() is not None:

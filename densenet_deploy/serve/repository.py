@@ -26,8 +26,12 @@ from densenet_deploy.serve.artifacts import ArtifactInfo, artifact_format, inspe
 log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "plan", "openvino")
-PLATFORMS = {"onnx": ("platform", "onnxruntime_onnx"), "plan": ("platform", "tensorrt_plan"),
-             "openvino": ("backend", "openvino"), "python": ("backend", "python")}
+PLATFORMS = {
+    "onnx": ("platform", "onnxruntime_onnx"),
+    "plan": ("platform", "tensorrt_plan"),
+    "openvino": ("backend", "openvino"),
+    "python": ("backend", "python"),
+}
 MODEL_FILES = {"onnx": "model.onnx", "plan": "model.plan", "openvino": "model.xml"}
 RUNNER_BACKENDS = {"onnx": "onnxruntime", "plan": "tensorrt", "openvino": "openvino"}
 GROUPINGS = ("versions", "models")
@@ -56,27 +60,47 @@ def resolve_max_batch(info: ArtifactInfo, max_batch: int | None) -> int:
     """
     if info.batch is not None:
         if max_batch is not None:
-            fix = (f"rebuild it from a dynamic-batch export with `dnx build-engine --min-batch 1 --max-batch "
-                   f"{max_batch}`" if info.format == "plan" else "re-export it with `dnx export --batch dynamic`")
-            raise ArtifactError(f"{info.path} has a fixed batch of {info.batch}, so Triton cannot batch it "
-                                f"(--max-batch {max_batch}); {fix}")
+            fix = (
+                f"rebuild it from a dynamic-batch export with `dnx build-engine --min-batch 1 --max-batch {max_batch}`"
+                if info.format == "plan"
+                else "re-export it with `dnx export --batch dynamic`"
+            )
+            raise ArtifactError(
+                f"{info.path} has a fixed batch of {info.batch}, so Triton cannot batch it "
+                f"(--max-batch {max_batch}); {fix}"
+            )
         return 0
     if info.profile_min is not None and info.profile_min > 1:
-        raise ArtifactError(f"{info.path} was built for batch sizes {info.profile_min}..{info.profile_max} (its "
-                            "optimisation profile), but Triton's dynamic batcher also runs single requests (batch 1); "
-                            f"rebuild the plan with `dnx build-engine --min-batch 1 --max-batch {info.profile_max}`")
+        raise ArtifactError(
+            f"{info.path} was built for batch sizes {info.profile_min}..{info.profile_max} (its "
+            "optimisation profile), but Triton's dynamic batcher also runs single requests (batch 1); "
+            f"rebuild the plan with `dnx build-engine --min-batch 1 --max-batch {info.profile_max}`"
+        )
     if info.profile_max is not None:
         if max_batch is not None and max_batch > info.profile_max:
-            raise ArtifactError(f"--max-batch {max_batch} is larger than the optimisation profile of {info.path} "
-                                f"(max batch {info.profile_max}); lower --max-batch or rebuild the plan with "
-                                f"`dnx build-engine --max-batch {max_batch}`")
+            raise ArtifactError(
+                f"--max-batch {max_batch} is larger than the optimisation profile of {info.path} "
+                f"(max batch {info.profile_max}); lower --max-batch or rebuild the plan with "
+                f"`dnx build-engine --max-batch {max_batch}`"
+            )
         return max_batch or info.profile_max
     return max_batch or DEFAULT_MAX_BATCH
 
 
-def build_config(name: str, info: ArtifactInfo, *, max_batch: int, backend: str | None = None,
-                 instances: int = 1, kind: str | None = None, preferred_batch=(), max_queue_delay_us: int = 100,
-                 labels_file: str | None = None, all_versions: bool = False, parameters: dict | None = None):
+def build_config(
+    name: str,
+    info: ArtifactInfo,
+    *,
+    max_batch: int,
+    backend: str | None = None,
+    instances: int = 1,
+    kind: str | None = None,
+    preferred_batch=(),
+    max_queue_delay_us: int = 100,
+    labels_file: str | None = None,
+    all_versions: bool = False,
+    parameters: dict | None = None,
+):
     """The ModelConfig message for model `name` serving `info` (see the README for what each field does)."""
     pb = model_config_pb2()
     engine = backend or info.format
@@ -87,20 +111,22 @@ def build_config(name: str, info: ArtifactInfo, *, max_batch: int, backend: str 
     in_type, out_type = ("TYPE_FP32", "TYPE_FP32") if engine == "python" else (info.input_type, info.output_type)
     batched = max_batch > 0
     fixed = () if batched else (info.batch,)
-    model_input = config.input.add(name=info.input_name, data_type=pb.DataType.Value(in_type),
-                                   dims=[*fixed, *info.chw])
+    model_input = config.input.add(name=info.input_name, data_type=pb.DataType.Value(in_type), dims=[*fixed, *info.chw])
     if batched:
         # Triton accepts FORMAT_NCHW only with exactly 3 dims; a fixed-batch model has 4 (batch included).
         model_input.format = pb.ModelInput.FORMAT_NCHW
-    model_output = config.output.add(name=info.output_name, data_type=pb.DataType.Value(out_type),
-                                     dims=[*fixed, info.num_classes])
+    model_output = config.output.add(
+        name=info.output_name, data_type=pb.DataType.Value(out_type), dims=[*fixed, info.num_classes]
+    )
     if labels_file:
         model_output.label_filename = labels_file
     if batched:
         bad = [b for b in preferred_batch if not 1 <= b <= max_batch]
         if bad:
-            raise DnxError(f"--preferred-batch {','.join(map(str, preferred_batch))}: sizes must lie in 1..{max_batch} "
-                           "(the max batch)")
+            raise DnxError(
+                f"--preferred-batch {','.join(map(str, preferred_batch))}: sizes must lie in 1..{max_batch} "
+                "(the max batch)"
+            )
         config.dynamic_batching.preferred_batch_size.extend(sorted(set(preferred_batch)))
         config.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
     elif preferred_batch:
@@ -150,8 +176,10 @@ def read_config(path):
 # --- repository -----------------------------------------------------------------------------------
 def check_model_name(name: str) -> str:
     if not _NAME_RE.match(name or "") or name in (".", ".."):
-        raise DnxError(f"model name {name!r} is not usable in a Triton repository: use letters, digits, '_', '.' "
-                       "and '-' (at most 128, not starting with '.' or '-')")
+        raise DnxError(
+            f"model name {name!r} is not usable in a Triton repository: use letters, digits, '_', '.' "
+            "and '-' (at most 128, not starting with '.' or '-')"
+        )
     return name
 
 
@@ -190,10 +218,20 @@ def _create_repo(repo: str) -> None:
         raise DnxError(f"cannot create repository {repo}: {exc.strerror or exc}") from exc
 
 
-def write_repository(artifacts, repo, name: str | None = None, max_batch: int | None = None,
-                     instances: int | None = None, kind: str | None = None, preferred_batch=None,
-                     max_queue_delay_us: int | None = None, version: int | None = None, as_: str = "versions",
-                     backend: str | None = None, replace: bool = False) -> dict:
+def write_repository(
+    artifacts,
+    repo,
+    name: str | None = None,
+    max_batch: int | None = None,
+    instances: int | None = None,
+    kind: str | None = None,
+    preferred_batch=None,
+    max_queue_delay_us: int | None = None,
+    version: int | None = None,
+    as_: str = "versions",
+    backend: str | None = None,
+    replace: bool = False,
+) -> dict:
     """Write (or update) a Triton model repository at `repo` serving `artifacts`.
 
     Several artifacts become versions 1, 2, ... of one model (`as_="versions"`, all served; they must share
@@ -218,8 +256,11 @@ def write_repository(artifacts, repo, name: str | None = None, max_batch: int | 
         raise DnxError(f"--backend {backend!r}: only 'python' (dnx runner in Triton's python backend) is supported")
     if kind not in (None, *KINDS):
         raise DnxError(f"--kind {kind!r}: choose gpu or cpu")
-    if (instances is not None and instances < 1) or (version is not None and version < 1) or \
-            (max_queue_delay_us is not None and max_queue_delay_us < 0):
+    if (
+        (instances is not None and instances < 1)
+        or (version is not None and version < 1)
+        or (max_queue_delay_us is not None and max_queue_delay_us < 0)
+    ):
         raise DnxError("--instances and --version must be at least 1, --max-queue-delay-us at least 0")
     if name is not None:
         check_model_name(name)
@@ -231,18 +272,27 @@ def write_repository(artifacts, repo, name: str | None = None, max_batch: int | 
     for model_name, versions in plans:
         _check_model_dir(repo, model_name, [v for v, _ in versions], explicit=version is not None, replace=replace)
     # Every config is built and checked before anything is written, so a refusal leaves the repo as it was.
-    prepared = [_prepare_model(repo, model_name, versions, max_batch=max_batch, backend=backend,
-                               instances=instances, kind=kind,
-                               preferred_batch=None if preferred_batch is None else tuple(preferred_batch),
-                               max_queue_delay_us=max_queue_delay_us, multi=as_ == "versions" and len(infos) > 1)
-                for model_name, versions in plans]
+    prepared = [
+        _prepare_model(
+            repo,
+            model_name,
+            versions,
+            max_batch=max_batch,
+            backend=backend,
+            instances=instances,
+            kind=kind,
+            preferred_batch=None if preferred_batch is None else tuple(preferred_batch),
+            max_queue_delay_us=max_queue_delay_us,
+            multi=as_ == "versions" and len(infos) > 1,
+        )
+        for model_name, versions in plans
+    ]
     for p in prepared:  # only once nothing was refused: a refusal prints its one error line and nothing else
         _warn_parameters(p["versions"][0][1], backend)
     _create_repo(repo)
     written = [_write_model(repo, p) for p in prepared]
     first = written[0]
-    return {"repo": os.path.abspath(repo), "model": first["model"], "platform": first["platform"],
-            "models": written}
+    return {"repo": os.path.abspath(repo), "model": first["model"], "platform": first["platform"], "models": written}
 
 
 def _plan_models(infos, name, as_, version, repo):
@@ -252,10 +302,17 @@ def _plan_models(infos, name, as_, version, repo):
         check_model_name(model)
         ref = infos[0]
         for other in infos[1:]:
-            if (other.format, other.input_name, other.output_name, other.chw, other.num_classes) != \
-                    (ref.format, ref.input_name, ref.output_name, ref.chw, ref.num_classes):
-                raise DnxError(f"{other.path} cannot be another version of {ref.path}: one Triton model has one "
-                               "platform and one input/output signature; use --as models")
+            if (other.format, other.input_name, other.output_name, other.chw, other.num_classes) != (
+                ref.format,
+                ref.input_name,
+                ref.output_name,
+                ref.chw,
+                ref.num_classes,
+            ):
+                raise DnxError(
+                    f"{other.path} cannot be another version of {ref.path}: one Triton model has one "
+                    "platform and one input/output signature; use --as models"
+                )
         start = version or _next_version(os.path.join(repo, model))
         return [(model, [(start + i, info) for i, info in enumerate(infos)])]
     base = name or _default_name(infos[0].meta)
@@ -277,22 +334,32 @@ def _check_model_dir(repo: str, model: str, numbers: list[int], *, explicit: boo
     if not os.path.exists(model_dir):
         return
     if not os.path.isdir(model_dir):
-        raise DnxError(f"{model_dir} exists and is not a directory, so model {model!r} cannot be written there; "
-                       "remove it or choose another --name")
-    for entry, want_dir in [*((str(n), True) for n in numbers), ("config.pbtxt", False), ("labels.txt", False),
-                            ("dnx.json", False)]:
+        raise DnxError(
+            f"{model_dir} exists and is not a directory, so model {model!r} cannot be written there; "
+            "remove it or choose another --name"
+        )
+    for entry, want_dir in [
+        *((str(n), True) for n in numbers),
+        ("config.pbtxt", False),
+        ("labels.txt", False),
+        ("dnx.json", False),
+    ]:
         path = os.path.join(model_dir, entry)
         if os.path.exists(path) and os.path.isdir(path) != want_dir:
-            raise DnxError(f"{path} exists and is {'not ' if want_dir else ''}a directory; dnx writes "
-                           f"{'a version directory' if want_dir else 'a file'} there: remove it or choose another "
-                           "--name")
+            raise DnxError(
+                f"{path} exists and is {'not ' if want_dir else ''}a directory; dnx writes "
+                f"{'a version directory' if want_dir else 'a file'} there: remove it or choose another "
+                "--name"
+            )
     taken = sorted(set(numbers) & set(_existing_versions(model_dir)))
     if taken and not replace:
         shown = ", ".join(map(str, taken))
         hint = f"or leave out --version to add it as version {_next_version(model_dir)}" if explicit else ""
-        raise DnxError(f"model {model!r} in {repo} already has version{'s' if len(taken) > 1 else ''} {shown} "
-                       f"({os.path.join(model_dir, str(taken[0]))}); pass --replace to overwrite "
-                       f"{'them' if len(taken) > 1 else 'it'}" + (f", {hint}" if hint else ""))
+        raise DnxError(
+            f"model {model!r} in {repo} already has version{'s' if len(taken) > 1 else ''} {shown} "
+            f"({os.path.join(model_dir, str(taken[0]))}); pass --replace to overwrite "
+            f"{'them' if len(taken) > 1 else 'it'}" + (f", {hint}" if hint else "")
+        )
 
 
 def _existing_versions(model_dir: str) -> list[int]:
@@ -312,11 +379,13 @@ def _existing_options(config) -> dict:
     group = config.instance_group[0] if config.instance_group else None
     kinds = {pb.ModelInstanceGroup.KIND_GPU: "gpu", pb.ModelInstanceGroup.KIND_CPU: "cpu"}
     batching = config.HasField("dynamic_batching")
-    return {"max_batch": config.max_batch_size or None,
-            "instances": group.count if group is not None and group.count > 0 else None,
-            "kind": kinds.get(group.kind) if group is not None else None,
-            "preferred_batch": tuple(config.dynamic_batching.preferred_batch_size) if batching else None,
-            "max_queue_delay_us": config.dynamic_batching.max_queue_delay_microseconds if batching else None}
+    return {
+        "max_batch": config.max_batch_size or None,
+        "instances": group.count if group is not None and group.count > 0 else None,
+        "kind": kinds.get(group.kind) if group is not None else None,
+        "preferred_batch": tuple(config.dynamic_batching.preferred_batch_size) if batching else None,
+        "max_queue_delay_us": config.dynamic_batching.max_queue_delay_microseconds if batching else None,
+    }
 
 
 def _resolve_options(config_path, versions, given: dict) -> dict:
@@ -324,8 +393,7 @@ def _resolve_options(config_path, versions, given: dict) -> dict:
     old = _existing_options(read_config(config_path)) if os.path.isfile(config_path) else {}
     kept = {k: old[k] for k, v in given.items() if v is None and old.get(k) is not None}
     if kept:
-        log.info("%s: keeping the existing config's %s", config_path,
-                 ", ".join(f"{k}={v}" for k, v in kept.items()))
+        log.info("%s: keeping the existing config's %s", config_path, ", ".join(f"{k}={v}" for k, v in kept.items()))
     opts = {**given, **kept}
     if opts["max_batch"] is not None and given["max_batch"] is None:
         # An inherited max batch is fitted to the new artifacts (fixed batch, a smaller plan profile)
@@ -345,30 +413,43 @@ def _resolve_options(config_path, versions, given: dict) -> dict:
     return opts
 
 
-def _prepare_model(repo, model, versions, *, max_batch, backend, instances, kind, preferred_batch,
-                   max_queue_delay_us, multi) -> dict:
+def _prepare_model(
+    repo, model, versions, *, max_batch, backend, instances, kind, preferred_batch, max_queue_delay_us, multi
+) -> dict:
     info = versions[0][1]
     if backend is None:
         for _, vinfo in versions:
             if vinfo.format == "onnx" and vinfo.meta.precision == "bf16":
                 # Triton's onnxruntime backend has no bf16 Conv kernels: such a model would fail at load time.
-                raise DnxError(f"{vinfo.path} is a bf16 graph, which ONNX Runtime (Triton's onnxruntime_onnx "
-                               "platform) cannot run; write it with --backend python (dnx runs it on OpenVINO) or "
-                               f"serve the TensorRT plan built from it (`dnx build-engine "
-                               f"{os.path.basename(vinfo.path)} -o model.plan`)")
+                raise DnxError(
+                    f"{vinfo.path} is a bf16 graph, which ONNX Runtime (Triton's onnxruntime_onnx "
+                    "platform) cannot run; write it with --backend python (dnx runs it on OpenVINO) or "
+                    f"serve the TensorRT plan built from it (`dnx build-engine "
+                    f"{os.path.basename(vinfo.path)} -o model.plan`)"
+                )
             if vinfo.format == "onnx" and vinfo.ort_deployment:
                 # Its com.microsoft ops and NCHWc layout are tied to the ONNX Runtime build and the CPU's vector
                 # width it was optimised on; Triton's onnxruntime platform would load it without that check.
-                raise DnxError(f"{vinfo.path} is an ONNX Runtime deployment ({vinfo.ort_deployment}), optimised "
-                               "for the CPU it was built on; Triton's onnxruntime_onnx platform cannot check that: "
-                               "give `dnx triton` the plain export it was built from (Triton's ONNX Runtime "
-                               "optimises it at load time), or write it with --backend python (dnx's runner "
-                               "checks the CPU)")
+                raise DnxError(
+                    f"{vinfo.path} is an ONNX Runtime deployment ({vinfo.ort_deployment}), optimised "
+                    "for the CPU it was built on; Triton's onnxruntime_onnx platform cannot check that: "
+                    "give `dnx triton` the plain export it was built from (Triton's ONNX Runtime "
+                    "optimises it at load time), or write it with --backend python (dnx's runner "
+                    "checks the CPU)"
+                )
     model_dir = os.path.join(repo, model)
     config_path = os.path.join(model_dir, "config.pbtxt")
-    opts = _resolve_options(config_path, versions, {
-        "max_batch": max_batch, "instances": instances, "kind": kind, "preferred_batch": preferred_batch,
-        "max_queue_delay_us": max_queue_delay_us})
+    opts = _resolve_options(
+        config_path,
+        versions,
+        {
+            "max_batch": max_batch,
+            "instances": instances,
+            "kind": kind,
+            "preferred_batch": preferred_batch,
+            "max_queue_delay_us": max_queue_delay_us,
+        },
+    )
     batch = min(resolve_max_batch(i, opts["max_batch"]) for _, i in versions)
     # Versions of one model share one labels file: the first version's labels that exist.
     labels = next((list(i.meta.labels) for _, i in versions if i.meta.labels), None)
@@ -378,29 +459,50 @@ def _prepare_model(repo, model, versions, *, max_batch, backend, instances, kind
     for i, label in enumerate(labels or ()):
         if any(c in str(label) for c in _LINE_BREAKS):
             source = next(vi.path for _, vi in versions if vi.meta.labels)
-            raise DnxError(f"{source}: class label {i} ({str(label)!r}) contains a line break; Triton's labels.txt "
-                           "holds one label per line, so every later class would get the wrong label: give the "
-                           "model labels without line breaks (they come from the checkpoint's metadata)")
+            raise DnxError(
+                f"{source}: class label {i} ({str(label)!r}) contains a line break; Triton's labels.txt "
+                "holds one label per line, so every later class would get the wrong label: give the "
+                "model labels without line breaks (they come from the checkpoint's metadata)"
+            )
     existing = _existing_versions(model_dir)
     new_numbers = [v for v, _ in versions]
     served = sorted(set(existing) | set(new_numbers))
     # Versions share one config, so the parameters that decide how each version runs must agree.
     for _, vinfo in versions[1:]:
         if _pinned(_parameters(vinfo, backend, 1)) != _pinned(_parameters(info, backend, 1)):
-            raise DnxError(f"{vinfo.path} cannot be another version of {info.path}: they need different "
-                           f"{backend or info.format} backend parameters ({_describe(vinfo, backend)} vs "
-                           f"{_describe(info, backend)}); use --as models")
+            raise DnxError(
+                f"{vinfo.path} cannot be another version of {info.path}: they need different "
+                f"{backend or info.format} backend parameters ({_describe(vinfo, backend)} vs "
+                f"{_describe(info, backend)}); use --as models"
+            )
     parameters = _parameters(info, backend, opts["instances"])
-    config = build_config(model, info, max_batch=batch, backend=backend, instances=opts["instances"],
-                          kind=opts["kind"], preferred_batch=opts["preferred_batch"],
-                          max_queue_delay_us=opts["max_queue_delay_us"], labels_file="labels.txt" if labels else None,
-                          all_versions=multi or len(served) > 1, parameters=parameters)
+    config = build_config(
+        model,
+        info,
+        max_batch=batch,
+        backend=backend,
+        instances=opts["instances"],
+        kind=opts["kind"],
+        preferred_batch=opts["preferred_batch"],
+        max_queue_delay_us=opts["max_queue_delay_us"],
+        labels_file="labels.txt" if labels else None,
+        all_versions=multi or len(served) > 1,
+        parameters=parameters,
+    )
     if os.path.isfile(config_path):
         old = read_config(config_path)
         _check_compatible(config_path, old, config)
         config = _merge_config(old, config, new_numbers)
-    return {"model": model, "versions": versions, "config": config, "labels": labels, "batch": batch,
-            "backend": backend, "model_dir": model_dir, "config_path": config_path}
+    return {
+        "model": model,
+        "versions": versions,
+        "config": config,
+        "labels": labels,
+        "batch": batch,
+        "backend": backend,
+        "model_dir": model_dir,
+        "config_path": config_path,
+    }
 
 
 # --- parameters -------------------------------------------------------------------------------------
@@ -433,12 +535,18 @@ def runner_backend(info: ArtifactInfo) -> str:
 
 def _parameters(info: ArtifactInfo, backend: str | None, instances: int) -> dict | None:
     if backend == "python":
-        return {"dnx.artifact": MODEL_FILES[info.format], "dnx.backend": runner_backend(info),
-                "dnx.metadata": json.dumps(info.meta.to_props(), sort_keys=True)}
+        return {
+            "dnx.artifact": MODEL_FILES[info.format],
+            "dnx.backend": runner_backend(info),
+            "dnx.metadata": json.dumps(info.meta.to_props(), sort_keys=True),
+        }
     if info.format != "openvino":
         return None
-    params = {"PERFORMANCE_HINT": "LATENCY"} if instances <= 1 else \
-        {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": str(instances)}
+    params = (
+        {"PERFORMANCE_HINT": "LATENCY"}
+        if instances <= 1
+        else {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": str(instances)}
+    )
     if info.inference_precision == "bf16":
         params["HINT_BF16"] = "YES"
     return params
@@ -460,13 +568,20 @@ def _warn_parameters(info: ArtifactInfo, backend: str | None) -> None:
         import importlib.util
 
         if importlib.util.find_spec("openvino") is None:
-            log.warning("%s is a bf16 graph: the python backend runs it with dnx's OpenVINO runner, so Triton's "
-                        "Python environment needs pip install 'densenet-deploy[openvino]'", info.path)
+            log.warning(
+                "%s is a bf16 graph: the python backend runs it with dnx's OpenVINO runner, so Triton's "
+                "Python environment needs pip install 'densenet-deploy[openvino]'",
+                info.path,
+            )
     elif backend is None and info.format == "openvino" and info.inference_precision not in (None, "bf16"):
-        log.warning("%s was built to run at inference precision %s, but Triton's openvino backend cannot ask "
-                    "OpenVINO for it (its only precision parameter is HINT_BF16): on CPUs with AMX or "
-                    "AVX512_BF16 OpenVINO runs it in bf16; write it with --backend python to keep %s",
-                    info.path, info.inference_precision, info.inference_precision)
+        log.warning(
+            "%s was built to run at inference precision %s, but Triton's openvino backend cannot ask "
+            "OpenVINO for it (its only precision parameter is HINT_BF16): on CPUs with AMX or "
+            "AVX512_BF16 OpenVINO runs it in bf16; write it with --backend python to keep %s",
+            info.path,
+            info.inference_precision,
+            info.inference_precision,
+        )
 
 
 def _write_model(repo, prepared: dict) -> dict:
@@ -496,16 +611,32 @@ def _write_model(repo, prepared: dict) -> dict:
             with open(os.path.join(staging, "labels.txt"), "w") as fh:
                 fh.write("\n".join(labels) + "\n")
         with open(os.path.join(staging, "dnx.json"), "w") as fh:
-            json.dump({"metadata": meta.to_props(), "format": info.format, "backend": backend or info.format,
-                       "versions": sources}, fh, indent=2, sort_keys=True)
+            json.dump(
+                {
+                    "metadata": meta.to_props(),
+                    "format": info.format,
+                    "backend": backend or info.format,
+                    "versions": sources,
+                },
+                fh,
+                indent=2,
+                sort_keys=True,
+            )
             fh.write("\n")
         _move_into_place(staging, model_dir, [str(v) for v in new_numbers])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     key, value = PLATFORMS[backend or info.format]
     log.info("wrote %s versions %s (%s %s)", model_dir, new_numbers, key, value)
-    return {"model": model, "platform": value, "versions": new_numbers, "max_batch_size": prepared["batch"],
-            "config": os.path.abspath(prepared["config_path"]), "labels": bool(labels), "path": os.path.abspath(model_dir)}
+    return {
+        "model": model,
+        "platform": value,
+        "versions": new_numbers,
+        "max_batch_size": prepared["batch"],
+        "config": os.path.abspath(prepared["config_path"]),
+        "labels": bool(labels),
+        "path": os.path.abspath(model_dir),
+    }
 
 
 def _existing_sources(model_dir: str) -> dict:
@@ -532,34 +663,47 @@ def _check_compatible(path, old, new) -> None:
             hint = "add --backend python to add a version to this dnx python-backend model, or give"
         else:
             hint = "give"
-        raise DnxError(f"{path} serves its versions with {engine(old)}, but the new version needs {engine(new)} "
-                       f"and one Triton model has one backend; {hint} the new artifact another --name (other "
-                       "models and versions were left as they were)")
+        raise DnxError(
+            f"{path} serves its versions with {engine(old)}, but the new version needs {engine(new)} "
+            f"and one Triton model has one backend; {hint} the new artifact another --name (other "
+            "models and versions were left as they were)"
+        )
 
     def tensors(c):
-        return [(kind, t.name, pb.DataType.Name(t.data_type), list(t.dims))
-                for kind, group in (("input", c.input), ("output", c.output)) for t in group]
+        return [
+            (kind, t.name, pb.DataType.Name(t.data_type), list(t.dims))
+            for kind, group in (("input", c.input), ("output", c.output))
+            for t in group
+        ]
 
     if tensors(old) != tensors(new):
+
         def shown(items):
             return "; ".join(f"{k} {n!r} {t} {d}" for k, n, t, d in items) or "none"
 
-        raise DnxError(f"{path} describes a model with another input/output signature ({shown(tensors(old))}; the "
-                       f"new artifact has {shown(tensors(new))}); give the new artifact another --name (other models "
-                       "and versions were left as they were)")
+        raise DnxError(
+            f"{path} describes a model with another input/output signature ({shown(tensors(old))}; the "
+            f"new artifact has {shown(tensors(new))}); give the new artifact another --name (other models "
+            "and versions were left as they were)"
+        )
     # The existing versions run with the config's parameters too: a new version must not change how they run.
     pinned_old = _pinned({k: v.string_value for k, v in old.parameters.items()})
     pinned_new = _pinned({k: v.string_value for k, v in new.parameters.items()})
     if pinned_old != pinned_new:
+
         def shown(params, key):
             return repr(params[key]) if key in params else "(unset)"
 
-        changed = ", ".join(f"{k} {shown(pinned_old, k)} -> {shown(pinned_new, k)}"
-                            for k in sorted(set(pinned_old) | set(pinned_new))
-                            if pinned_old.get(k) != pinned_new.get(k))
-        raise DnxError(f"{path}: the new version needs other backend parameters than the model's existing "
-                       f"versions ({changed}); give the new artifact another --name (other models and versions "
-                       "were left as they were)")
+        changed = ", ".join(
+            f"{k} {shown(pinned_old, k)} -> {shown(pinned_new, k)}"
+            for k in sorted(set(pinned_old) | set(pinned_new))
+            if pinned_old.get(k) != pinned_new.get(k)
+        )
+        raise DnxError(
+            f"{path}: the new version needs other backend parameters than the model's existing "
+            f"versions ({changed}); give the new artifact another --name (other models and versions "
+            "were left as they were)"
+        )
 
 
 def _merge_config(old, new, new_numbers: list[int]):

@@ -48,20 +48,28 @@ def find_tritonserver() -> TritonDist:
 
     spec = importlib.util.find_spec("pytriton")
     if spec is None or not spec.submodule_search_locations:
-        raise BackendUnavailableError("a Triton server binary is needed; install it with: "
-                                      "pip install 'densenet-deploy[triton]' (nvidia-pytriton bundles tritonserver)")
+        raise BackendUnavailableError(
+            "a Triton server binary is needed; install it with: "
+            "pip install 'densenet-deploy[triton]' (nvidia-pytriton bundles tritonserver)"
+        )
     package = list(spec.submodule_search_locations)[0]
     root = os.path.join(package, "tritonserver")
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    dist = TritonDist(binary=os.path.join(root, "bin", "tritonserver"),
-                      python_backend=os.path.join(root, "backends", "python"),
-                      stub=os.path.join(root, "python_backend_stubs", version, "triton_python_backend_stub"),
-                      libs=os.path.join(os.path.dirname(package), "nvidia_pytriton.libs"))
-    for what, path in (("tritonserver binary", dist.binary), ("python backend", dist.python_backend),
-                       (f"python backend stub for Python {version}", dist.stub)):
+    dist = TritonDist(
+        binary=os.path.join(root, "bin", "tritonserver"),
+        python_backend=os.path.join(root, "backends", "python"),
+        stub=os.path.join(root, "python_backend_stubs", version, "triton_python_backend_stub"),
+        libs=os.path.join(os.path.dirname(package), "nvidia_pytriton.libs"),
+    )
+    for what, path in (
+        ("tritonserver binary", dist.binary),
+        ("python backend", dist.python_backend),
+        (f"python backend stub for Python {version}", dist.stub),
+    ):
         if not os.path.exists(path):
-            raise BackendUnavailableError(f"the nvidia-pytriton install has no {what} ({path}); "
-                                          "reinstall nvidia-pytriton for this Python version")
+            raise BackendUnavailableError(
+                f"the nvidia-pytriton install has no {what} ({path}); reinstall nvidia-pytriton for this Python version"
+            )
     return dist
 
 
@@ -79,8 +87,10 @@ def free_port(host: str = "127.0.0.1", port: int = 0) -> int:
         raise DnxError(f"--host {host!r} is not a known host name or address ({exc.strerror})") from exc
     except OSError as exc:
         what = f"port {port} on {host}" if port else f"a port on {host}"
-        raise DnxError(f"cannot listen on {what}: {exc.strerror or exc}"
-                       + ("; is another server using it? pick another port or 0 for a free one" if port else "")) from exc
+        raise DnxError(
+            f"cannot listen on {what}: {exc.strerror or exc}"
+            + ("; is another server using it? pick another port or 0 for a free one" if port else "")
+        ) from exc
 
 
 _HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP} if hasattr(signal, "SIGHUP") else set()
@@ -134,9 +144,16 @@ class TritonServer:
     `start()` waits until every model is ready or raises DnxError with the end of the server's log.
     """
 
-    def __init__(self, repo: str, host: str = "127.0.0.1", http_port: int = DEFAULT_HTTP_PORT,
-                 grpc_port: int = DEFAULT_GRPC_PORT, startup_timeout: float = 60.0, stop_timeout: float = 15.0,
-                 log_verbose: int = 0):
+    def __init__(
+        self,
+        repo: str,
+        host: str = "127.0.0.1",
+        http_port: int = DEFAULT_HTTP_PORT,
+        grpc_port: int = DEFAULT_GRPC_PORT,
+        startup_timeout: float = 60.0,
+        stop_timeout: float = 15.0,
+        log_verbose: int = 0,
+    ):
         self.repo = os.path.abspath(repo)
         self.host = host
         self.http_port = free_port(host, http_port or 0)
@@ -172,16 +189,36 @@ class TritonServer:
         # The stub links libpython3.X.so.1.0; this interpreter's own copy must come before the system's, or
         # the stub runs an older libpython against this interpreter's standard library and fails to start.
         libdirs = [d for d in (sysconfig.get_config_var("LIBDIR"),) if d and os.path.isdir(d)]
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(libdirs + [dist.libs] + [p for p in
-                                                 env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p])
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            libdirs + [dist.libs] + [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+        )
         # The stub's embedded Python finds its environment (site-packages, dnx) from `python3` on PATH.
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
-        cmd = [dist.binary, "--model-repository", self.repo, "--backend-directory", os.path.dirname(backend_dir),
-               "--http-address", self.host, "--http-port", str(self.http_port),
-               "--grpc-address", self.host, "--grpc-port", str(self.grpc_port),
-               "--allow-metrics", "false", "--allow-sagemaker", "false", "--allow-vertex-ai", "false",
-               "--exit-timeout-secs", str(max(1, int(self.stop_timeout) - 2)),
-               "--log-verbose", str(self.log_verbose)]
+        cmd = [
+            dist.binary,
+            "--model-repository",
+            self.repo,
+            "--backend-directory",
+            os.path.dirname(backend_dir),
+            "--http-address",
+            self.host,
+            "--http-port",
+            str(self.http_port),
+            "--grpc-address",
+            self.host,
+            "--grpc-port",
+            str(self.grpc_port),
+            "--allow-metrics",
+            "false",
+            "--allow-sagemaker",
+            "false",
+            "--allow-vertex-ai",
+            "false",
+            "--exit-timeout-secs",
+            str(max(1, int(self.stop_timeout) - 2)),
+            "--log-verbose",
+            str(self.log_verbose),
+        ]
         return cmd, env
 
     def start(self) -> "TritonServer":
@@ -194,9 +231,15 @@ class TritonServer:
                 # Own session: stop() can signal the server and the stubs it forked, and nothing else.
                 # The stop signals are held until self.process is set, so a signal handler that raises
                 # cannot leave a started server that stop() does not know about.
-                self.process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
-                                                stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                                                preexec_fn=_child_setup(os.getpid()))
+                self.process = subprocess.Popen(
+                    cmd,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=_child_setup(os.getpid()),
+                )
             self._wait_ready()
         except BaseException:
             self.stop()
@@ -208,8 +251,9 @@ class TritonServer:
         ready = f"http://{self.url}/v2/health/ready"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise DnxError(f"tritonserver exited with code {self.process.returncode} while starting: "
-                               f"{self.log_tail()}")
+                raise DnxError(
+                    f"tritonserver exited with code {self.process.returncode} while starting: {self.log_tail()}"
+                )
             try:
                 with urllib.request.urlopen(ready, timeout=2) as response:
                     if response.status == 200 and self.process.poll() is None:

@@ -62,9 +62,20 @@ def digits_preset(output: str, **overrides) -> TrainOptions:
     held-out digits split. The lr steps are compressed into the few epochs. One thread: this model is too
     small to gain from two, and two threads slow down ten-fold when other processes share the cores.
     """
-    values = dict(model="densenet_bc22_k8", dataset="digits", output=output, epochs=8, batch_size=32,
-                  lr=0.1, milestones=(5, 7), dropout=0.0, input_size=16, in_channels=1, seed=0,
-                  threads=1)
+    values = dict(
+        model="densenet_bc22_k8",
+        dataset="digits",
+        output=output,
+        epochs=8,
+        batch_size=32,
+        lr=0.1,
+        milestones=(5, 7),
+        dropout=0.0,
+        input_size=16,
+        in_channels=1,
+        seed=0,
+        threads=1,
+    )
     values.update({k: v for k, v in overrides.items() if v is not None})  # None keeps the preset's value
     return TrainOptions(**values)
 
@@ -76,8 +87,10 @@ def train(options: TrainOptions, progress: bool = False) -> TrainResult:
     started = time.perf_counter()
     saved = _read_resume(options.resume) if options.resume else None
     if saved and options.epochs is not None and options.epochs <= int(saved["epoch"]):
-        raise DnxError(f"{options.resume} already has {int(saved['epoch'])} epochs; --epochs is the total to "
-                       f"train to, so it must be larger than {int(saved['epoch'])} (got {options.epochs})")
+        raise DnxError(
+            f"{options.resume} already has {int(saved['epoch'])} epochs; --epochs is the total to "
+            f"train to, so it must be larger than {int(saved['epoch'])} (got {options.epochs})"
+        )
     recipe = merge_resume(options, Recipe.from_dict(saved["extra"]["recipe"])) if saved else resolve(options)
     output = check_output_path(options.output or options.resume or "")
     threads_before = torch.get_num_threads()
@@ -87,8 +100,12 @@ def train(options: TrainOptions, progress: bool = False) -> TrainResult:
     saved_threads = saved["extra"].get("threads") if saved else None
     threads = options.threads or saved_threads
     if saved and options.threads and saved_threads and int(options.threads) != int(saved_threads):
-        log.warning("resuming with --threads %d, the checkpoint trained with %d: the run stays correct but is "
-                    "no longer bit-exact with an uninterrupted one", options.threads, saved_threads)
+        log.warning(
+            "resuming with --threads %d, the checkpoint trained with %d: the run stays correct but is "
+            "no longer bit-exact with an uninterrupted one",
+            options.threads,
+            saved_threads,
+        )
     if threads:
         torch.set_num_threads(int(threads))
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -99,17 +116,25 @@ def train(options: TrainOptions, progress: bool = False) -> TrainResult:
         torch.use_deterministic_algorithms(deterministic_before)
 
 
-def _run(recipe: Recipe, saved: dict | None, output: str, progress: bool, started: float,
-         eval_batch_size: int) -> TrainResult:
+def _run(
+    recipe: Recipe, saved: dict | None, output: str, progress: bool, started: float, eval_batch_size: int
+) -> TrainResult:
     import torch
     from tqdm import tqdm
 
     data = prepare_data(recipe, saved)
     torch.manual_seed(recipe.seed)
-    model = build_model(recipe.model, num_classes=data.num_classes, in_channels=recipe.in_channels,
-                        drop_rate=recipe.dropout)
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, dampening=0,
-                                nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+    model = build_model(
+        recipe.model, num_classes=data.num_classes, in_channels=recipe.in_channels, drop_rate=recipe.dropout
+    )
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        dampening=0,
+        nesterov=recipe.nesterov,
+        weight_decay=recipe.weight_decay,
+    )
     generator = torch.Generator().manual_seed(recipe.seed)
     history, start = [], 0
     if saved:
@@ -120,8 +145,7 @@ def _run(recipe: Recipe, saved: dict | None, output: str, progress: bool, starte
         generator.set_state(rng["generator"])
         history, start = list(saved.get("history") or []), int(saved["epoch"])
         if start >= recipe.epochs:  # only without --epochs (train() refuses a smaller one): a finished run
-            log.warning("checkpoint already holds %d epochs (its recipe's %d); nothing to train",
-                        start, recipe.epochs)
+            log.warning("checkpoint already holds %d epochs (its recipe's %d); nothing to train", start, recipe.epochs)
     params = count_params(model)
     x_train = torch.from_numpy(data.train_images)
     y_train = torch.from_numpy(data.train_labels)
@@ -130,40 +154,91 @@ def _run(recipe: Recipe, saved: dict | None, output: str, progress: bool, starte
         lr = lr_at(recipe, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        bar = tqdm(total=len(x_train), desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="img",
-                   disable=not progress, dynamic_ncols=True)
+        bar = tqdm(
+            total=len(x_train),
+            desc=f"epoch {epoch + 1}/{recipe.epochs}",
+            unit="img",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
         loss, acc = _train_epoch(model, optimizer, x_train, y_train, recipe, generator, bar)
         if _diverged(loss) or not _finite_weights(model):
             bar.close()
-            kept = (f"{output} keeps epoch {epoch}, the last good one" if epoch > start
-                    or (saved and os.path.abspath(output) == saved["_path"]) else "nothing written")
+            kept = (
+                f"{output} keeps epoch {epoch}, the last good one"
+                if epoch > start or (saved and os.path.abspath(output) == saved["_path"])
+                else "nothing written"
+            )
             what = "non-finite" if not math.isfinite(loss) else f"{loss:.3g}"
-            raise DnxError(f"training diverged: the loss became {what} in epoch {epoch + 1} at lr {lr:g}; "
-                           f"{kept}. Try a lower --lr (e.g. {recipe.lr / 10:g})")
+            raise DnxError(
+                f"training diverged: the loss became {what} in epoch {epoch + 1} at lr {lr:g}; "
+                f"{kept}. Try a lower --lr (e.g. {recipe.lr / 10:g})"
+            )
         val = evaluate(model, data.val_images, data.val_labels, eval_batch_size)
         # The finished bar stays on screen as the epoch's record, validation accuracy included.
         bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.4f}", val_acc="n/a" if val is None else f"{val:.4f}")
         bar.close()
-        history.append({"epoch": epoch + 1, "train_loss": round(loss, 6), "train_accuracy": round(acc, 6),
-                        "val_accuracy": None if val is None else round(val, 6), "lr": lr,
-                        "seconds": round(time.perf_counter() - t0, 3)})
-        log.info("epoch %d/%d: loss %.4f train acc %.4f val acc %s lr %g", epoch + 1, recipe.epochs, loss, acc,
-                 "n/a" if val is None else f"{val:.4f}", lr)
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": round(loss, 6),
+                "train_accuracy": round(acc, 6),
+                "val_accuracy": None if val is None else round(val, 6),
+                "lr": lr,
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+        )
+        log.info(
+            "epoch %d/%d: loss %.4f train acc %.4f val acc %s lr %g",
+            epoch + 1,
+            recipe.epochs,
+            loss,
+            acc,
+            "n/a" if val is None else f"{val:.4f}",
+            lr,
+        )
         save_checkpoint(
-            output, model, epoch=epoch + 1, optimizer_state=optimizer.state_dict(),
-            scheduler_state={"type": "multistep", "milestones": list(recipe.milestones), "gamma": 0.1,
-                             "base_lr": recipe.lr, "last_epoch": epoch + 1},
-            mean=data.mean, std=data.std, input_size=data.input_size, labels=data.label_names, history=history,
-            extra={"recipe": recipe.as_dict(), "data_fingerprint": data.fingerprint,
-                   "threads": torch.get_num_threads(),
-                   "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state()}})
+            output,
+            model,
+            epoch=epoch + 1,
+            optimizer_state=optimizer.state_dict(),
+            scheduler_state={
+                "type": "multistep",
+                "milestones": list(recipe.milestones),
+                "gamma": 0.1,
+                "base_lr": recipe.lr,
+                "last_epoch": epoch + 1,
+            },
+            mean=data.mean,
+            std=data.std,
+            input_size=data.input_size,
+            labels=data.label_names,
+            history=history,
+            extra={
+                "recipe": recipe.as_dict(),
+                "data_fingerprint": data.fingerprint,
+                "threads": torch.get_num_threads(),
+                "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state()},
+            },
+        )
     if saved and start >= recipe.epochs and os.path.abspath(output) != saved["_path"]:
         _copy_checkpoint(saved, output)
     last = history[-1]["val_accuracy"] if history else None
-    return TrainResult(output=output, epochs=max(recipe.epochs, start), val_accuracy=last, history=history,
-                       model=recipe.model, params=params, mean=data.mean, std=data.std, input_size=data.input_size,
-                       labels=data.label_names, recipe=recipe.as_dict(),
-                       seconds=round(time.perf_counter() - started, 3), trained_now=max(recipe.epochs - start, 0))
+    return TrainResult(
+        output=output,
+        epochs=max(recipe.epochs, start),
+        val_accuracy=last,
+        history=history,
+        model=recipe.model,
+        params=params,
+        mean=data.mean,
+        std=data.std,
+        input_size=data.input_size,
+        labels=data.label_names,
+        recipe=recipe.as_dict(),
+        seconds=round(time.perf_counter() - started, 3),
+        trained_now=max(recipe.epochs - start, 0),
+    )
 
 
 def _train_epoch(model, optimizer, x, y, recipe: Recipe, generator, bar):
@@ -213,8 +288,9 @@ def _finite_weights(model) -> bool:
     """Whether every parameter and buffer is finite (an overflowing step can leave NaN behind)."""
     import torch
 
-    return all(bool(torch.isfinite(t).all()) for t in list(model.parameters()) + list(model.buffers())
-               if t.is_floating_point())
+    return all(
+        bool(torch.isfinite(t).all()) for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()
+    )
 
 
 def augment(batch, generator):
@@ -229,7 +305,7 @@ def augment(batch, generator):
     flip = torch.rand(n, generator=generator) < 0.5
     out = torch.empty_like(batch)
     for i in range(n):
-        crop = padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+        crop = padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
         out[i] = crop.flip(-1) if flip[i] else crop
     return out
 
@@ -244,8 +320,8 @@ def evaluate(model, images: np.ndarray | None, labels: np.ndarray | None, batch_
     correct = 0
     with torch.inference_mode():
         for s in range(0, len(images), batch_size):
-            logits = model(torch.from_numpy(images[s:s + batch_size]))
-            correct += int((logits.argmax(1).numpy() == labels[s:s + batch_size]).sum())
+            logits = model(torch.from_numpy(images[s : s + batch_size]))
+            correct += int((logits.argmax(1).numpy() == labels[s : s + batch_size]).sum())
     return correct / len(images)
 
 
@@ -288,8 +364,11 @@ def prepare_data(recipe: Recipe, saved: dict | None = None) -> TrainData:
         raise DnxError(f"{train_src}: training needs labels (class subfolders), found loose images only")
     val = load_raw(val_src, size, split=val_split, limit=recipe.val_limit, seed=recipe.seed)
     # val/ numbers its own class folders; express them as the training split's class indices by name.
-    val = dataclasses.replace(val, labels=remap_labels(val.labels, val.label_names, train.label_names, val_src),
-                              label_names=train.label_names if val.labels is not None else val.label_names)
+    val = dataclasses.replace(
+        val,
+        labels=remap_labels(val.labels, val.label_names, train.label_names, val_src),
+        label_names=train.label_names if val.labels is not None else val.label_names,
+    )
     if saved:  # exact continuation needs the exact normalisation (and ideally the same data)
         mean, std = tuple(saved["mean"]), tuple(saved["std"])
         if saved["extra"].get("data_fingerprint") != train.fingerprint:
@@ -300,9 +379,18 @@ def prepare_data(recipe: Recipe, saved: dict | None = None) -> TrainData:
         mean, std = channel_stats(train.images)
     names = train.label_names or [str(i) for i in range(int(train.labels.max()) + 1)]
     num_classes = max(len(names), int(train.labels.max()) + 1)
-    return TrainData(normalize(train.images, mean, std), train.labels,
-                     normalize(val.images, mean, std), val.labels, mean, std, size, list(names), num_classes,
-                     train.fingerprint)
+    return TrainData(
+        normalize(train.images, mean, std),
+        train.labels,
+        normalize(val.images, mean, std),
+        val.labels,
+        mean,
+        std,
+        size,
+        list(names),
+        num_classes,
+        train.fingerprint,
+    )
 
 
 # --- checkpoints -----------------------------------------------------------------------------------
@@ -310,8 +398,10 @@ def _read_resume(path: str) -> dict:
     obj = read_checkpoint(path)
     extra = obj.get("extra") or {}
     if not is_dnx_checkpoint(obj) or "recipe" not in extra or "rng" not in extra or not obj.get("optimizer"):
-        raise CheckpointError(f"{path} is not a `dnx train` checkpoint (no recipe/optimizer/RNG state); "
-                              "--resume needs a checkpoint written by dnx train")
+        raise CheckpointError(
+            f"{path} is not a `dnx train` checkpoint (no recipe/optimizer/RNG state); "
+            "--resume needs a checkpoint written by dnx train"
+        )
     obj["_path"] = os.path.abspath(path)
     return obj
 
@@ -323,5 +413,4 @@ def _copy_checkpoint(saved: dict, output: str) -> None:
         shutil.copyfile(saved["_path"], tmp)
 
 
-__all__ = ["TrainOptions", "TrainResult", "train", "digits_preset", "evaluate", "augment", "prepare_data",
-           "DATASETS"]
+__all__ = ["TrainOptions", "TrainResult", "train", "digits_preset", "evaluate", "augment", "prepare_data", "DATASETS"]

@@ -26,7 +26,9 @@ class TrainOptions:
     epochs: int | None = None  # CIFAR 300, SVHN 40, ImageNet-style 90, digits 30
     batch_size: int | None = None  # 64; ImageNet-style 256
     lr: float | None = None  # 0.1
-    milestones: tuple[int, ...] | None = None  # lr /10 at these epochs; default 50%/75% of the recipe's epochs (ImageNet 30/60)
+    milestones: tuple[int, ...] | None = (
+        None  # lr /10 at these epochs; default 50%/75% of the recipe's epochs (ImageNet 30/60)
+    )
     momentum: float = 0.9  # Nesterov, no dampening
     nesterov: bool = True
     weight_decay: float = 1e-4
@@ -89,14 +91,17 @@ def resolve(options: TrainOptions) -> Recipe:
     """Apply the paper's defaults for the dataset/model to every option left as None."""
     dataset = options.dataset.strip().lower() if options.dataset else ""
     if dataset not in DATASETS:
-        raise DnxError(f"unknown dataset {options.dataset!r}{did_you_mean(dataset, DATASETS)}; "
-                       f"choose one of {', '.join(DATASETS)}")
+        raise DnxError(
+            f"unknown dataset {options.dataset!r}{did_you_mean(dataset, DATASETS)}; choose one of {', '.join(DATASETS)}"
+        )
     base = base_dataset(dataset)
     if base in ("cifar10", "cifar100", "svhn", "imagefolder") and not options.data_dir:
         raise DnxError(f"dataset {dataset} needs --data-dir (the directory holding its files)")
     if base == "digits" and options.data_dir:
-        raise DnxError(f"--data-dir {options.data_dir}: dataset digits is built in (scikit-learn) and reads no "
-                       "directory; drop --data-dir, or use --dataset imagefolder for a folder of images")
+        raise DnxError(
+            f"--data-dir {options.data_dir}: dataset digits is built in (scikit-learn) and reads no "
+            "directory; drop --data-dir, or use --dataset imagefolder for a folder of images"
+        )
     if options.data_dir and not os.path.isdir(options.data_dir):
         raise DnxError(f"--data-dir {options.data_dir}: no such directory")
     spec = get_spec(options.model)
@@ -110,26 +115,41 @@ def resolve(options: TrainOptions) -> Recipe:
     if epochs < 1:
         raise DnxError(f"--epochs must be >= 1, got {epochs}")
     fractions = (1 / 3, 2 / 3) if imagenet_style else (0.5, 0.75)
-    milestones = options.milestones if options.milestones is not None else tuple(
-        int(round(nominal * f)) for f in fractions)
+    milestones = (
+        options.milestones if options.milestones is not None else tuple(int(round(nominal * f)) for f in fractions)
+    )
     if options.milestones is None and epochs <= min(milestones):
-        log.warning("lr schedule: the paper's %d-epoch recipe divides the lr by 10 at epochs %s; this %d-epoch "
-                    "run ends before the first drop (pass --milestones to decay within the run)",
-                    nominal, ", ".join(map(str, milestones)), epochs)
+        log.warning(
+            "lr schedule: the paper's %d-epoch recipe divides the lr by 10 at epochs %s; this %d-epoch "
+            "run ends before the first drop (pass --milestones to decay within the run)",
+            nominal,
+            ", ".join(map(str, milestones)),
+            epochs,
+        )
     # Section 4.2: the "+" datasets and ImageNet train with standard augmentation; dropout 0.2 is only for
     # CIFAR/SVHN without augmentation (ImageNet never uses dropout, even with --no-augment).
     augment = options.augment if options.augment is not None else (dataset.endswith("+") or imagenet_style)
     dropout = options.dropout if options.dropout is not None else (0.0 if augment or imagenet_style else 0.2)
     natural_channels = 1 if base == "digits" else 3
     recipe = Recipe(
-        model=spec.name, dataset=dataset, data_dir=os.path.abspath(options.data_dir) if options.data_dir else None,
-        epochs=int(epochs), batch_size=int(options.batch_size or (256 if imagenet_style else 64)),
+        model=spec.name,
+        dataset=dataset,
+        data_dir=os.path.abspath(options.data_dir) if options.data_dir else None,
+        epochs=int(epochs),
+        batch_size=int(options.batch_size or (256 if imagenet_style else 64)),
         lr=float(options.lr if options.lr is not None else 0.1),
-        milestones=tuple(sorted(int(m) for m in milestones)), momentum=float(options.momentum),
-        nesterov=bool(options.nesterov), weight_decay=float(options.weight_decay), dropout=float(dropout),
-        augment=bool(augment), input_size=int(options.input_size or spec.input_size[1]),
-        in_channels=int(options.in_channels or natural_channels), limit=options.limit,
-        val_limit=options.val_limit, seed=int(options.seed))
+        milestones=tuple(sorted(int(m) for m in milestones)),
+        momentum=float(options.momentum),
+        nesterov=bool(options.nesterov),
+        weight_decay=float(options.weight_decay),
+        dropout=float(dropout),
+        augment=bool(augment),
+        input_size=int(options.input_size or spec.input_size[1]),
+        in_channels=int(options.in_channels or natural_channels),
+        limit=options.limit,
+        val_limit=options.val_limit,
+        seed=int(options.seed),
+    )
     _check(recipe)
     return recipe
 
@@ -160,11 +180,17 @@ def _check(r: Recipe) -> None:
 def merge_resume(options: TrainOptions, saved: Recipe) -> Recipe:
     """The checkpoint's recipe with the options --resume may change; contradicting options are refused."""
     given = resolve_given(options)
-    conflicts = [f"{k} {v!r} (checkpoint: {getattr(saved, k)!r})" for k, v in given.items()
-                 if k not in RESUMABLE and getattr(saved, k) != v]
+    conflicts = [
+        f"{k} {v!r} (checkpoint: {getattr(saved, k)!r})"
+        for k, v in given.items()
+        if k not in RESUMABLE and getattr(saved, k) != v
+    ]
     if conflicts:
-        raise DnxError("--resume continues the checkpoint's recipe; these options differ: "
-                       + "; ".join(conflicts) + ". Drop them or start a new run")
+        raise DnxError(
+            "--resume continues the checkpoint's recipe; these options differ: "
+            + "; ".join(conflicts)
+            + ". Drop them or start a new run"
+        )
     changes = {k: v for k, v in given.items() if k in RESUMABLE}
     return dataclasses.replace(saved, **changes)
 

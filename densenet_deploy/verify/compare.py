@@ -43,12 +43,19 @@ class ParityResult:
         return asdict(self)
 
     def __str__(self) -> str:
-        rows = [("samples", f"{self.samples}"), ("max |diff|", f"{self.max_abs_diff:.3g}"),
-                ("mean |diff|", f"{self.mean_abs_diff:.3g}"), ("rel L2", f"{self.rel_l2:.3g}"),
-                ("cosine min", f"{self.cosine_min:.6f}"), ("centered cos min", f"{self.centered_cosine_min:.6f}"),
-                ("top-1 agreement", f"{self.top1_agreement * 100:.2f} %")]
+        rows = [
+            ("samples", f"{self.samples}"),
+            ("max |diff|", f"{self.max_abs_diff:.3g}"),
+            ("mean |diff|", f"{self.mean_abs_diff:.3g}"),
+            ("rel L2", f"{self.rel_l2:.3g}"),
+            ("cosine min", f"{self.cosine_min:.6f}"),
+            ("centered cos min", f"{self.centered_cosine_min:.6f}"),
+            ("top-1 agreement", f"{self.top1_agreement * 100:.2f} %"),
+        ]
         if self.accuracy:
-            rows.append(("accuracy ref/cand", f"{self.accuracy['ref'] * 100:.2f} % / {self.accuracy['cand'] * 100:.2f} %"))
+            rows.append(
+                ("accuracy ref/cand", f"{self.accuracy['ref'] * 100:.2f} % / {self.accuracy['cand'] * 100:.2f} %")
+            )
         rows.append(("result", "PASS" if self.passed else "FAIL: " + "; ".join(self.failures)))
         return "\n".join(f"  {k:<18}{v}" for k, v in rows)
 
@@ -63,8 +70,13 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return cos
 
 
-def compare_outputs(ref: np.ndarray, cand: np.ndarray, labels: np.ndarray | None = None,
-                    thresholds: Thresholds | None = None, center: np.ndarray | None = None) -> ParityResult:
+def compare_outputs(
+    ref: np.ndarray,
+    cand: np.ndarray,
+    labels: np.ndarray | None = None,
+    thresholds: Thresholds | None = None,
+    center: np.ndarray | None = None,
+) -> ParityResult:
     """Metrics of `cand` logits against `ref` logits (both (N, classes)).
 
     With random weights every input picks the same class, so top-1 agreement proves little; the
@@ -105,8 +117,15 @@ def compare_outputs(ref: np.ndarray, cand: np.ndarray, labels: np.ndarray | None
         labels = np.asarray(labels).reshape(-1)
         accuracy = {"ref": float((ref.argmax(1) == labels).mean()), "cand": float((cand.argmax(1) == labels).mean())}
     return ParityResult(
-        samples=len(ref), max_abs_diff=max_abs, mean_abs_diff=mean_abs, rel_l2=rel_l2,
+        samples=len(ref),
+        max_abs_diff=max_abs,
+        mean_abs_diff=mean_abs,
+        rel_l2=rel_l2,
         cosine_min=float(cos.min()) if len(cos) else 1.0,
         centered_cosine_min=float(ccos.min()) if len(ccos) else 1.0,
-        top1_agreement=agree, logit_scale=scale, passed=not failures, failures=failures, accuracy=accuracy,
+        top1_agreement=agree,
+        logit_scale=scale,
+        passed=not failures,
+        failures=failures,
+        accuracy=accuracy,
     )

@@ -51,14 +51,23 @@ class VerifyResult:
 
     def as_dict(self) -> dict:
         out = self.parity.as_dict()
-        out.update(ref=self.ref, cand=self.cand, data=self.data, precision=self.precision,
-                   thresholds=self.thresholds, warnings=self.warnings)
+        out.update(
+            ref=self.ref,
+            cand=self.cand,
+            data=self.data,
+            precision=self.precision,
+            thresholds=self.thresholds,
+            warnings=self.warnings,
+        )
         return out
 
     def __str__(self) -> str:
-        head = [f"  {'reference':<18}{self.ref['artifact']} ({self.ref['backend']} {self.ref['precision']}, {self.ref['device']})",
-                f"  {'candidate':<18}{self.cand['artifact']} ({self.cand['backend']} {self.cand['precision']}, {self.cand['device']})",
-                f"  {'data':<18}{self.data}"]
+        head = [
+            f"  {role:<18}{side['artifact']} ({side['backend']} {side['precision']}, {side['device']})"
+            for role, side in (("reference", self.ref), ("candidate", self.cand))
+        ] + [
+            f"  {'data':<18}{self.data}",
+        ]
         tail = "".join(f"\n  warning: {w}" for w in self.warnings)
         return "\n".join(head) + "\n" + str(self.parity) + tail
 
@@ -67,7 +76,6 @@ def default_thresholds(precision: str) -> Thresholds:
     from dataclasses import replace
 
     return replace(DEFAULT_THRESHOLDS.get(precision, DEFAULT_THRESHOLDS["int8"]))
-
 
 
 def _default_data(*metas) -> str:
@@ -80,11 +88,24 @@ def _default_data(*metas) -> str:
     return "random"
 
 
-def verify(ref: str, cand: str, *, data: str | None = None, samples: int | None = None, batch_size: int = 16,
-           atol: float | None = None, rel_atol: float | None = None, min_agreement: float | None = None,
-           min_centered_cosine: float | None = None, max_rel_l2: float | None = None,
-           backend_ref: str | None = None, backend_cand: str | None = None, seed: int = 0,
-           raise_on_failure: bool = False, provider=None) -> VerifyResult:
+def verify(
+    ref: str,
+    cand: str,
+    *,
+    data: str | None = None,
+    samples: int | None = None,
+    batch_size: int = 16,
+    atol: float | None = None,
+    rel_atol: float | None = None,
+    min_agreement: float | None = None,
+    min_centered_cosine: float | None = None,
+    max_rel_l2: float | None = None,
+    backend_ref: str | None = None,
+    backend_cand: str | None = None,
+    seed: int = 0,
+    raise_on_failure: bool = False,
+    provider=None,
+) -> VerifyResult:
     """Run `ref` and `cand` on the same preprocessed inputs and compare their logits.
 
     `data`: a data source (see densenet_deploy.data; None: a built-in source the artifacts' calibration
@@ -96,19 +117,26 @@ def verify(ref: str, cand: str, *, data: str | None = None, samples: int | None 
         raise DataError(f"--batch-size must be >= 1, got {batch_size}")
     providers = check_provider_option(provider, [(ref, backend_ref), (cand, backend_cand)])
     warnings = []
-    with open_runner(ref, backend_ref, providers=providers) as r, \
-            open_runner(cand, backend_cand, providers=providers) as c:
+    with (
+        open_runner(ref, backend_ref, providers=providers) as r,
+        open_runner(cand, backend_cand, providers=providers) as c,
+    ):
         if tuple(r.input.shape) != tuple(c.input.shape):
-            raise DataError(f"{ref} takes input {r.input.shape} but {cand} takes {c.input.shape}; "
-                            "they are not the same model")
+            raise DataError(
+                f"{ref} takes input {r.input.shape} but {cand} takes {c.input.shape}; they are not the same model"
+            )
         ref_model, cand_model = (getattr(x.meta, "model", None) for x in (r, c))
         if ref_model and cand_model and ref_model != cand_model:
-            warnings.append(f"{ref} is {ref_model} but {cand} is {cand_model} (by their metadata): different "
-                            "models do not match unless one is a fine-tune of the other")
+            warnings.append(
+                f"{ref} is {ref_model} but {cand} is {cand_model} (by their metadata): different "
+                "models do not match unless one is a fine-tune of the other"
+            )
         meta = c.meta or r.meta
         if meta is None:
-            raise DataError(f"neither {ref} nor {cand} carries dnx metadata (input size, mean/std); "
-                            "export one of them with `dnx export`")
+            raise DataError(
+                f"neither {ref} nor {cand} carries dnx metadata (input size, mean/std); "
+                "export one of them with `dnx export`"
+            )
         if data is None:
             data = _default_data(c.meta, r.meta)
         if data == "random":
@@ -119,17 +147,28 @@ def verify(ref: str, cand: str, *, data: str | None = None, samples: int | None 
             raise DataError(f"data {data!r} gave no samples")
         precision = max((r.precision, c.precision), key=lambda p: PRECISION_RANK.get(p, 3))
         t = default_thresholds(precision)
-        for name, value in (("atol", atol), ("rel_atol", rel_atol), ("min_agreement", min_agreement),
-                            ("min_centered_cosine", min_centered_cosine), ("max_rel_l2", max_rel_l2)):
+        for name, value in (
+            ("atol", atol),
+            ("rel_atol", rel_atol),
+            ("min_agreement", min_agreement),
+            ("min_centered_cosine", min_centered_cosine),
+            ("max_rel_l2", max_rel_l2),
+        ):
             if value is not None:
                 setattr(t, name, value)
         log.info("verifying %s against %s on %d samples of %s", cand, ref, len(dataset), data)
         ref_out = run_batches(r, dataset.images, batch_size)
         cand_out = run_batches(c, dataset.images, batch_size)
         parity = compare_outputs(ref_out, cand_out, labels=dataset.labels, thresholds=t)
-        result = VerifyResult(parity, r.describe(), c.describe(), data if split == "all" else f"{data} (val split)",
-                              precision, {k: (None if isinstance(v, float) and math.isinf(v) else v)
-                                          for k, v in asdict(t).items()}, warnings)
+        result = VerifyResult(
+            parity,
+            r.describe(),
+            c.describe(),
+            data if split == "all" else f"{data} (val split)",
+            precision,
+            {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in asdict(t).items()},
+            warnings,
+        )
     if raise_on_failure and not result:
         raise VerificationFailed(f"{cand} differs from {ref}: {'; '.join(parity.failures)}", result)
     return result

@@ -108,26 +108,60 @@ def _openvino_preflight(options: BuildOptions) -> None:
 
 def _openvino_build(onnx_path: str, output: str, options: BuildOptions) -> dict:
     kwargs = {k: v for k, v in (("samples", options.samples), ("method", options.method)) if v is not None}
-    return build_openvino(onnx_path, output, precision=options.precision, recipe=options.extra.get("recipe") or "nncf",
-                          calib_data=options.calib_data, verify_data=options.extra.get("verify_data"),
-                          threads=options.threads, **kwargs)
+    return build_openvino(
+        onnx_path,
+        output,
+        precision=options.precision,
+        recipe=options.extra.get("recipe") or "nncf",
+        calib_data=options.calib_data,
+        verify_data=options.extra.get("verify_data"),
+        threads=options.threads,
+        **kwargs,
+    )
 
 
 TARGETS: dict[str, Target] = {
     # fp16/bf16 come from fp16/bf16 ONNX graphs (exporters/fp16.py, exporters/bf16.py): strongly typed.
-    "tensorrt": Target("tensorrt", ("fp32", "fp16", "bf16", "int8"), _tensorrt_preflight, _tensorrt_build,
-                       summary="TensorRT plan + sidecar (NVIDIA GPU)",
-                       options=("min_batch", "opt_batch", "max_batch", "workspace_gb", "opt_level", "timing_cache",
-                                "hardware_compatibility", "version_compatible")),
+    "tensorrt": Target(
+        "tensorrt",
+        ("fp32", "fp16", "bf16", "int8"),
+        _tensorrt_preflight,
+        _tensorrt_build,
+        summary="TensorRT plan + sidecar (NVIDIA GPU)",
+        options=(
+            "min_batch",
+            "opt_batch",
+            "max_batch",
+            "workspace_gb",
+            "opt_level",
+            "timing_cache",
+            "hardware_compatibility",
+            "version_compatible",
+        ),
+    ),
     # ORT's x86 int8 GEMM is fast for uint8 x int8 only: its int8 step uses asymmetric uint8 activations
     # (measured on densenet_bc100_k12, batch 1, one run: u8 54 ms vs s8 82 ms; fp32 45 ms).
-    "onnxruntime": Target("onnxruntime", ("fp32", "fp16", "int8"), _onnxruntime_preflight, _onnxruntime_build,
-                          int8_activations="uint8", summary="ONNX Runtime-optimised ONNX + sidecar (CPU)",
-                          output_suffix=".onnx", options=("optimization", "threads")),
+    "onnxruntime": Target(
+        "onnxruntime",
+        ("fp32", "fp16", "int8"),
+        _onnxruntime_preflight,
+        _onnxruntime_build,
+        int8_activations="uint8",
+        summary="ONNX Runtime-optimised ONNX + sidecar (CPU)",
+        output_suffix=".onnx",
+        options=("optimization", "threads"),
+    ),
     # OpenVINO quantizes itself (nncf recipe) or via calibration (qdq recipe): it gets the fp32 ONNX.
-    "openvino": Target("openvino", ("fp32", "bf16", "int8"), _openvino_preflight, _openvino_build,
-                       convert_precision=False, summary="OpenVINO IR .xml/.bin + sidecar (CPU, fastest: bf16/int8)",
-                       output_suffix=".xml", options=("recipe", "verify_data", "threads")),
+    "openvino": Target(
+        "openvino",
+        ("fp32", "bf16", "int8"),
+        _openvino_preflight,
+        _openvino_build,
+        convert_precision=False,
+        summary="OpenVINO IR .xml/.bin + sidecar (CPU, fastest: bf16/int8)",
+        output_suffix=".xml",
+        options=("recipe", "verify_data", "threads"),
+    ),
 }
 
 
@@ -143,9 +177,10 @@ def check_target_options(target: str, given) -> None:
             unused.append(f"--{name.replace('_', '-')} ({', '.join(users)} only)")
     if unused:
         one = len(unused) == 1
-        raise DnxError(f"--target {target} does not use {', '.join(unused)}; drop {'it' if one else 'them'} "
-                       f"or choose the target {'it applies' if one else 'they apply'} to")
-
+        raise DnxError(
+            f"--target {target} does not use {', '.join(unused)}; drop {'it' if one else 'them'} "
+            f"or choose the target {'it applies' if one else 'they apply'} to"
+        )
 
 
 # --- build-engine --------------------------------------------------------------------------------
@@ -156,17 +191,20 @@ def check_output_name(target: Target, output: str) -> None:
         if not lower.endswith(target.output_suffix):
             what = {".onnx": "an ONNX model", ".xml": "an OpenVINO IR (.xml, its weights next to it as .bin)"}
             example = {"onnxruntime": "model.ort.onnx", "openvino": "model.xml"}.get(target.name, "model")
-            raise DnxError(f"--target {target.name} writes {what.get(target.output_suffix, 'its artifact')}: "
-                           f"-o must end in {target.output_suffix} (e.g. {example}), got {output}")
+            raise DnxError(
+                f"--target {target.name} writes {what.get(target.output_suffix, 'its artifact')}: "
+                f"-o must end in {target.output_suffix} (e.g. {example}), got {output}"
+            )
         return
     kinds = {".onnx": "an ONNX model", ".xml": "an OpenVINO IR"}
     for suffix in dict.fromkeys(t.output_suffix for t in TARGETS.values() if t.output_suffix):
         if lower.endswith(suffix):
             what = target.summary.split(" + ")[0] or "another format"
-            raise DnxError(f"-o {output} ends in {suffix}, but --target {target.name} writes a {what}, which "
-                           f"`dnx bench`/`dnx verify` would then open as {kinds.get(suffix, 'another format')}; "
-                           + ("name it model.plan (or .engine)" if target.name == "tensorrt" else "rename it"))
-
+            raise DnxError(
+                f"-o {output} ends in {suffix}, but --target {target.name} writes a {what}, which "
+                f"`dnx bench`/`dnx verify` would then open as {kinds.get(suffix, 'another format')}; "
+                + ("name it model.plan (or .engine)" if target.name == "tensorrt" else "rename it")
+            )
 
 
 def _unsupported_precision(target: Target, precision: str, meta, onnx_path: str) -> str:
@@ -174,8 +212,10 @@ def _unsupported_precision(target: Target, precision: str, meta, onnx_path: str)
     if precision != "bf16":
         return message
     if meta.precision == "bf16":  # a bf16 input graph: only TensorRT runs it
-        return (f"{onnx_path} is a bf16 graph, which only TensorRT builds: make a plan from it with --target "
-                "tensorrt; for bf16 on the CPU, build the fp32 export (`dnx export`) with --target openvino --bf16")
+        return (
+            f"{onnx_path} is a bf16 graph, which only TensorRT builds: make a plan from it with --target "
+            "tensorrt; for bf16 on the CPU, build the fp32 export (`dnx export`) with --target openvino --bf16"
+        )
     return message + "; for bf16 on the CPU use --target openvino --bf16"
 
 
@@ -183,26 +223,36 @@ def _calib_data_refusal(target: Target, precision: str, meta, onnx_path: str) ->
     """Why --calib-data is unused in this build (the message names the actual reason)."""
     if meta.precision != "fp32" and precision == meta.precision:
         done = "calibrated" if precision == "int8" else "converted"
-        return (f"{onnx_path} is already {precision}, so nothing is {done} and --calib-data is unused; drop it "
-                "(or pass the fp32 export from `dnx export`)")
+        return (
+            f"{onnx_path} is already {precision}, so nothing is {done} and --calib-data is unused; drop it "
+            "(or pass the fp32 export from `dnx export`)"
+        )
     if not target.convert_precision:  # openvino: calibration data only feeds its own --int8 quantization
-        why = ("--target openvino --bf16 converts nothing (OpenVINO runs the fp32 model with bf16 inference "
-               "precision), so it takes no --calib-data" if precision == "bf16" else
-               f"--target {target.name} uses --calib-data only with --int8 (calibration)")
+        why = (
+            "--target openvino --bf16 converts nothing (OpenVINO runs the fp32 model with bf16 inference "
+            "precision), so it takes no --calib-data"
+            if precision == "bf16"
+            else f"--target {target.name} uses --calib-data only with --int8 (calibration)"
+        )
         return f"{why}; the pre-write check's data is --verify-data SRC"
     uses = ["--int8 (calibration)", "--fp16 (which layers stay fp32)"]
     if "bf16" in target.precisions:
         uses.append("--bf16 (the parity check's data)")
-    return (f"--calib-data is only used with {', '.join(uses[:-1])} and {uses[-1]}"
-            + (f" on --target {target.name}" if len(uses) < 3 else "") + "; drop it here")
+    return (
+        f"--calib-data is only used with {', '.join(uses[:-1])} and {uses[-1]}"
+        + (f" on --target {target.name}" if len(uses) < 3 else "")
+        + "; drop it here"
+    )
 
 
 def _fixed_batch_refusal(target: Target, precision: str, meta, onnx_path: str) -> str:
     """Why a fixed-batch export cannot take the precision step, and what this target does instead (before
     any work; the precision step's own check, metadata.check_plain_export, cannot know the target)."""
     step = "calibration" if precision == "int8" else f"the {precision} conversion"
-    message = (f"{onnx_path} has a fixed batch of {meta.batch}; {step} (--{precision}) takes the dynamic-batch "
-               "export (`dnx export` without --batch)")
+    message = (
+        f"{onnx_path} has a fixed batch of {meta.batch}; {step} (--{precision}) takes the dynamic-batch "
+        "export (`dnx export` without --batch)"
+    )
     if "min_batch" in target.options:
         return message + " and the batch is fixed when building: --min-batch/--opt-batch/--max-batch"
     return message + f"; build --target {target.name} from it, which keeps the dynamic batch axis (any batch size)"
@@ -230,8 +280,10 @@ def build_deployment(onnx_path: str, output: str, options: BuildOptions | None =
     options = options or BuildOptions()
     target = TARGETS.get(options.target)
     if target is None:
-        raise DnxError(f"unknown target {options.target!r}{did_you_mean(options.target, TARGETS)}; "
-                       f"choose one of {', '.join(TARGETS)}")
+        raise DnxError(
+            f"unknown target {options.target!r}{did_you_mean(options.target, TARGETS)}; "
+            f"choose one of {', '.join(TARGETS)}"
+        )
     output = check_output_path(output)
     if os.path.abspath(output) == os.path.abspath(onnx_path):
         raise DnxError(f"output {output} would overwrite the input model; choose another -o")
@@ -241,35 +293,48 @@ def build_deployment(onnx_path: str, output: str, options: BuildOptions | None =
     meta = ArtifactMeta.from_props({p.key: p.value for p in proto.metadata_props}, source=onnx_path)
     deployed = ort_deployment_reason(proto, onnx_path)
     if deployed:
-        raise ArtifactError(f"{onnx_path} is an ONNX Runtime deployment ({deployed}), not a model to build from; "
-                            f"build --target {target.name} from the plain `dnx export` output instead")
+        raise ArtifactError(
+            f"{onnx_path} is an ONNX Runtime deployment ({deployed}), not a model to build from; "
+            f"build --target {target.name} from the plain `dnx export` output instead"
+        )
     del proto
     precision = options.precision or meta.precision
     if not target.convert_precision and meta.precision == "bf16":
-        raise DnxError(f"{onnx_path} is a bf16 graph (for TensorRT); --target {target.name} needs the fp32 export "
-                       f"from `dnx export` and applies bf16 itself as the inference precision: "
-                       f"`dnx build-engine FP32.onnx --target {target.name} --bf16`")
+        raise DnxError(
+            f"{onnx_path} is a bf16 graph (for TensorRT); --target {target.name} needs the fp32 export "
+            f"from `dnx export` and applies bf16 itself as the inference precision: "
+            f"`dnx build-engine FP32.onnx --target {target.name} --bf16`"
+        )
     if precision not in target.precisions:
         raise DnxError(_unsupported_precision(target, precision, meta, onnx_path))
     convert = precision != meta.precision
     if convert and meta.precision != "fp32":
-        raise DnxError(f"{onnx_path} is already {meta.precision}; --{precision} needs the fp32 model "
-                       "(the output of `dnx export`)")
+        raise DnxError(
+            f"{onnx_path} is already {meta.precision}; --{precision} needs the fp32 model (the output of `dnx export`)"
+        )
     if precision == "int8" and convert and not options.calib_data:
-        raise DnxError("--int8 needs calibration data: --calib-data SRC (an image directory, .npy/.npz, "
-                       "digits, cifar10:DIR, ...; `random` only for smoke tests)")
+        raise DnxError(
+            "--int8 needs calibration data: --calib-data SRC (an image directory, .npy/.npz, "
+            "digits, cifar10:DIR, ...; `random` only for smoke tests)"
+        )
     recipe = options.extra.get("recipe")
     calibrates = convert and precision == "int8" and (target.name != "openvino" or recipe == "qdq")
     if options.method and not calibrates:
-        raise DnxError("--method is the calibration method of --int8" + (" --recipe qdq" if target.name == "openvino"
-                                                                         else "") + "; drop it here")
+        raise DnxError(
+            "--method is the calibration method of --int8"
+            + (" --recipe qdq" if target.name == "openvino" else "")
+            + "; drop it here"
+        )
     # The precision step's sample count: int8 calibration on every target; the fp16/bf16 conversions'
     # check only where the target converts the graph (openvino runs bf16 as an inference precision).
-    if options.samples and not (convert and (precision == "int8" or (precision in ("fp16", "bf16")
-                                                                     and target.convert_precision))):
+    if options.samples and not (
+        convert and (precision == "int8" or (precision in ("fp16", "bf16") and target.convert_precision))
+    ):
         if convert and not target.convert_precision:
-            raise DnxError(f"--target {target.name} --{precision} has no precision step (OpenVINO runs the fp32 "
-                           f"model with {precision} inference precision), so --samples is unused; drop it")
+            raise DnxError(
+                f"--target {target.name} --{precision} has no precision step (OpenVINO runs the fp32 "
+                f"model with {precision} inference precision), so --samples is unused; drop it"
+            )
         raise DnxError("--samples is the sample count of the precision step (--int8, --fp16, --bf16); drop it here")
     if recipe and not (convert and precision == "int8"):
         raise DnxError("--recipe picks how --int8 quantizes an fp32 model; drop it here")
@@ -289,17 +354,32 @@ def build_deployment(onnx_path: str, output: str, options: BuildOptions | None =
             if convert and target.convert_precision:
                 source = os.path.join(tmp, f"model.{precision}.onnx")
                 log.info("converting %s to %s", onnx_path, precision)
-                precision_info = convert_precision(onnx_path, source, precision, data=options.calib_data,
-                                                   samples=options.samples, method=options.method,
-                                                   int8_activations=target.int8_activations)
+                precision_info = convert_precision(
+                    onnx_path,
+                    source,
+                    precision,
+                    data=options.calib_data,
+                    samples=options.samples,
+                    method=options.method,
+                    int8_activations=target.int8_activations,
+                )
             step = target.name
             options.precision = precision
             built = target.build(source, output, options)
     except VerificationFailed as exc:
         # The same document as a success, saying what failed: `--json` prints it (exit 1, nothing written).
-        failed = {"output": output, "target": target.name, "precision": precision,
-                  "seconds": round(time.perf_counter() - start, 2), "sidecar": None, "source": onnx_path,
-                  "passed": False, "written": False, "failed_step": step, "error": str(exc)}
+        failed = {
+            "output": output,
+            "target": target.name,
+            "precision": precision,
+            "seconds": round(time.perf_counter() - start, 2),
+            "sidecar": None,
+            "source": onnx_path,
+            "passed": False,
+            "written": False,
+            "failed_step": step,
+            "error": str(exc),
+        }
         if step == "precision step":
             failed["precision_step"] = _as_dict(exc.result)
         else:
@@ -309,9 +389,15 @@ def build_deployment(onnx_path: str, output: str, options: BuildOptions | None =
             failed[target.name] = detail if detail and "parity" in detail else {"parity": detail}
         exc.result = failed
         raise
-    result = {"output": output, "target": target.name, "precision": precision,
-              "seconds": round(time.perf_counter() - start, 2), "sidecar": built.get("sidecar"),
-              "source": onnx_path, "passed": True}
+    result = {
+        "output": output,
+        "target": target.name,
+        "precision": precision,
+        "seconds": round(time.perf_counter() - start, 2),
+        "sidecar": built.get("sidecar"),
+        "source": onnx_path,
+        "passed": True,
+    }
     if precision_info is not None:
         result["precision_step"] = precision_info
     result[target.name] = {k: v for k, v in built.items() if k not in ("output", "sidecar", "precision", "seconds")}

@@ -21,7 +21,7 @@ from densenet_deploy.core.io import atomic_output, check_output_path, sha256_fil
 from densenet_deploy.core.metadata import read_onnx_meta
 from densenet_deploy.core.sidecars import write_sidecar
 from densenet_deploy.runners.batches import run_batches
-from densenet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner, _ort_level
+from densenet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner, ort_optimization_level
 from densenet_deploy.verify.compare import Thresholds, compare_outputs
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 OFFLINE_LEVELS = ("basic", "extended", "all")
 
 
-def build_ort_deployment(onnx_path, output, optimization: str = "all", threads: int | None = None,
-                         check_samples: int = 4) -> dict:
+def build_ort_deployment(
+    onnx_path, output, optimization: str = "all", threads: int | None = None, check_samples: int = 4
+) -> dict:
     """Write `output` (an ORT-optimised ONNX for the CPU EP) and `output`.json; returns a result dict.
 
     The optimised model is checked against the source model on `check_samples` seeded random inputs
@@ -39,14 +40,15 @@ def build_ort_deployment(onnx_path, output, optimization: str = "all", threads: 
     import onnxruntime as ort
 
     if optimization not in OFFLINE_LEVELS:
-        raise DnxError(f"--optimization must be one of {', '.join(OFFLINE_LEVELS)} for an offline build, "
-                       f"got {optimization!r}")
+        raise DnxError(
+            f"--optimization must be one of {', '.join(OFFLINE_LEVELS)} for an offline build, got {optimization!r}"
+        )
     output = check_output_path(output)
     meta = read_onnx_meta(onnx_path)
     start = time.perf_counter()
     with atomic_output(output, suffix=".onnx") as tmp:
         options = ort.SessionOptions()
-        options.graph_optimization_level = _ort_level(optimization)
+        options.graph_optimization_level = ort_optimization_level(optimization)
         options.optimized_model_filepath = tmp
         options.log_severity_level = 3  # the "hardware specific optimizations" warning is why we record the CPU
         if threads:
@@ -59,24 +61,45 @@ def build_ort_deployment(onnx_path, output, optimization: str = "all", threads: 
         rng = np.random.default_rng(0)
         batch = rng.standard_normal((max(1, check_samples), *meta.input_size)).astype(np.float32)
         # run_batches pads to a fixed batch (an export with --batch N) and drops the padding again.
-        ref = run_batches(OnnxRuntimeRunner(onnx_path, providers="cpu", optimization="disable", threads=threads),
-                      batch, len(batch))
-        cand = run_batches(OnnxRuntimeRunner(tmp, providers="cpu", optimization="disable", threads=threads),
-                       batch, len(batch))
+        ref = run_batches(
+            OnnxRuntimeRunner(onnx_path, providers="cpu", optimization="disable", threads=threads), batch, len(batch)
+        )
+        cand = run_batches(
+            OnnxRuntimeRunner(tmp, providers="cpu", optimization="disable", threads=threads), batch, len(batch)
+        )
         tolerance = Thresholds(rel_atol=1e-3 if meta.precision == "fp32" else 2e-2, min_agreement=0.0)
         parity = compare_outputs(ref, cand, thresholds=tolerance)
         if not parity:
-            raise VerificationFailed(f"ONNX Runtime's {optimization} optimisation changed the outputs of "
-                                     f"{onnx_path}: {'; '.join(parity.failures)}", parity)
-        deployment = {"version": ort.__version__, "optimization": optimization,
-                      "providers": ["CPUExecutionProvider"], "optimized_offline": True,
-                      "cpu": _cpu_features() if optimization == "all" else None}
+            raise VerificationFailed(
+                f"ONNX Runtime's {optimization} optimisation changed the outputs of "
+                f"{onnx_path}: {'; '.join(parity.failures)}",
+                parity,
+            )
+        deployment = {
+            "version": ort.__version__,
+            "optimization": optimization,
+            "providers": ["CPUExecutionProvider"],
+            "optimized_offline": True,
+            "cpu": _cpu_features() if optimization == "all" else None,
+        }
         # the sidecar records the sha256 of the optimised model, still at `tmp` (the move keeps its bytes)
-        sidecar = write_sidecar(output, meta, artifact_file=tmp, onnxruntime=deployment,
-                                precision=meta.precision,
-                                source_onnx_sha256=sha256_file(onnx_path))
-    return {"output": output, "sidecar": sidecar, "precision": meta.precision, "optimization": optimization,
-            "seconds": round(seconds, 2), "parity": parity.as_dict(), "size_bytes": os.path.getsize(output)}
+        sidecar = write_sidecar(
+            output,
+            meta,
+            artifact_file=tmp,
+            onnxruntime=deployment,
+            precision=meta.precision,
+            source_onnx_sha256=sha256_file(onnx_path),
+        )
+    return {
+        "output": output,
+        "sidecar": sidecar,
+        "precision": meta.precision,
+        "optimization": optimization,
+        "seconds": round(seconds, 2),
+        "parity": parity.as_dict(),
+        "size_bytes": os.path.getsize(output),
+    }
 
 
 def _cpu_features() -> dict:

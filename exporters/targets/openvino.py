@@ -31,7 +31,7 @@ from densenet_deploy.exporters.targets.openvino_child import run_in_child
 from densenet_deploy.exporters.targets.openvino_nncf import quantize_nncf
 from densenet_deploy.runners.batches import run_batches
 from densenet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
-from densenet_deploy.runners.openvino import _first_line, check_qdq_supported
+from densenet_deploy.runners.openvino import check_qdq_supported, openvino_error_line
 from densenet_deploy.verify.compare import Thresholds, compare_outputs
 
 log = logging.getLogger(__name__)
@@ -83,11 +83,23 @@ def _ov():
     return require("openvino", purpose="the OpenVINO target")
 
 
-def build_openvino(onnx_path, output_xml, *, precision: str | None = None, recipe: str = "nncf",
-                   calib_data: str | None = None, samples: int = DEFAULT_SAMPLES, method: str | None = None,
-                   nncf_options: NncfOptions | None = None, inference_precision: str | None = None,
-                   verify_data: str | None = None, verify_samples: int = VERIFY_SAMPLES,
-                   thresholds: VerifyThresholds | None = None, threads: int | None = None, seed: int = 0) -> dict:
+def build_openvino(
+    onnx_path,
+    output_xml,
+    *,
+    precision: str | None = None,
+    recipe: str = "nncf",
+    calib_data: str | None = None,
+    samples: int = DEFAULT_SAMPLES,
+    method: str | None = None,
+    nncf_options: NncfOptions | None = None,
+    inference_precision: str | None = None,
+    verify_data: str | None = None,
+    verify_samples: int = VERIFY_SAMPLES,
+    thresholds: VerifyThresholds | None = None,
+    threads: int | None = None,
+    seed: int = 0,
+) -> dict:
     """Build `output_xml` (+ .bin + .xml.json sidecar) from an exported ONNX model; returns a result dict.
 
     precision: fp32 | bf16 | int8 (None: the ONNX model's own; a Q/DQ int8 ONNX is converted as is).
@@ -142,26 +154,41 @@ def build_openvino(onnx_path, output_xml, *, precision: str | None = None, recip
         else:
             model = _convert(ov, onnx_path)
             if quantize:
-                steps["calibration"] = quantize_nncf(model, onnx_path, meta, calib_data, samples, nncf_options,
-                                                     seed=seed)
+                steps["calibration"] = quantize_nncf(
+                    model, onnx_path, meta, calib_data, samples, nncf_options, seed=seed
+                )
                 model = steps["calibration"].pop("model")
                 steps["recipe"] = "nncf"
         hint = inference_precision or _default_hint(precision, steps.get("recipe"), nncf_options)
 
-        out_meta = meta.replace(precision=precision, extra={**meta.extra, "openvino_recipe": steps.get("recipe")}
-                                if steps.get("recipe") else meta.extra)
+        out_meta = meta.replace(
+            precision=precision,
+            extra={**meta.extra, "openvino_recipe": steps.get("recipe")} if steps.get("recipe") else meta.extra,
+        )
         if quantize:
             calib = steps["calibration"]
             # The same keys as the calibration package writes, so `dnx verify` finds the held-out data.
-            out_meta = out_meta.replace(calibration={
-                "method": calib.get("method"), "samples": calib.get("samples"), "recipe": steps.get("recipe"),
-                "data_source": calib.get("source") or calib.get("data_source") or calib_data,
-                "data_fingerprint": calib.get("fingerprint") or calib.get("data_fingerprint")})
-        sidecar_doc = {"openvino": {"version": ov.get_version().split("-")[0], "inference_precision": hint,
-                                    "recipe": steps.get("recipe"),
-                                    "nncf": asdict(nncf_options) if steps.get("recipe") == "nncf" else None,
-                                    "fake_quantize_nodes": _count_ops(model, "FakeQuantize")},
-                       "target": "openvino", "precision": precision, "source_onnx_sha256": sha256_file(onnx_path)}
+            out_meta = out_meta.replace(
+                calibration={
+                    "method": calib.get("method"),
+                    "samples": calib.get("samples"),
+                    "recipe": steps.get("recipe"),
+                    "data_source": calib.get("source") or calib.get("data_source") or calib_data,
+                    "data_fingerprint": calib.get("fingerprint") or calib.get("data_fingerprint"),
+                }
+            )
+        sidecar_doc = {
+            "openvino": {
+                "version": ov.get_version().split("-")[0],
+                "inference_precision": hint,
+                "recipe": steps.get("recipe"),
+                "nncf": asdict(nncf_options) if steps.get("recipe") == "nncf" else None,
+                "fake_quantize_nodes": _count_ops(model, "FakeQuantize"),
+            },
+            "target": "openvino",
+            "precision": precision,
+            "source_onnx_sha256": sha256_file(onnx_path),
+        }
 
         tmp_xml = os.path.join(tmp, "model.xml")
         ov.save_model(model, tmp_xml, compress_to_fp16=False)  # keep fp32 weights: precision is the hint's job
@@ -176,17 +203,32 @@ def build_openvino(onnx_path, output_xml, *, precision: str | None = None, recip
             split = "val" if quantize and verify_data == calib_data else held_out_split(verify_data)
         else:
             split = "val" if calib_data else "all"
-        parity = verify_ir(tmp_xml, reference_onnx, out_meta, data=verify_data or calib_data, split=split,
-                           samples=verify_samples, thresholds=thresholds or VerifyThresholds.for_precision(precision),
-                           threads=threads, seed=seed)
+        parity = verify_ir(
+            tmp_xml,
+            reference_onnx,
+            out_meta,
+            data=verify_data or calib_data,
+            split=split,
+            samples=verify_samples,
+            thresholds=thresholds or VerifyThresholds.for_precision(precision),
+            threads=threads,
+            seed=seed,
+        )
         sidecar_doc["verification"] = parity
         write_sidecar(tmp_xml, out_meta, **sidecar_doc)
         sidecar = _move_ir(tmp_xml, output_xml)
 
-    return {"output": output_xml, "sidecar": sidecar, "precision": precision, "inference_precision": hint,
-            "recipe": steps.get("recipe"), "seconds": round(time.perf_counter() - start, 2),
-            "calibration": steps.get("calibration"), "parity": parity,
-            "fake_quantize_nodes": sidecar_doc["openvino"]["fake_quantize_nodes"]}
+    return {
+        "output": output_xml,
+        "sidecar": sidecar,
+        "precision": precision,
+        "inference_precision": hint,
+        "recipe": steps.get("recipe"),
+        "seconds": round(time.perf_counter() - start, 2),
+        "calibration": steps.get("calibration"),
+        "parity": parity,
+        "fake_quantize_nodes": sidecar_doc["openvino"]["fake_quantize_nodes"],
+    }
 
 
 def _check_source_graph(onnx_path: str, meta) -> None:
@@ -194,18 +236,28 @@ def _check_source_graph(onnx_path: str, meta) -> None:
     opset 22 bf16 Conv that ONNX Runtime, the reference of the check, cannot run) and an ONNX Runtime
     deployment (com.microsoft fused/NCHWc ops OpenVINO cannot convert)."""
     if meta.precision == "bf16":
-        raise DnxError(f"{onnx_path} is a bf16 graph (for TensorRT); the openvino target needs the fp32 export "
-                       "from `dnx export` and applies bf16 itself as the inference precision (--bf16)")
+        raise DnxError(
+            f"{onnx_path} is a bf16 graph (for TensorRT); the openvino target needs the fp32 export "
+            "from `dnx export` and applies bf16 itself as the inference precision (--bf16)"
+        )
     reason = ort_deployment_reason(load_onnx(onnx_path, load_weights=False), onnx_path)
     if reason:
-        raise ArtifactError(f"{onnx_path} is an ONNX Runtime deployment ({reason}), not a model to build from; "
-                            "build the OpenVINO IR from the plain `dnx export` output instead")
+        raise ArtifactError(
+            f"{onnx_path} is an ONNX Runtime deployment ({reason}), not a model to build from; "
+            "build the OpenVINO IR from the plain `dnx export` output instead"
+        )
 
 
 def _warn_fewer_calibration_samples(got: int | None, asked: int | None, source: str) -> None:
     if got is not None and asked is not None and got < asked:
-        log.warning("%s has only %d calibration sample%s in its train split, fewer than --samples %d; "
-                    "calibrating on %d", source, got, "" if got == 1 else "s", asked, got)
+        log.warning(
+            "%s has only %d calibration sample%s in its train split, fewer than --samples %d; calibrating on %d",
+            source,
+            got,
+            "" if got == 1 else "s",
+            asked,
+            got,
+        )
 
 
 def _check_data_source(flag: str, source: str, meta) -> None:
@@ -230,7 +282,7 @@ def _convert(ov, onnx_path: str):
     try:
         return ov.convert_model(onnx_path)
     except Exception as exc:
-        raise DnxError(f"OpenVINO cannot convert {onnx_path}: {_first_line(exc)}") from exc
+        raise DnxError(f"OpenVINO cannot convert {onnx_path}: {openvino_error_line(exc)}") from exc
 
 
 def _calibrate_qdq(onnx_path, calib_data, output, samples, method) -> dict:
@@ -241,8 +293,10 @@ def _calibrate_qdq(onnx_path, calib_data, output, samples, method) -> dict:
     except DataError as exc:
         if calib_data in str(exc):
             raise
-        raise DataError(f"--calib-data {calib_data}: {exc}" + ("; too few images to hold any out for the check"
-                                                                if "no image" in str(exc) else "")) from exc
+        raise DataError(
+            f"--calib-data {calib_data}: {exc}"
+            + ("; too few images to hold any out for the check" if "no image" in str(exc) else "")
+        ) from exc
     return info.as_dict()
 
 
@@ -250,9 +304,18 @@ def _count_ops(model, op_type: str) -> int:
     return sum(1 for op in model.get_ops() if op.get_type_name() == op_type)
 
 
-def verify_ir(xml_path: str, reference_onnx: str, meta, *, data: str | None, samples: int,
-              thresholds: VerifyThresholds, threads: int | None = None, seed: int = 0,
-              split: str | None = None) -> dict:
+def verify_ir(
+    xml_path: str,
+    reference_onnx: str,
+    meta,
+    *,
+    data: str | None,
+    samples: int,
+    thresholds: VerifyThresholds,
+    threads: int | None = None,
+    seed: int = 0,
+    split: str | None = None,
+) -> dict:
     """Compare the IR (run by OpenVinoRunner in a child process) with ONNX Runtime on `samples` of `data`.
 
     `split`: which part of `data` (None: the one `dnx verify` uses, see held_out_split; the builder passes
@@ -266,34 +329,51 @@ def verify_ir(xml_path: str, reference_onnx: str, meta, *, data: str | None, sam
     except DataError as exc:
         if data in str(exc):
             raise
-        raise DataError(f"verification data {data} ({split} split): {exc}"
-                        + ("; too few images to hold any out: pass --verify-data SRC with more images"
-                           if split == "val" and "no image" in str(exc) else "")) from exc
+        raise DataError(
+            f"verification data {data} ({split} split): {exc}"
+            + (
+                "; too few images to hold any out: pass --verify-data SRC with more images"
+                if split == "val" and "no image" in str(exc)
+                else ""
+            )
+        ) from exc
     if len(dataset) == 0:
-        raise DataError(f"verification data {data} ({split} split) gave no readable images to check the OpenVINO "
-                        "model on")
+        raise DataError(
+            f"verification data {data} ({split} split) gave no readable images to check the OpenVINO model on"
+        )
     images, labels = dataset.images, dataset.labels
     if len(images) < min(MIN_VERIFY_SAMPLES, samples):
-        log.warning("verifying the OpenVINO model on only %d sample%s of %s: too few for the check to mean much; "
-                    "pass --verify-data SRC with more images", len(images), "" if len(images) == 1 else "s",
-                    data + (" (val split)" if split == "val" else ""))
+        log.warning(
+            "verifying the OpenVINO model on only %d sample%s of %s: too few for the check to mean much; "
+            "pass --verify-data SRC with more images",
+            len(images),
+            "" if len(images) == 1 else "s",
+            data + (" (val split)" if split == "val" else ""),
+        )
     with OnnxRuntimeRunner(reference_onnx, providers="cpu", threads=threads) as ort_runner:
         ref = run_batches(ort_runner, images, 32)  # pads to a fixed batch (an export with --batch N)
     cand = run_in_child(xml_path, images, threads=threads)
-    gates = Thresholds(atol=float("inf"), max_rel_l2=thresholds.max_rel_l2,
-                       min_agreement=thresholds.min_agreement if labels is not None else 0.0)
+    gates = Thresholds(
+        atol=float("inf"),
+        max_rel_l2=thresholds.max_rel_l2,
+        min_agreement=thresholds.min_agreement if labels is not None else 0.0,
+    )
     parity = compare_outputs(ref, cand, labels=labels, thresholds=gates)
     result = parity.as_dict()
     result["data"] = dataset.source + (" (val split)" if split == "val" else "")
     if parity.accuracy and parity.accuracy["ref"] - parity.accuracy["cand"] > thresholds.max_accuracy_drop:
-        parity.failures.append(f"accuracy {parity.accuracy['cand'] * 100:.2f} % is more than "
-                               f"{thresholds.max_accuracy_drop * 100:.1f} points below ONNX Runtime's "
-                               f"{parity.accuracy['ref'] * 100:.2f} %")
+        parity.failures.append(
+            f"accuracy {parity.accuracy['cand'] * 100:.2f} % is more than "
+            f"{thresholds.max_accuracy_drop * 100:.1f} points below ONNX Runtime's "
+            f"{parity.accuracy['ref'] * 100:.2f} %"
+        )
         result["passed"], result["failures"] = False, parity.failures
     if not result["passed"]:
         raise VerificationFailed(
             f"OpenVINO's {meta.precision} model disagrees with ONNX Runtime on {len(images)} held-out samples of "
-            f"{dataset.source} ({'; '.join(parity.failures)}); nothing was written", result)
+            f"{dataset.source} ({'; '.join(parity.failures)}); nothing was written",
+            result,
+        )
     log.info("verified against ONNX Runtime: rel L2 %.3g, agreement %.4f", parity.rel_l2, parity.top1_agreement)
     return result
 
@@ -302,8 +382,11 @@ def _move_ir(tmp_xml: str, output_xml: str) -> str:
     """Move model.xml/.bin/.xml.json from the temp dir onto output_xml (bin first: an .xml is never
     visible without its weights); on failure remove whatever was moved."""
     stem = os.path.splitext(output_xml)[0]
-    moves = [(os.path.splitext(tmp_xml)[0] + ".bin", stem + ".bin"), (tmp_xml, output_xml),
-             (sidecar_path(tmp_xml), sidecar_path(output_xml))]
+    moves = [
+        (os.path.splitext(tmp_xml)[0] + ".bin", stem + ".bin"),
+        (tmp_xml, output_xml),
+        (sidecar_path(tmp_xml), sidecar_path(output_xml)),
+    ]
     done = []
     try:
         for src, dst in moves:

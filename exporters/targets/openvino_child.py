@@ -5,7 +5,8 @@ static batch); a segfault kills the whole Python process and cannot be caught. T
 compiles and runs every artifact it is about to write in a child first, through the same
 OpenVinoRunner users will run, and turns a signal into a DnxError (exit 2).
 
-Child protocol: ``python -m densenet_deploy.exporters.targets.openvino_child ARTIFACT INPUTS.npy OUTPUTS.npy [--precision-hint H] [--threads N]``;
+Child protocol: ``python -m densenet_deploy.exporters.targets.openvino_child ARTIFACT INPUTS.npy OUTPUTS.npy
+[--precision-hint H] [--threads N]``;
 exit 0 with OUTPUTS.npy written, 2 with "error: <one line>" on stderr for a reported failure.
 """
 
@@ -21,13 +22,19 @@ import numpy as np
 
 from densenet_deploy.core.errors import DnxError
 from densenet_deploy.runners.batches import run_batches
-from densenet_deploy.runners.openvino import OpenVinoRunner, _first_line
+from densenet_deploy.runners.openvino import OpenVinoRunner, openvino_error_line
 
 CHUNK = 8  # verification batch: also compiles a static batch > 1, the shape bench and deployments use
 
 
-def run_in_child(artifact: str, inputs: np.ndarray, precision_hint: str | None = None,
-                 timeout: float = 900.0, threads: int | None = None, unchecked: bool = False) -> np.ndarray:
+def run_in_child(
+    artifact: str,
+    inputs: np.ndarray,
+    precision_hint: str | None = None,
+    timeout: float = 900.0,
+    threads: int | None = None,
+    unchecked: bool = False,
+) -> np.ndarray:
     """Logits of `artifact` on `inputs`, computed by OpenVinoRunner in a child process.
 
     Raises DnxError (one line) when the child crashes (signal), times out or reports an error.
@@ -46,19 +53,23 @@ def run_in_child(artifact: str, inputs: np.ndarray, precision_hint: str | None =
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            raise DnxError(f"OpenVINO did not finish compiling and running {artifact} within {timeout:.0f} s "
-                           "(checked in a child process)") from exc
+            raise DnxError(
+                f"OpenVINO did not finish compiling and running {artifact} within {timeout:.0f} s "
+                "(checked in a child process)"
+            ) from exc
         if proc.returncode < 0:
             try:
                 name = signal.Signals(-proc.returncode).name
             except ValueError:
                 name = f"signal {-proc.returncode}"
-            raise DnxError(f"OpenVINO crashed ({name}) while compiling or running {artifact} (checked in a child "
-                           "process, nothing was written); this model triggers a bug in OpenVINO's CPU plugin: "
-                           "try the other --recipe, or report it with the model attached")
+            raise DnxError(
+                f"OpenVINO crashed ({name}) while compiling or running {artifact} (checked in a child "
+                "process, nothing was written); this model triggers a bug in OpenVINO's CPU plugin: "
+                "try the other --recipe, or report it with the model attached"
+            )
         if proc.returncode != 0:
             lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-            reported = [ln[len("error: "):] for ln in lines if ln.startswith("error: ")]
+            reported = [ln[len("error: ") :] for ln in lines if ln.startswith("error: ")]
             reason = (reported or lines or [f"exit code {proc.returncode}"])[-1]
             raise DnxError(f"OpenVINO failed on {artifact} (in a child process): {reason}")
         return np.load(dst)
@@ -79,8 +90,9 @@ def _main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
     try:
         inputs = np.load(args.inputs)
-        runner = OpenVinoRunner(args.artifact, precision_hint=args.precision_hint, threads=args.threads,
-                                check_qdq=not args.unchecked)
+        runner = OpenVinoRunner(
+            args.artifact, precision_hint=args.precision_hint, threads=args.threads, check_qdq=not args.unchecked
+        )
 
         # The smallest batch first: the compile that crashes on bad Q/DQ models. run_batches pads to a fixed
         # batch (an export with --batch N) and drops the padding.
@@ -91,8 +103,7 @@ def _main(argv: list[str]) -> int:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except Exception as exc:  # anything else OpenVINO raises: report its first informative line
-
-        print(f"error: {type(exc).__name__}: {_first_line(exc)}", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {openvino_error_line(exc)}", file=sys.stderr)
         return 3
 
 

@@ -29,13 +29,16 @@ def quantize_nncf(model, onnx_path: str, meta, calib_data: str, samples: int, op
     # One image per item: NNCF's statistics are defined per sample. A fixed-batch model (an export with
     # --batch N) only takes N at a time, so its items are whole batches (the remainder is dropped).
     step = meta.batch or 1
-    items = [images[i:i + step] for i in range(0, len(images) - step + 1, step)]
+    items = [images[i : i + step] for i in range(0, len(images) - step + 1, step)]
     if not items:
         raise DataError(f"{calib_data}: {len(images)} calibration samples, but this model's fixed batch is {step}")
     dataset = nncf.Dataset(items)
-    kwargs = {"preset": nncf.QuantizationPreset(options.preset),
-              "target_device": nncf.TargetDevice(options.target_device),
-              "subset_size": len(items), "fast_bias_correction": options.fast_bias_correction}
+    kwargs = {
+        "preset": nncf.QuantizationPreset(options.preset),
+        "target_device": nncf.TargetDevice(options.target_device),
+        "subset_size": len(items),
+        "fast_bias_correction": options.fast_bias_correction,
+    }
     if options.model_type:
         kwargs["model_type"] = nncf.ModelType(options.model_type)
     if options.ignored_scope:
@@ -47,9 +50,16 @@ def quantize_nncf(model, onnx_path: str, meta, calib_data: str, samples: int, op
         quantized = nncf.quantize(model, dataset, **kwargs)
     seconds = time.perf_counter() - start
     log.info("nncf.quantize on %d samples in %.1f s", len(images), seconds)
-    return {"model": quantized, "method": "nncf", "samples": len(images), "fingerprint": data.fingerprint,
-            "source": data.source, "seconds": round(seconds, 2), "nncf_version": nncf.__version__,
-            "settings": {k: str(v) for k, v in kwargs.items()}}
+    return {
+        "model": quantized,
+        "method": "nncf",
+        "samples": len(images),
+        "fingerprint": data.fingerprint,
+        "source": data.source,
+        "seconds": round(seconds, 2),
+        "nncf_version": nncf.__version__,
+        "settings": {k: str(v) for k, v in kwargs.items()},
+    }
 
 
 def classifier_and_stem(model) -> list[str]:

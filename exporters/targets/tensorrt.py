@@ -56,15 +56,19 @@ class EngineOptions:
 
     def validate(self) -> "EngineOptions":
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
-            raise DnxError(f"batch profile must satisfy 1 <= min <= opt <= max, got --min-batch {self.min_batch} "
-                           f"--opt-batch {self.opt_batch} --max-batch {self.max_batch}")
+            raise DnxError(
+                f"batch profile must satisfy 1 <= min <= opt <= max, got --min-batch {self.min_batch} "
+                f"--opt-batch {self.opt_batch} --max-batch {self.max_batch}"
+            )
         if not 0 <= self.opt_level <= 5:
             raise DnxError(f"--opt-level must be 0..5 (TensorRT builder optimisation level), got {self.opt_level}")
         if self.workspace_gb <= 0:
             raise DnxError(f"--workspace-gb must be > 0, got {self.workspace_gb}")
         if self.hardware_compatibility not in (None, *HARDWARE_COMPATIBILITY):
-            raise DnxError(f"--hardware-compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, "
-                           f"got {self.hardware_compatibility!r}")
+            raise DnxError(
+                f"--hardware-compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, "
+                f"got {self.hardware_compatibility!r}"
+            )
         return self
 
 
@@ -100,13 +104,31 @@ def parser_errors(parser) -> list[str]:
     return lines
 
 
-def build_engine(onnx_path, output, *, min_batch: int = 1, opt_batch: int = 8, max_batch: int = 32,
-                 workspace_gb: float = 4.0, opt_level: int = 3, timing_cache: str | None = None,
-                 hardware_compatibility: str | None = None, version_compatible: bool = False,
-                 device: int = 0) -> EngineResult:
+def build_engine(
+    onnx_path,
+    output,
+    *,
+    min_batch: int = 1,
+    opt_batch: int = 8,
+    max_batch: int = 32,
+    workspace_gb: float = 4.0,
+    opt_level: int = 3,
+    timing_cache: str | None = None,
+    hardware_compatibility: str | None = None,
+    version_compatible: bool = False,
+    device: int = 0,
+) -> EngineResult:
     """Build a TensorRT plan from `onnx_path` and write `output` plus `output`.json atomically."""
-    options = EngineOptions(min_batch, opt_batch, max_batch, workspace_gb, opt_level, timing_cache,
-                            hardware_compatibility, version_compatible).validate()
+    options = EngineOptions(
+        min_batch,
+        opt_batch,
+        max_batch,
+        workspace_gb,
+        opt_level,
+        timing_cache,
+        hardware_compatibility,
+        version_compatible,
+    ).validate()
     output = check_output_path(output)
     if options.timing_cache:
         check_output_path(options.timing_cache)  # fail now, not after a long build
@@ -124,8 +146,11 @@ def build_engine(onnx_path, output, *, min_batch: int = 1, opt_batch: int = 8, m
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(os.fspath(onnx_path)):
         errors = parser_errors(parser) or ["unknown parser error"]
-        raise ArtifactError(f"TensorRT's ONNX parser rejected {onnx_path}: " + "; ".join(errors[:3])
-                            + (f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""))
+        raise ArtifactError(
+            f"TensorRT's ONNX parser rejected {onnx_path}: "
+            + "; ".join(errors[:3])
+            + (f" (+{len(errors) - 3} more)" if len(errors) > 3 else "")
+        )
     if network.num_inputs != 1:
         raise ArtifactError(f"{onnx_path}: expected one input, the network has {network.num_inputs}")
     tensor = network.get_input(0)
@@ -145,8 +170,10 @@ def build_engine(onnx_path, output, *, min_batch: int = 1, opt_batch: int = 8, m
     if options.hardware_compatibility:
         level = getattr(trt.HardwareCompatibilityLevel, HARDWARE_COMPATIBILITY[options.hardware_compatibility], None)
         if level is None:  # SAME_COMPUTE_CAPABILITY: TensorRT >= 10.9 only
-            raise DnxError(f"--hardware-compatibility {options.hardware_compatibility} needs TensorRT 10.9 or later, "
-                           f"this is TensorRT {trt_version}")
+            raise DnxError(
+                f"--hardware-compatibility {options.hardware_compatibility} needs TensorRT 10.9 or later, "
+                f"this is TensorRT {trt_version}"
+            )
         config.hardware_compatibility_level = level
     if options.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
@@ -170,21 +197,39 @@ def build_engine(onnx_path, output, *, min_batch: int = 1, opt_batch: int = 8, m
     seconds = time.perf_counter() - start
 
     profile_doc = {"input": tensor.name, "min": lo, "opt": opt, "max": hi}
-    builder_doc = {"workspace_gb": options.workspace_gb, "opt_level": options.opt_level,
-                   "hardware_compatibility": options.hardware_compatibility,
-                   "version_compatible": options.version_compatible, "strongly_typed": True,
-                   "build_seconds": round(seconds, 2)}
+    builder_doc = {
+        "workspace_gb": options.workspace_gb,
+        "opt_level": options.opt_level,
+        "hardware_compatibility": options.hardware_compatibility,
+        "version_compatible": options.version_compatible,
+        "strongly_typed": True,
+        "build_seconds": round(seconds, 2),
+    }
     with atomic_output(output) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(bytes(plan))
         plan_meta = meta.replace(batch=lo if lo == hi else None)
         # the sidecar records the sha256 of the plan, still at `tmp` (the move keeps its bytes)
-        sidecar = write_sidecar(output, plan_meta, artifact_file=tmp, tensorrt={"version": trt_version}, gpu=gpu,
-                                profile=profile_doc,
-                                precision=meta.precision, source_onnx_sha256=sha256_file(onnx_path),
-                                builder=builder_doc)
+        sidecar = write_sidecar(
+            output,
+            plan_meta,
+            artifact_file=tmp,
+            tensorrt={"version": trt_version},
+            gpu=gpu,
+            profile=profile_doc,
+            precision=meta.precision,
+            source_onnx_sha256=sha256_file(onnx_path),
+            builder=builder_doc,
+        )
     if cache is not None:  # the builder added its new timings to the config's cache (read it back, as trtexec does)
         atomic_write_bytes(options.timing_cache, bytes(config.get_timing_cache().serialize()))
-    return EngineResult(output=output, sidecar=sidecar, precision=meta.precision, seconds=round(seconds, 2),
-                        tensorrt={"version": trt_version}, gpu=gpu, profile=profile_doc,
-                        size_bytes=os.path.getsize(output))
+    return EngineResult(
+        output=output,
+        sidecar=sidecar,
+        precision=meta.precision,
+        seconds=round(seconds, 2),
+        tensorrt={"version": trt_version},
+        gpu=gpu,
+        profile=profile_doc,
+        size_bytes=os.path.getsize(output),
+    )

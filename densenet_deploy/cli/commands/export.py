@@ -27,41 +27,70 @@ class BatchType(click.ParamType):
 @click.argument("model")
 @output_option(help="Output ONNX file (written atomically).")
 @click.option("--weights", type=click.Path(), help="State dict (torchvision-style) to load into zoo model MODEL.")
-@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True,
-              help=f"ONNX opset ({MIN_OPSET}..{MAX_OPSET}: what ONNX Runtime and TensorRT 10/11 all parse).")
+@click.option(
+    "--opset",
+    type=int,
+    default=DEFAULT_OPSET,
+    show_default=True,
+    help=f"ONNX opset ({MIN_OPSET}..{MAX_OPSET}: what ONNX Runtime and TensorRT 10/11 all parse).",
+)
 @click.option("--input-size", type=click.IntRange(8, 4096), help="Square input size (default: the model's).")
-@click.option("--batch", type=BatchType(), default="dynamic", show_default=True,
-              help="Dynamic batch axis, or a fixed batch size N.")
+@click.option(
+    "--batch",
+    type=BatchType(),
+    default="dynamic",
+    show_default=True,
+    help="Dynamic batch axis, or a fixed batch size N.",
+)
 @click.option("--num-classes", type=click.IntRange(1), help="Classifier size (default: checkpoint or zoo).")
-@click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript",
-              show_default=True, help="torch.onnx exporter (see README: why torchscript is the default).")
+@click.option(
+    "--exporter",
+    type=click.Choice(["torchscript", "dynamo"]),
+    default="torchscript",
+    show_default=True,
+    help="torch.onnx exporter (see README: why torchscript is the default).",
+)
 @click.option("--softmax", is_flag=True, help="Append Softmax: the output holds probabilities, not logits.")
 @click.option("--data", help="Real images for the parity check (SRC, as for verify); default random normal.")
 @click.option("--samples", type=click.IntRange(1), default=8, show_default=True, help="Parity check inputs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random init and inputs.")
 @json_option
-def command(model, output, weights, opset, input_size, batch, num_classes, exporter, softmax, data, samples,
-            seed, as_json):
+def command(
+    model, output, weights, opset, input_size, batch, num_classes, exporter, softmax, data, samples, seed, as_json
+):
     """Export MODEL (zoo name or dnx checkpoint) to ONNX and check it against PyTorch.
 
     The parity check runs ONNX Runtime (CPU) against the PyTorch model at batch 1 and 4 (or the fixed
     batch) and fails (exit 1, file kept) when max |diff| > 1e-3 x logit range or top-1 agreement < 100 %.
     """
     with emit_on_failure(as_json, format_export):
-        result = export_onnx(model, output, weights=weights, opset=opset, input_size=input_size, batch=batch,
-                             num_classes=num_classes, exporter=exporter, softmax=softmax, data=data,
-                             samples=samples, seed=seed)
+        result = export_onnx(
+            model,
+            output,
+            weights=weights,
+            opset=opset,
+            input_size=input_size,
+            batch=batch,
+            num_classes=num_classes,
+            exporter=exporter,
+            softmax=softmax,
+            data=data,
+            samples=samples,
+            seed=seed,
+        )
     emit(result.as_dict(), as_json, format_export(result))
 
 
 def format_export(r) -> str:
     batch = "dynamic batch" if r.batch is None else f"fixed batch {r.batch}"
     sizes = ", ".join(str(b) for b in r.parity_by_batch)
-    lines = [f"exported {r.model} -> {r.output} ({r.exporter} exporter, opset {r.opset}, {batch}, "
-             f"input {'x'.join(map(str, r.input_size))}) in {r.seconds:.1f} s",
-             f"params {r.params:,}   MACs {r.macs / 1e9:.3f} G (counted from the ONNX graph)",
-             f"ops    {', '.join(f'{k} {v}' for k, v in r.ops.items())}",
-             f"parity ONNX Runtime CPU vs PyTorch, {r.parity.samples} {r.data} inputs, batch {sizes}:",
-             str(r.parity)]
+    lines = [
+        f"exported {r.model} -> {r.output} ({r.exporter} exporter, opset {r.opset}, {batch}, "
+        f"input {'x'.join(map(str, r.input_size))}) in {r.seconds:.1f} s",
+        f"params {r.params:,}   MACs {r.macs / 1e9:.3f} G (counted from the ONNX graph)",
+        f"ops    {', '.join(f'{k} {v}' for k, v in r.ops.items())}",
+        f"parity ONNX Runtime CPU vs PyTorch, {r.parity.samples} {r.data} inputs, batch {sizes}:",
+        str(r.parity),
+    ]
     lines += [f"note   {w}" for w in r.warnings]
     return "\n".join(lines)

@@ -9,14 +9,27 @@ from densenet_deploy.reports.paper_report import format_paper
 
 
 @click.command("paper")
-@click.option("--backend", type=click.Choice(["onnxruntime", "torch"]), default="onnxruntime", show_default=True,
-              help="Backend for the latency column (onnxruntime exports each model to a temporary ONNX file).")
+@click.option(
+    "--backend",
+    type=click.Choice(["onnxruntime", "torch"]),
+    default="onnxruntime",
+    show_default=True,
+    help="Backend for the latency column (onnxruntime exports each model to a temporary ONNX file).",
+)
 @click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Batch size for latency.")
-@click.option("--iters", type=click.IntRange(1), default=5, show_default=True,
-              help="Timed runs per model, in up to 3 interleaved passes (fewer than 5: latency verdicts are "
-                   "inconclusive).")
-@click.option("--latency/--no-latency", default=True, show_default=True,
-              help="Measure latency (exports and runs every model: minutes) or only count params/MACs.")
+@click.option(
+    "--iters",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="Timed runs per model, in up to 3 interleaved passes (fewer than 5: latency verdicts are inconclusive).",
+)
+@click.option(
+    "--latency/--no-latency",
+    default=True,
+    show_default=True,
+    help="Measure latency (exports and runs every model: minutes) or only count params/MACs.",
+)
 @click.option("--report", type=click.Path(file_okay=False), help="Write report.md, results.json and plots here.")
 @json_option
 @click.pass_context
@@ -27,14 +40,20 @@ def command(ctx, backend, batch, iters, latency, report, as_json):
     pre-activation ResNet-164/1001. Error rates are the reported ones; MACs are the paper's "FLOPs".
     """
     if not latency:  # options for a measurement that --no-latency skips: refuse instead of ignoring them
-        given = [f"--{name}" for name in ("backend", "batch", "iters")
-                 if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)]
+        given = [
+            f"--{name}"
+            for name in ("backend", "batch", "iters")
+            if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+        ]
         if given:
-            raise DnxError(f"{', '.join(given)} set{'s' if len(given) == 1 else ''} up the latency measurement, "
-                           f"which --no-latency skips; drop {'it' if len(given) == 1 else 'them'} or --no-latency")
+            raise DnxError(
+                f"{', '.join(given)} set{'s' if len(given) == 1 else ''} up the latency measurement, "
+                f"which --no-latency skips; drop {'it' if len(given) == 1 else 'them'} or --no-latency"
+            )
 
-    result = check_paper(report=report, backend=backend, batch=batch, latency=latency, iters=iters,
-                         progress=progress_enabled(as_json))
+    result = check_paper(
+        report=report, backend=backend, batch=batch, latency=latency, iters=iters, progress=progress_enabled(as_json)
+    )
     text = format_paper(result)
     if result.get("report"):
         text += "\nreport: " + ", ".join(result["report"].values())
