@@ -37,7 +37,7 @@ Image load_image(const std::string& path) {
   if (!pixels) {
     throw Error(path + " is not a readable image (" + stbi_failure_reason() + "); expected PNG, JPEG, PPM/PGM or BMP");
   }
-  Image image{width, height, channels, {}};
+  Image image{width, height, channels, {}, path};
   image.pixels.assign(pixels, pixels + static_cast<size_t>(width) * height * channels);
   stbi_image_free(pixels);
   return image;
@@ -48,7 +48,7 @@ Image load_image(const std::string& path) {
 // kernel; the two agree when enlarging and differ by at most rounding at the border when shrinking.
 Image resize_image(const Image& image, int width, int height) {
   if (image.width == width && image.height == height) return image;
-  Image out{width, height, image.channels, {}};
+  Image out{width, height, image.channels, {}, image.source};
   out.pixels.resize(static_cast<size_t>(width) * height * image.channels);
 #if DNX_STBIR_VERSION == 2
   const stbir_pixel_layout layout = image.channels == 1 ? STBIR_1CHANNEL

@@ -9,14 +9,16 @@
 
 namespace dnx {
 
-// One inference engine. run() gets a batch the backend accepts (see max_batch) and returns
-// {N, num_classes} float32 outputs.
+// One inference engine. run() gets a batch the backend accepts (see min_batch, max_batch) and returns
+// {N, num_classes} float32 outputs. run() must be safe to call from several threads at once (the
+// Model's thread-safety contract rests on it).
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  virtual int64_t min_batch() const { return 1; }
   virtual int64_t max_batch() const { return 0; }  // 0: any batch size
-  virtual Tensor run(const Tensor& batch) = 0;
+  virtual Tensor run(const Tensor& batch) const = 0;
 };
 
 using Metadata = std::map<std::string, std::string>;

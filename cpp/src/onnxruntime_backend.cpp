@@ -154,7 +154,7 @@ class OnnxRuntimeBackend : public Backend {
 
   std::string name() const override { return "onnxruntime"; }
 
-  Tensor run(const Tensor& batch) override {
+  Tensor run(const Tensor& batch) const override {
     try {
       auto memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
       Ort::Value input = Ort::Value::CreateTensor<float>(memory, const_cast<float*>(batch.data.data()),
@@ -184,7 +184,9 @@ class OnnxRuntimeBackend : public Backend {
   }
 
   Ort::Env env_;
-  Ort::Session session_;
+  // Mutable because the C++ wrapper's Session::Run is non-const, although ONNX Runtime documents
+  // concurrent Run calls on one session as safe: run() is const and thread-safe.
+  mutable Ort::Session session_;
   std::string input_name_, output_name_;
 };
 

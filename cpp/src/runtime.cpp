@@ -268,7 +268,41 @@ void Model::check_input(const Tensor& batch) const {
   }
 }
 
-Tensor Model::infer(const Tensor& input) {
+BatchRange Model::batch_range() const {
+  if (info_.batch > 0) return {1, info_.batch};
+  return {backend_->min_batch(), backend_->max_batch()};
+}
+
+Tensor Model::run(const std::vector<Image>& images) const {
+  const auto n = static_cast<int64_t>(images.size());
+  const BatchRange range = batch_range();
+  if (n < range.min || (range.max > 0 && n > range.max)) {
+    const std::string accepted = std::to_string(range.min) + ".." + (range.max > 0 ? std::to_string(range.max) : "");
+    throw Error(path_ + ": a batch of " + std::to_string(n) + " images is outside its batch range " + accepted +
+                (info_.batch > 0 ? " (fixed batch dnx.batch = " + std::to_string(info_.batch) + ")" : "") +
+                "; pass " + (n < range.min ? "more" : "fewer") + " images per call, or use infer() to split");
+  }
+  Tensor batch{{n, info_.channels, info_.height, info_.width}, {}};
+  batch.data.reserve(batch.numel());
+  for (int64_t i = 0; i < n; ++i) {
+    try {
+      const Tensor one = preprocess(images[static_cast<size_t>(i)]);
+      batch.data.insert(batch.data.end(), one.data.begin(), one.data.end());
+    } catch (const Error& exc) {
+      throw Error("image " + std::to_string(i) + " of a batch of " + std::to_string(n) + ": " + exc.what());
+    }
+  }
+  return infer(batch);  // n is within the range, so this is one backend call
+}
+
+std::vector<std::vector<Prediction>> Model::classify(const std::vector<Image>& images, int k) const {
+  const Tensor logits = run(images);
+  std::vector<std::vector<Prediction>> best;
+  for (int64_t row = 0; row < logits.shape[0]; ++row) best.push_back(topk(logits, row, k));
+  return best;
+}
+
+Tensor Model::infer(const Tensor& input) const {
   Tensor batch = input;
   if (batch.shape.size() == 3) batch.shape.insert(batch.shape.begin(), 1);
   check_input(batch);
@@ -289,7 +323,12 @@ Tensor Model::infer(const Tensor& input) {
     part.data.assign(static_cast<size_t>(run_n) * sample, 0.0f);
     std::copy_n(batch.data.begin() + static_cast<std::ptrdiff_t>(start * sample), count * sample,
                 part.data.begin());
-    Tensor result = backend_->run(part);
+    Tensor result;
+    try {
+      result = backend_->run(part);
+    } catch (const Error& exc) {
+      throw Error(path_ + ": " + exc.what());
+    }
     const std::vector<int64_t> expected{run_n, info_.num_classes};
     if (result.shape != expected || result.data.size() != result.numel()) {
       throw Error(path_ + ": " + backend_->name() + " returned shape " + shape_str(result.shape) +
@@ -307,11 +346,14 @@ Tensor Model::preprocess(const Image& image) const {
   }
   if (image.width < 1 || image.height < 1 || image.channels < 1 || image.channels > 4 ||
       image.pixels.size() != static_cast<size_t>(image.width) * image.height * image.channels) {
-    throw Error("preprocess: malformed image");
+    throw Error((image.source.empty() ? std::string("image") : image.source) + ": malformed image (" +
+                std::to_string(image.width) + "x" + std::to_string(image.height) + "x" +
+                std::to_string(image.channels) + " with " + std::to_string(image.pixels.size()) +
+                " bytes); expected 1..4 channels and width * height * channels bytes");
   }
   // Colour conversion as PIL's Image.convert("L") / ("RGB"): ITU-R 601-2 luma in 16-bit fixed point,
   // alpha dropped, gray replicated.
-  Image converted{image.width, image.height, static_cast<int>(info_.channels), {}};
+  Image converted{image.width, image.height, static_cast<int>(info_.channels), {}, image.source};
   const size_t pixels = static_cast<size_t>(image.width) * image.height;
   converted.pixels.resize(pixels * converted.channels);
   for (size_t i = 0; i < pixels; ++i) {

@@ -16,8 +16,10 @@
 // Objects are released with delete (destroy() is gone since 10.0); the runtime must outlive the engine.
 // A --version-compatible plan embeds a lean runtime, which IRuntime::setEngineHostCodeAllowed(true)
 // (TensorRT >= 8.6) must allow before deserializeCudaEngine; the sidecar's builder.version_compatible says so.
+#include <algorithm>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 
 #include <NvInferRuntime.h>
 #include <cuda_runtime_api.h>
@@ -111,6 +113,7 @@ class TensorRtBackend : public Backend {
     if (shape.d[0] > 0) {
       static_batch_ = shape.d[0];
     } else if (engine_->getNbOptimizationProfiles() > 0) {
+      min_batch_ = engine_->getProfileShape(input_.c_str(), 0, nvinfer1::OptProfileSelector::kMIN).d[0];
       max_batch_ = engine_->getProfileShape(input_.c_str(), 0, nvinfer1::OptProfileSelector::kMAX).d[0];
     }
     context_.reset(engine_->createExecutionContext());
@@ -123,9 +126,12 @@ class TensorRtBackend : public Backend {
   }
 
   std::string name() const override { return "tensorrt"; }
+  int64_t min_batch() const override { return static_batch_ > 0 ? 1 : std::max<int64_t>(min_batch_, 1); }
   int64_t max_batch() const override { return static_batch_ > 0 ? static_batch_ : max_batch_; }
 
-  Tensor run(const Tensor& batch) override {
+  Tensor run(const Tensor& batch) const override {
+    // One execution context, stream and pair of device buffers: concurrent runs take turns.
+    std::lock_guard<std::mutex> lock(mutex_);
     // A static-batch engine gets exactly its batch: zero-pad and trim.
     const int64_t n = batch.shape.empty() ? 0 : batch.shape[0];
     if (batch.shape.size() != 4 || n <= 0 || (static_batch_ > 0 && n > static_batch_)) {
@@ -165,14 +171,17 @@ class TensorRtBackend : public Backend {
   }
 
  private:
-  Logger logger_;  // declared first: outlives every TensorRT object below
+  // Logger first: it outlives every TensorRT object below. What run() changes is mutable and guarded
+  // by mutex_.
+  mutable Logger logger_;
   std::unique_ptr<nvinfer1::IRuntime> runtime_;
   std::unique_ptr<nvinfer1::ICudaEngine> engine_;
   std::unique_ptr<nvinfer1::IExecutionContext> context_;
   cudaStream_t stream_ = nullptr;
-  DeviceBuffer in_buf_, out_buf_;
+  mutable DeviceBuffer in_buf_, out_buf_;
+  mutable std::mutex mutex_;
   std::string input_, output_;
-  int64_t static_batch_ = 0, max_batch_ = 0;
+  int64_t static_batch_ = 0, min_batch_ = 0, max_batch_ = 0;
 };
 
 }  // namespace

@@ -3,12 +3,20 @@
 // The artifact describes itself (ONNX metadata_props `dnx.*`, or the plan's `<plan>.json` sidecar), so
 // the caller never repeats the input size, normalisation or labels:
 //
-//   auto model = dnx::Model::open("model.onnx");
-//   dnx::Tensor batch = model.preprocess(dnx::load_image("cat.png"));
-//   dnx::Tensor logits = model.infer(batch);              // shape {N, num_classes}
-//   for (const auto& p : model.topk(logits, 0, 5)) ...     // row 0, best 5
+//   const auto model = dnx::Model::open("model.onnx");
+//   std::vector<dnx::Image> images{dnx::load_image("cat.png"), dnx::load_image("dog.png")};
+//   for (const auto& best : model.classify(images, 5))   // one batch of 2, best 5 per image
+//     std::printf("%s %.3f\n", best[0].label.c_str(), best[0].score);
 //
-// Every failure is a dnx::Error (a std::runtime_error) with a one-line message.
+// Errors: every failure is a dnx::Error (a std::runtime_error) with a one-line message that names what
+// it is about: the model file, the image file (Image::source) or the image's index in a batch.
+//
+// Thread safety: a Model does not change after open(). Its const member functions (info, batch_range,
+// preprocess, infer, run, classify, topk) may be called on one Model from any number of threads at once,
+// with the results of serial calls. ONNX Runtime's Session::Run is thread-safe, so ONNX models run
+// concurrently; a TensorRT plan has one execution context, so its runs are serialised by a mutex (open
+// one Model per thread to overlap them). open(), moving and destroying a Model must not overlap other
+// calls on that Model. load_image and load_npy share no state.
 #pragma once
 
 #include <cstdint>
@@ -33,10 +41,16 @@ struct Tensor {
   size_t numel() const;  // product of shape
 };
 
-// A decoded 8-bit image, interleaved (HWC) with `channels` = 1 (gray) or 3 (RGB).
+// A decoded 8-bit image, interleaved (HWC) with `channels` = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA).
 struct Image {
   int width = 0, height = 0, channels = 0;
   std::vector<uint8_t> pixels;
+  std::string source;  // the file it came from (set by load_image), named in error messages
+};
+
+// How many images one run() call takes: min..max, max 0 = no upper bound.
+struct BatchRange {
+  int64_t min = 1, max = 0;
 };
 
 // What the artifact says about itself (the `dnx.*` metadata keys).
@@ -80,9 +94,21 @@ class Model {
   // scale to [0, 1] and normalise with mean/std: a {1, C, H, W} tensor.
   Tensor preprocess(const Image& image) const;
 
-  // Run a {N, C, H, W} (or {C, H, W}) float32 batch; returns {N, num_classes} logits. Batches larger
-  // than a fixed-batch model or a TensorRT profile allows are split.
-  Tensor infer(const Tensor& batch);
+  // The batch sizes run() and classify() accept: 1..dnx.batch for a fixed-batch model (zero-padded to
+  // dnx.batch), 1.. without bound for a dynamic-batch ONNX model, a TensorRT plan's profile range.
+  BatchRange batch_range() const;
+
+  // Preprocess N images and run them as one batch in one backend call: {N, num_classes} logits, row i
+  // for images[i]. Throws when N is outside batch_range() or an image cannot be preprocessed (the
+  // message names its index and source).
+  Tensor run(const std::vector<Image>& images) const;
+
+  // run() and then the k best classes of each image, best first: result[i] is for images[i].
+  std::vector<std::vector<Prediction>> classify(const std::vector<Image>& images, int k = 1) const;
+
+  // Run a {N, C, H, W} (or {C, H, W}) float32 batch of any N >= 1; returns {N, num_classes} logits.
+  // Batches larger than a fixed-batch model or a TensorRT profile allows are split.
+  Tensor infer(const Tensor& batch) const;
 
   // The k best classes of row `row` of a {N, num_classes} output, best first.
   std::vector<Prediction> topk(const Tensor& logits, int64_t row, int k) const;
