@@ -3,7 +3,7 @@
 Its data comes from densenet_deploy.data."""
 
 from densenet_deploy.calibration.qdq import CONCAT_MODES
-from densenet_deploy.calibration.quantize import CalibrationResult, quantize_int8
+from densenet_deploy.calibration.quantize import CalibrationOptions, CalibrationResult, quantize_int8
 from densenet_deploy.calibration.ranges import METHODS
 
-__all__ = ["quantize_int8", "CalibrationResult", "METHODS", "CONCAT_MODES"]
+__all__ = ["quantize_int8", "CalibrationOptions", "CalibrationResult", "METHODS", "CONCAT_MODES"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import tempfile
 import time
@@ -12,24 +11,26 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from densenet_deploy.calibration import cache as cal_cache
-from densenet_deploy.calibration.qdq import WEIGHTED_OPS, check_qdq, end_nodes, insert_qdq
+from densenet_deploy.calibration.qdq import CONCAT_MODES, WEIGHTED_OPS, check_qdq, end_nodes, insert_qdq
 from densenet_deploy.calibration.ranges import (
     DEFAULT_NUM_BINS,
     DEFAULT_NUM_QUANTIZED_BINS,
     DEFAULT_PERCENTILE,
+    METHODS,
     Ranges,
     RangeSettings,
     check_images,
     compute_ranges,
 )
 from densenet_deploy.calibration.sensitivity import rank_layers
-from densenet_deploy.core.errors import DataError, DnxError, VerificationFailed
+from densenet_deploy.core.errors import DataError, DnxError, OptionError, VerificationFailed
 from densenet_deploy.core.io import atomic_output, check_output_path
 from densenet_deploy.core.metadata import load_fp32_export, load_onnx, write_onnx_meta
+from densenet_deploy.core.policy import GateOptions, gate_for
 from densenet_deploy.core.results import CheckedResult
 from densenet_deploy.core.sidecars import drop_stale_sidecar
 from densenet_deploy.data.loading import Dataset, load_data_for
-from densenet_deploy.verify.compare import Thresholds, compare_outputs
+from densenet_deploy.verify.compare import compare_outputs
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,53 @@ DEFAULT_CONCAT_SCALES = "shared"
 # Percentile 99.99 kept accuracy and had ~6x lower logit error (rel L2 0.025) than entropy (0.13-0.15) on
 # the digits DenseNet-BC, at a third of the time: the default. Entropy stays available (TensorRT's classic).
 DEFAULT_METHOD = "percentile"
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """How quantize_int8 calibrates and gates (the `dnx calibrate` flags of the same names).
+
+    method: activation range method (percentile of |x|; entropy = KL, TensorRT's classic; minmax).
+    samples / eval_samples: calibration samples (train split) and held-out samples (val split).
+    cache: a JSON range cache, reused when model and data match. concat_scales: one scale for all tensors
+    joined by a Concat ("shared"), each its own, or Concat left in float. exclude_nodes / keep_ends_float /
+    auto_exclude: layers kept in float (auto: the most INT8-sensitive ones, until the gate passes, at most
+    max_auto_exclude). from_trt_cache / write_trt_cache: TensorRT calibration caches. activation_type:
+    int8 (TensorRT) or uint8 (ONNX Runtime only). num_bins, num_quantized_bins, percentile: histogram
+    settings. gate: changes to the policy's int8 gate.
+    """
+
+    method: str = DEFAULT_METHOD
+    samples: int = DEFAULT_SAMPLES
+    eval_samples: int = DEFAULT_EVAL_SAMPLES
+    cache: str | None = None
+    concat_scales: str = DEFAULT_CONCAT_SCALES
+    exclude_nodes: tuple[str, ...] = ()
+    keep_ends_float: bool = False
+    auto_exclude: bool = False
+    max_auto_exclude: int = 16
+    from_trt_cache: str | None = None
+    write_trt_cache: str | None = None
+    activation_type: str = "int8"
+    num_bins: int = DEFAULT_NUM_BINS
+    num_quantized_bins: int = DEFAULT_NUM_QUANTIZED_BINS
+    percentile: float = DEFAULT_PERCENTILE
+    gate: GateOptions = field(default_factory=GateOptions)
+    seed: int = 0
+
+    def validate(self) -> "CalibrationOptions":
+        if self.method not in METHODS:
+            raise OptionError("method", f"must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.concat_scales not in CONCAT_MODES:
+            raise OptionError("concat_scales", f"must be one of {', '.join(CONCAT_MODES)}, got {self.concat_scales!r}")
+        if self.activation_type not in ("int8", "uint8"):
+            raise OptionError("activation_type", f"must be int8 or uint8, got {self.activation_type!r}")
+        for name in ("samples", "eval_samples"):
+            if getattr(self, name) < 1:
+                raise OptionError(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.activation_type == "uint8" and self.write_trt_cache:
+            raise DnxError("a TensorRT calibration cache needs symmetric int8 activations, not uint8")
+        return self
 
 
 @dataclass
@@ -89,64 +137,34 @@ def run_onnx(path: str, images: np.ndarray, batch_size: int = 64, threads: int |
     return np.concatenate(outs).reshape(len(images), -1)
 
 
-def _gate(parity, max_accuracy_drop: float, min_agreement: float) -> list[str]:
-    failures = []
-    if parity.top1_agreement < min_agreement:
-        failures.append(f"top-1 agreement {parity.top1_agreement * 100:.2f} % < {min_agreement * 100:.2f} %")
-    if parity.accuracy is not None:
-        drop = (parity.accuracy["ref"] - parity.accuracy["cand"]) * 100
-        if drop > max_accuracy_drop:
-            failures.append(f"accuracy drop {drop:.2f} points > {max_accuracy_drop} points")
-    if not math.isfinite(parity.rel_l2):
-        failures.append("INT8 outputs are not finite")
-    return failures
-
-
 def quantize_int8(
     onnx_path: str,
     output: str,
     data,
+    options: CalibrationOptions | None = None,
     *,
-    method: str = DEFAULT_METHOD,
-    samples: int = DEFAULT_SAMPLES,
     eval_data=None,
-    eval_samples: int = DEFAULT_EVAL_SAMPLES,
-    cache: str | None = None,
-    concat_scales: str = DEFAULT_CONCAT_SCALES,
-    exclude_nodes=(),
-    keep_ends_float: bool = False,
-    auto_exclude: bool = False,
-    max_auto_exclude: int = 16,
-    from_trt_cache: str | None = None,
-    write_trt_cache: str | None = None,
-    activation_type: str = "int8",
-    num_bins: int = DEFAULT_NUM_BINS,
-    num_quantized_bins: int = DEFAULT_NUM_QUANTIZED_BINS,
-    percentile: float = DEFAULT_PERCENTILE,
-    max_accuracy_drop: float = 1.0,
-    min_agreement: float = 0.98,
-    seed: int = 0,
     progress: bool = False,
     failure_advice: str | None = None,
 ) -> CalibrationResult:
     """Calibrate `onnx_path` (fp32, dnx metadata) on `data` and write an explicit-Q/DQ INT8 model to `output`.
 
-    `data` is a SRC string (its "train" split, `samples` seeded samples, calibrates; its "val" split
+    `data` is a SRC string (its "train" split, `options.samples` seeded samples, calibrates; its "val" split
     verifies) or a densenet_deploy.data.Dataset (then give `eval_data` too). The INT8 model is run with
-    ONNX Runtime on held-out samples; if top-1 agreement < `min_agreement` or accuracy falls by more than
-    `max_accuracy_drop` points, nothing is written and VerificationFailed carries the result.
-    `activation_type="uint8"` makes an ONNX Runtime-only variant (asymmetric activations; TensorRT
+    ONNX Runtime on held-out samples and judged by the policy's int8 parity gate (changed by
+    `options.gate`): on a miss nothing is written and VerificationFailed carries the result.
+    `options.activation_type="uint8"` makes an ONNX Runtime-only variant (asymmetric activations; TensorRT
     rejects it). Raises DataError for unusable data, DnxError for bad options.
     """
+    o = (options or CalibrationOptions()).validate()
+    method, samples, eval_samples, cache = o.method, o.samples, o.eval_samples, o.cache
+    concat_scales, activation_type, seed = o.concat_scales, o.activation_type, o.seed
+    write_trt_cache, from_trt_cache = o.write_trt_cache, o.from_trt_cache
     start = time.perf_counter()
     check_output_path(output)
     _check_distinct_paths(onnx_path, output, cache, write_trt_cache, from_trt_cache)
     if write_trt_cache:
         check_output_path(write_trt_cache)
-    if activation_type == "uint8" and write_trt_cache:
-        raise DnxError("a TensorRT calibration cache needs symmetric int8 activations, not uint8")
-    if samples < 1 or eval_samples < 1:
-        raise DnxError(f"samples and eval samples must be >= 1, got {samples} and {eval_samples}")
     model, meta = load_fp32_export(onnx_path, "calibrate")
     if isinstance(data, str) is False and eval_data is None:
         raise DnxError("with a Dataset as calibration data, pass eval_data (held-out samples) too")
@@ -157,7 +175,7 @@ def quantize_int8(
     held_images = check_images(held.images, meta.input_size)
 
     settings = RangeSettings(
-        method=method, num_bins=num_bins, num_quantized_bins=num_quantized_bins, percentile=percentile
+        method=method, num_bins=o.num_bins, num_quantized_bins=o.num_quantized_bins, percentile=o.percentile
     )
     key = cal_cache.cache_key(
         cal_cache.graph_hash(model),
@@ -177,9 +195,10 @@ def quantize_int8(
             if cache:
                 cal_cache.save_cache(cache, key, ranges)
 
-    excluded = list(dict.fromkeys(list(exclude_nodes) + (end_nodes(model) if keep_ends_float else [])))
+    excluded = list(dict.fromkeys(list(o.exclude_nodes) + (end_nodes(model) if o.keep_ends_float else [])))
     reference = run_onnx(onnx_path, held_images)
-    thresholds = Thresholds(atol=math.inf, min_agreement=min_agreement)
+    gate = o.gate.apply(gate_for("int8"))
+    real_data = not (isinstance(data, str) and data.strip() == "random")
 
     with tempfile.TemporaryDirectory(prefix="dnx-int8-") as tmp:
 
@@ -188,16 +207,18 @@ def quantize_int8(
             insert_qdq(
                 onnx_path, path, ranges, exclude=exclude, concat_scales=concat_scales, activation_type=activation_type
             )
-            parity = compare_outputs(reference, run_onnx(path, held_images), labels=held.labels, thresholds=thresholds)
-            return path, parity, _gate(parity, max_accuracy_drop, min_agreement)
+            parity = compare_outputs(
+                reference, run_onnx(path, held_images), labels=held.labels, gate=gate, real_data=real_data
+            )
+            return path, parity, parity.failures
 
         path, parity, failures = attempt(excluded)
         auto = []
-        if failures and auto_exclude:
+        if failures and o.auto_exclude:
             ranking = [n for n in rank_layers(onnx_path, images[:64], meta.input_name, ranges) if n not in excluded]
             step = 1
-            while failures and len(auto) < min(max_auto_exclude, len(ranking)):
-                auto = ranking[: min(step, max_auto_exclude, len(ranking))]
+            while failures and len(auto) < min(o.max_auto_exclude, len(ranking)):
+                auto = ranking[: min(step, o.max_auto_exclude, len(ranking))]
                 log.info("auto-exclude: trying %d float layer(s): %s", len(auto), ", ".join(auto))
                 path, parity, failures = attempt(excluded + auto)
                 step *= 2
@@ -246,7 +267,7 @@ def quantize_int8(
             "activation_type": activation_type,
             "excluded_nodes": result.excluded,
             "auto_excluded": auto,
-            "keep_ends_float": keep_ends_float,
+            "keep_ends_float": o.keep_ends_float,
             "target": "tensorrt" if activation_type == "int8" else "onnxruntime",
         }
         write_onnx_meta(qmodel, meta.replace(precision="int8", calibration=calibration))

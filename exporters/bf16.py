@@ -20,7 +20,6 @@ own NumPy implementation, rounding every op's result to bfloat16; slow, so it se
 from __future__ import annotations
 
 import logging
-import math
 import os
 import tempfile
 import time
@@ -28,29 +27,23 @@ import time
 import numpy as np
 
 from densenet_deploy.calibration.quantize import run_onnx
-from densenet_deploy.core.deps import require
+from densenet_deploy.core.deps import available, require
 from densenet_deploy.core.errors import DnxError, VerificationFailed
 from densenet_deploy.core.io import atomic_output, check_output_path
 from densenet_deploy.core.metadata import load_fp32_export, write_onnx_meta
+from densenet_deploy.core.policy import GateOptions, gate_for
 from densenet_deploy.core.sidecars import drop_stale_sidecar
 from densenet_deploy.data.loading import load_data_for
 from densenet_deploy.exporters.fp16 import PrecisionResult
 from densenet_deploy.runners.batches import run_batches
 from densenet_deploy.runners.openvino import OpenVinoRunner
-from densenet_deploy.verify.compare import Thresholds, compare_outputs
+from densenet_deploy.verify.compare import compare_outputs
 
 log = logging.getLogger(__name__)
 
 BF16_OPSET = 22  # first opset whose Conv and pooling ops accept tensor(bfloat16)
 DEFAULT_SAMPLES = 64
 REFERENCE_MAX_SAMPLES = 16  # onnx.reference is pure NumPy: ~0.1 s per 32x32 image, minutes per 224x224 one
-# rel L2: the bound `dnx verify` applies to bf16 artifacts (densenet_deploy/verify.py), so what is written
-# passes it. With labelled data also the calibration gates: top-1 agreement and accuracy within 1 point.
-# Agreement is not gated on random inputs: a random-weight model's near-tied logits flip under bf16
-# rounding (measured down to 97 % on 64 random inputs) without the model being any worse.
-MAX_REL_L2 = 6e-2
-MIN_AGREEMENT = 0.98
-MAX_ACCURACY_DROP = 0.01
 ENGINES = ("auto", "openvino", "reference")
 
 
@@ -108,9 +101,7 @@ def run_bf16_graph(path: str, images: np.ndarray, engine: str = "auto", threads:
     if engine not in ENGINES:
         raise DnxError(f"unknown bf16 check engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if engine == "auto":
-        import importlib.util
-
-        engine = "openvino" if importlib.util.find_spec("openvino") else "reference"
+        engine = "openvino" if available("openvino") else "reference"
     if engine == "openvino":
         with OpenVinoRunner(path, precision_hint="bf16", threads=threads) as runner:
             outputs = run_batches(runner, images, 16)
@@ -135,18 +126,17 @@ def convert_bf16(
     data: str | None = None,
     samples: int = DEFAULT_SAMPLES,
     engine: str = "auto",
-    min_agreement: float = MIN_AGREEMENT,
-    max_rel_l2: float = MAX_REL_L2,
-    max_accuracy_drop: float = MAX_ACCURACY_DROP,
+    gate: GateOptions | None = None,
     seed: int = 0,
 ) -> PrecisionResult:
     """Write a BF16 copy of the fp32 export `onnx_path` with fp32 I/O, after a parity check.
 
-    Parity is measured on `data`'s val split (labels gate top-1 agreement) or, without data, on seeded
-    standard-normal inputs, by running the bf16 file on `engine` (auto: OpenVINO if installed, else the
-    ONNX reference evaluator, capped at REFERENCE_MAX_SAMPLES). Raises VerificationFailed (nothing
-    written) when rel L2 > max_rel_l2 or, with labelled data, agreement < min_agreement or the accuracy
-    drops by more than max_accuracy_drop.
+    Parity is measured on `data`'s val split or, without data, on seeded standard-normal inputs, by running
+    the bf16 file on `engine` (auto: OpenVINO if installed, else the ONNX reference evaluator, capped at
+    REFERENCE_MAX_SAMPLES). Raises VerificationFailed (nothing written) when it misses the policy's bf16
+    parity gate (changed by `gate`): the one `dnx verify` applies to bf16 artifacts. On random inputs
+    agreement is not gated: a random-weight model's near-tied logits flip under bf16 rounding (measured
+    down to 97 % on 64 random inputs) without the model being any worse.
     """
     import onnx
 
@@ -171,9 +161,7 @@ def convert_bf16(
         ),
     )
 
-    import importlib.util
-
-    resolved = engine if engine != "auto" else ("openvino" if importlib.util.find_spec("openvino") else "reference")
+    resolved = engine if engine != "auto" else ("openvino" if available("openvino") else "reference")
     limit = min(samples, REFERENCE_MAX_SAMPLES) if resolved == "reference" else samples
     if limit < samples:
         log.warning(
@@ -196,16 +184,9 @@ def convert_bf16(
             run_onnx(onnx_path, images),
             checked,
             labels=labels,
-            thresholds=Thresholds(
-                atol=math.inf, max_rel_l2=max_rel_l2, min_agreement=min_agreement if labels is not None else 0.0
-            ),
+            gate=(gate or GateOptions()).apply(gate_for("bf16")),
+            real_data=bool(data) and data != "random",
         )
-        if parity.accuracy and parity.accuracy["ref"] - parity.accuracy["cand"] > max_accuracy_drop:
-            parity.failures.append(
-                f"accuracy {parity.accuracy['cand']:.2%} vs {parity.accuracy['ref']:.2%} "
-                f"drops more than {max_accuracy_drop * 100:.1f} points"
-            )
-            parity.passed = False
         result = PrecisionResult(
             output=os.fspath(output),
             precision="bf16",

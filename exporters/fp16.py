@@ -14,7 +14,6 @@ ONNX Runtime's CPU provider has no bf16 Conv).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import tempfile
 import time
@@ -27,11 +26,12 @@ from densenet_deploy.core.deps import require
 from densenet_deploy.core.errors import DnxError, VerificationFailed
 from densenet_deploy.core.io import atomic_output, check_output_path
 from densenet_deploy.core.metadata import load_fp32_export, write_onnx_meta
+from densenet_deploy.core.policy import GateOptions, gate_for
 from densenet_deploy.core.results import CheckedResult
 from densenet_deploy.core.sidecars import drop_stale_sidecar
 from densenet_deploy.data.loading import load_data_for
 from densenet_deploy.runners.probe import open_probe_session
-from densenet_deploy.verify.compare import Thresholds, compare_outputs
+from densenet_deploy.verify.compare import compare_outputs
 
 log = logging.getLogger(__name__)
 
@@ -127,15 +127,14 @@ def convert_fp16(
     data_max: float = DATA_MAX,
     init_max: float = INIT_MAX,
     keep_nodes=(),
-    min_agreement: float = 0.98,
-    max_rel_l2: float = 2e-2,
+    gate: GateOptions | None = None,
     seed: int = 0,
 ) -> PrecisionResult:
     """Write an FP16 copy of `onnx_path` with fp32 I/O; nodes with observed |output| > data_max stay fp32.
 
     Magnitudes and parity are measured on `data` (SRC: its train split for the rule, its val split for
     parity) or, without data, on seeded standard-normal inputs. Raises VerificationFailed (nothing
-    written) when top-1 agreement < min_agreement or rel L2 > max_rel_l2.
+    written) when the fp16 model misses the policy's fp16 parity gate (changed by `gate`).
     """
     import onnx
 
@@ -143,7 +142,7 @@ def convert_fp16(
     if precision != "fp16":
         raise DnxError(
             f"convert_fp16 makes fp16 graphs, not {precision!r}; bf16 graphs come from "
-            "exporters.bf16.convert_bf16 (`dnx build-engine --bf16`)"
+            "densenet_deploy.exporters.bf16.convert_bf16 (`dnx build-engine --bf16`)"
         )
     check_output_path(output)
     model, meta = load_fp32_export(onnx_path, "convert", output=output)
@@ -179,7 +178,8 @@ def convert_fp16(
             run_onnx(onnx_path, held_images),
             run_onnx(path, held_images),
             labels=labels,
-            thresholds=Thresholds(atol=math.inf, min_agreement=min_agreement, max_rel_l2=max_rel_l2),
+            gate=(gate or GateOptions()).apply(gate_for("fp16")),
+            real_data=bool(data) and data != "random",
         )
     result = PrecisionResult(
         output=os.fspath(output),

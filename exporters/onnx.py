@@ -27,12 +27,13 @@ from densenet_deploy.core.constants import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME
 from densenet_deploy.core.errors import DnxError, VerificationFailed
 from densenet_deploy.core.io import atomic_output, check_output_path
 from densenet_deploy.core.metadata import ArtifactMeta, write_onnx_meta
+from densenet_deploy.core.policy import gate_for
 from densenet_deploy.core.sidecars import drop_stale_sidecar
 from densenet_deploy.data.loading import load_data_for
 from densenet_deploy.exporters.onnx_graph import ALLOWED_OPS, canonicalize, check_ops, op_counts
 from densenet_deploy.models.counting import count_onnx_macs, count_onnx_params
 from densenet_deploy.models.loading import LoadedModel, load_model
-from densenet_deploy.verify.compare import ParityResult, Thresholds, compare_outputs
+from densenet_deploy.verify.compare import ParityResult, compare_outputs
 
 log = logging.getLogger(__name__)
 
@@ -422,7 +423,9 @@ def _reference_outputs(module, inputs, loaded) -> np.ndarray:
 
 
 def _check_parity(onnx_path, inputs, reference, labels, batches):
-    """ONNX Runtime (CPU) against the PyTorch outputs, per batch size and all together."""
+    """ONNX Runtime (CPU) against the PyTorch outputs, per batch size and all together, by the policy's fp32
+    parity gate (the one `dnx verify` applies to the same pair)."""
+    gate = gate_for("fp32")
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -439,14 +442,14 @@ def _check_parity(onnx_path, inputs, reference, labels, batches):
                 for i in range(0, len(order), batch)
             ]
         )[:n]
-        by_batch[batch] = compare_outputs(reference, out, labels=labels, thresholds=Thresholds())
+        by_batch[batch] = compare_outputs(reference, out, labels=labels, gate=gate)
         cands.append(out)
     k = len(batches)
     combined = compare_outputs(
         np.concatenate([reference] * k),
         np.concatenate(cands),
         labels=None if labels is None else np.tile(labels, k),
-        thresholds=Thresholds(),
+        gate=gate,
         center=reference.mean(0),
     )
     combined = dataclasses.replace(combined, samples=n)

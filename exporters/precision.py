@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from densenet_deploy.calibration.quantize import quantize_int8
+from densenet_deploy.calibration.quantize import CalibrationOptions, quantize_int8
 from densenet_deploy.core.errors import DnxError
+from densenet_deploy.core.policy import GateOptions
 from densenet_deploy.exporters.bf16 import convert_bf16
 from densenet_deploy.exporters.fp16 import convert_fp16
 
@@ -28,18 +29,20 @@ def convert_precision(
     samples: int | None = None,
     method: str | None = None,
     int8_activations: str = "int8",
+    gate: GateOptions | None = None,
 ) -> dict:
     """Write `output`: `onnx_path` (fp32) converted to fp16/bf16 (`data`: the parity check's data) or
     calibrated to Q/DQ int8 on `data` with `int8_activations` ("int8" for TensorRT, "uint8" for ONNX
-    Runtime). Returns the step's result as a dict; VerificationFailed when its check fails."""
+    Runtime). `gate`: changes to the policy's gate of the step's check. Returns the step's result as a dict;
+    VerificationFailed when its check fails."""
+    gate = gate or GateOptions()
     if precision in ("fp16", "bf16"):
         kwargs = {k: v for k, v in (("data", data), ("samples", samples)) if v is not None}
-        info = (convert_fp16 if precision == "fp16" else convert_bf16)(onnx_path, output, **kwargs)
+        info = (convert_fp16 if precision == "fp16" else convert_bf16)(onnx_path, output, gate=gate, **kwargs)
     elif precision == "int8":
         kwargs = {k: v for k, v in (("method", method), ("samples", samples)) if v is not None}
-        info = quantize_int8(
-            onnx_path, output, data, activation_type=int8_activations, failure_advice=BUILD_CALIBRATION_ADVICE, **kwargs
-        )
+        options = CalibrationOptions(activation_type=int8_activations, gate=gate, **kwargs)
+        info = quantize_int8(onnx_path, output, data, options, failure_advice=BUILD_CALIBRATION_ADVICE)
     else:
         raise DnxError(f"no conversion to {precision!r}")
     info = info.as_dict()

@@ -39,11 +39,11 @@ def _prepare(workdir: str, notes: list[str]) -> dict:
         if not os.path.isfile(int8):
             print(f"calibrating {model} INT8 ...", file=sys.stderr)
             try:
-                from densenet_deploy.calibration import quantize_int8
+                from densenet_deploy.calibration.quantize import CalibrationOptions, quantize_int8
+                from densenet_deploy.core.policy import GateOptions
 
-                quantize_int8(
-                    fp32, int8, "random", samples=32, eval_samples=16, min_agreement=0.0, max_accuracy_drop=100.0
-                )
+                gate = GateOptions(min_agreement=0.0, max_accuracy_drop=100.0, max_rel_l2=float("inf"))
+                quantize_int8(fp32, int8, "random", CalibrationOptions(samples=32, eval_samples=16, gate=gate))
             except Exception as exc:  # the figures still come out without the int8 rows
                 notes.append(f"int8 {model}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
         if os.path.isfile(int8):

@@ -142,10 +142,10 @@ def test_bench_cli_errors(tiny_onnx, tmp_path):
 @pytest.fixture(scope="module")
 def digits_int8(digits_onnx, tmp_path_factory):
     """A correctly calibrated INT8 copy of the trained digits model."""
-    from densenet_deploy.calibration import quantize_int8
+    from densenet_deploy.calibration import CalibrationOptions, quantize_int8
 
     path = tmp_path_factory.mktemp("bench_int8") / "digits.int8.onnx"
-    quantize_int8(digits_onnx, str(path), "digits", samples=64, eval_samples=100)
+    quantize_int8(digits_onnx, str(path), "digits", CalibrationOptions(samples=64, eval_samples=100))
     return str(path)
 
 

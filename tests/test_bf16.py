@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from densenet_deploy.core.policy import GateOptions
+
 
 @pytest.fixture(scope="module")
 def digits_bf16(digits_onnx, tmp_path_factory):
@@ -42,7 +44,7 @@ def test_bf16_graph_is_bf16_inside_with_fp32_io(digits_bf16):
 
 
 def test_bf16_matches_fp32_on_held_out_digits(digits_bf16, digits_checkpoint):
-    from densenet_deploy.verify.parity import verify
+    from densenet_deploy.verify.parity import VerifyOptions, verify
 
     path, result = digits_bf16
     parity = result.parity
@@ -57,7 +59,7 @@ def test_bf16_matches_fp32_on_held_out_digits(digits_bf16, digits_checkpoint):
 
     # The written file, opened the default way, runs on OpenVINO (ONNX Runtime has no bf16 Conv) and
     # passes `dnx verify`'s bf16 gates against the PyTorch checkpoint.
-    checked = verify(digits_checkpoint, path, data="digits", samples=128)
+    checked = verify(digits_checkpoint, path, VerifyOptions(data="digits", samples=128))
     assert checked, checked.parity.failures
     assert checked.precision == "bf16"
     assert checked.as_dict()["cand"]["backend"] == "openvino"
@@ -94,7 +96,7 @@ def test_failed_parity_writes_nothing(tiny_onnx, tmp_path):
 
     out = tmp_path / "strict.bf16.onnx"
     with pytest.raises(VerificationFailed, match="bf16 model failed parity") as info:
-        convert_bf16(tiny_onnx, str(out), engine="reference", samples=8, max_rel_l2=1e-7)
+        convert_bf16(tiny_onnx, str(out), engine="reference", samples=8, gate=GateOptions(max_rel_l2=1e-7))
     assert not out.exists() and not list(tmp_path.iterdir())
     assert info.value.result.parity["rel_l2"] > 1e-7
 
@@ -169,5 +171,7 @@ def test_labelled_data_gates_agreement_and_accuracy(digits_onnx, tmp_path):
 
     out = tmp_path / "d.bf16.onnx"
     with pytest.raises(VerificationFailed, match="agreement"):
-        convert_bf16(digits_onnx, str(out), data="digits", samples=16, engine="reference", min_agreement=1.01)
+        convert_bf16(
+            digits_onnx, str(out), data="digits", samples=16, engine="reference", gate=GateOptions(min_agreement=1.01)
+        )
     assert not out.exists()

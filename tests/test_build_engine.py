@@ -397,7 +397,7 @@ def test_verify_data_help_states_its_real_default():
     text = dnx("build-engine", "--help").stdout
     flat = " ".join(text.split())
     assert "--calib-data's val split, else random inputs" not in flat
-    assert "with --int8, --calib-data's val split; else seeded random inputs" in flat
+    assert "with int8, --data's val split; else seeded random inputs" in flat
 
 
 # --- a failed check still prints its result with --json ---------------------------------------------

@@ -10,20 +10,24 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from densenet_deploy.core.policy import GateOptions
+
+# Tests of mechanics, not of accuracy: any agreement passes (the accuracy tests use the policy's gate).
+ANY_AGREEMENT = GateOptions(min_agreement=0.0, max_accuracy_drop=100.0)
+
 SAMPLES, EVAL = 256, 300
 
 
 @pytest.fixture(scope="module")
 def int8_models(digits_onnx, tmp_path_factory):
     """entropy and percentile INT8 models of the digits fixture, with their CalibrationResults."""
-    from densenet_deploy.calibration import quantize_int8
+    from densenet_deploy.calibration import CalibrationOptions, quantize_int8
 
     out = tmp_path_factory.mktemp("int8")
     results = {}
     for method in ("entropy", "percentile"):
-        results[method] = quantize_int8(
-            digits_onnx, str(out / f"{method}.onnx"), "digits", method=method, samples=SAMPLES, eval_samples=EVAL
-        )
+        options = CalibrationOptions(method=method, samples=SAMPLES, eval_samples=EVAL)
+        results[method] = quantize_int8(digits_onnx, str(out / f"{method}.onnx"), "digits", options)
     return results
 
 
@@ -100,24 +104,26 @@ def test_cache_reuse_skips_calibration(digits_onnx, tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    from densenet_deploy.calibration import quantize_int8
+    from densenet_deploy.calibration import CalibrationOptions, quantize_int8
 
     cache = tmp_path / "ranges.json"
-    kw = dict(method="minmax", samples=64, eval_samples=100, cache=str(cache), concat_scales="float", min_agreement=0)
-    first = quantize_int8(digits_onnx, str(tmp_path / "a.onnx"), "digits", **kw)
+    kw = dict(
+        method="minmax", samples=64, eval_samples=100, cache=str(cache), concat_scales="float", gate=ANY_AGREEMENT
+    )
+    first = quantize_int8(digits_onnx, str(tmp_path / "a.onnx"), "digits", CalibrationOptions(**kw))
     assert first.ranges_from == "calibration" and cache.is_file()
     doc = json.loads(cache.read_text())
     tensor = onnx.load(digits_onnx).graph.input[0].name  # the first conv's input
     doc["ranges"][tensor] = [-12.7, 12.7]
     cache.write_text(json.dumps(doc))
-    second = quantize_int8(digits_onnx, str(tmp_path / "b.onnx"), "digits", **kw)
+    second = quantize_int8(digits_onnx, str(tmp_path / "b.onnx"), "digits", CalibrationOptions(**kw))
     assert second.ranges_from == "cache"
     model = onnx.load(str(tmp_path / "b.onnx"))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == tensor)
     assert float(inits[q.input[1]]) == pytest.approx(0.1)
     # Other data (another sample count) does not match the key: calibrated again.
-    third = quantize_int8(digits_onnx, str(tmp_path / "c.onnx"), "digits", **{**kw, "samples": 32})
+    third = quantize_int8(digits_onnx, str(tmp_path / "c.onnx"), "digits", CalibrationOptions(**{**kw, "samples": 32}))
     assert third.ranges_from == "calibration"
 
 
@@ -125,12 +131,12 @@ def test_trt_cache_round_trip(digits_onnx, tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    from densenet_deploy.calibration import quantize_int8
+    from densenet_deploy.calibration import CalibrationOptions, quantize_int8
     from densenet_deploy.calibration.cache import read_trt_cache
 
     trt = tmp_path / "calib.cache"
-    kw = dict(method="minmax", samples=64, eval_samples=100, min_agreement=0)
-    quantize_int8(digits_onnx, str(tmp_path / "a.onnx"), "digits", write_trt_cache=str(trt), **kw)
+    kw = dict(method="minmax", samples=64, eval_samples=100, gate=ANY_AGREEMENT)
+    quantize_int8(digits_onnx, str(tmp_path / "a.onnx"), "digits", CalibrationOptions(write_trt_cache=str(trt), **kw))
     lines = trt.read_text().splitlines()
     assert re.fullmatch(r"TRT-\d+-EntropyCalibration2", lines[0])
     assert all(re.fullmatch(r".+: [0-9a-f]{8}", line) for line in lines[1:]) and len(lines) > 10
@@ -142,13 +148,15 @@ def test_trt_cache_round_trip(digits_onnx, tmp_path):
         assert ranges.amax(node.input[0]) / 127 == pytest.approx(scale, rel=1e-6)
         name, hexval = next(line.split(": ") for line in lines[1:] if line.startswith(node.input[0] + ":"))
         assert struct.unpack(">f", bytes.fromhex(hexval))[0] == pytest.approx(scale, rel=1e-6)
-    imported = quantize_int8(digits_onnx, str(tmp_path / "b.onnx"), "digits", from_trt_cache=str(trt), **kw)
+    imported = quantize_int8(
+        digits_onnx, str(tmp_path / "b.onnx"), "digits", CalibrationOptions(from_trt_cache=str(trt), **kw)
+    )
     assert imported.ranges_from == "trt-cache"
     assert imported.parity["top1_agreement"] >= 0.98
 
 
 def test_keep_ends_float_and_exclude(digits_onnx, tmp_path):
-    from densenet_deploy.calibration import quantize_int8
+    from densenet_deploy.calibration import CalibrationOptions, quantize_int8
     from densenet_deploy.calibration.qdq import end_nodes
     from densenet_deploy.core.metadata import load_onnx
 
@@ -156,17 +164,15 @@ def test_keep_ends_float_and_exclude(digits_onnx, tmp_path):
     weighted = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
     ends = end_nodes(model)
     assert ends[0] == weighted[0] and ends[-1] == weighted[-1]
-    r = quantize_int8(
-        digits_onnx,
-        str(tmp_path / "a.onnx"),
-        "digits",
+    options = CalibrationOptions(
         method="minmax",
         samples=64,
         eval_samples=100,
         keep_ends_float=True,
-        exclude_nodes=[weighted[3]],
-        min_agreement=0,
+        exclude_nodes=(weighted[3],),
+        gate=ANY_AGREEMENT,
     )
+    r = quantize_int8(digits_onnx, str(tmp_path / "a.onnx"), "digits", options)
     assert r.quantized_nodes == len(weighted) - 3 and set(r.qdq["float_nodes"]) == {*ends, weighted[3]}
 
 
@@ -259,7 +265,7 @@ def test_cli_bad_data_exit_2(digits_onnx, tmp_path, case, pattern):
 
 def test_auto_exclude_keeps_the_broken_layer_float(digits_onnx, tmp_path):
     """A crippled range on the first conv's input fails the gate; auto mode finds that layer by SQNR."""
-    from densenet_deploy.calibration import quantize_int8
+    from densenet_deploy.calibration import CalibrationOptions, quantize_int8
     from densenet_deploy.core.errors import VerificationFailed
     from densenet_deploy.core.metadata import load_onnx
 
@@ -267,31 +273,30 @@ def test_auto_exclude_keeps_the_broken_layer_float(digits_onnx, tmp_path):
     first = next(n for n in model.graph.node if n.op_type == "Conv")
     cache = tmp_path / "ranges.json"
     kw = dict(method="minmax", samples=64, eval_samples=200, cache=str(cache), concat_scales="float")
-    quantize_int8(digits_onnx, str(tmp_path / "a.onnx"), "digits", **{**kw, "min_agreement": 0})
+    quantize_int8(digits_onnx, str(tmp_path / "a.onnx"), "digits", CalibrationOptions(**kw, gate=ANY_AGREEMENT))
     doc = json.loads(cache.read_text())
     doc["ranges"][first.input[0]] = [-0.01, 0.01]
     cache.write_text(json.dumps(doc))
     with pytest.raises(VerificationFailed, match="not written"):
-        quantize_int8(digits_onnx, str(tmp_path / "b.onnx"), "digits", **kw)
+        quantize_int8(digits_onnx, str(tmp_path / "b.onnx"), "digits", CalibrationOptions(**kw))
     assert not (tmp_path / "b.onnx").exists()
-    result = quantize_int8(digits_onnx, str(tmp_path / "c.onnx"), "digits", auto_exclude=True, **kw)
+    result = quantize_int8(digits_onnx, str(tmp_path / "c.onnx"), "digits", CalibrationOptions(auto_exclude=True, **kw))
     assert result.passed and result.auto_excluded[0] == first.name and first.name in result.excluded
 
 
 @pytest.mark.parametrize("method", ["percentile", "entropy"])
 def test_sample_counts_that_do_not_fill_the_last_batch(digits_onnx, tmp_path, method):
     """ORT's histogram collectors stack per-batch outputs: a short last batch used to crash them."""
-    from densenet_deploy.calibration import quantize_int8
+    from densenet_deploy.calibration import CalibrationOptions, quantize_int8
 
-    result = quantize_int8(
-        digits_onnx, str(tmp_path / "a.onnx"), "digits", method=method, samples=37, eval_samples=100, min_agreement=0
-    )
+    options = CalibrationOptions(method=method, samples=37, eval_samples=100, gate=ANY_AGREEMENT)
+    result = quantize_int8(digits_onnx, str(tmp_path / "a.onnx"), "digits", options)
     assert result.samples == 37 and (tmp_path / "a.onnx").is_file()
 
 
 def test_fixed_batch_exports_and_ort_deployments_are_refused(tmp_path, tiny_onnx):
     """Calibration takes the plain dynamic-batch export; anything else is a one-line error, no file."""
-    from densenet_deploy.calibration import quantize_int8
+    from densenet_deploy.calibration import CalibrationOptions, quantize_int8
     from densenet_deploy.core.errors import ArtifactError
     from densenet_deploy.exporters.onnx import export_onnx
     from densenet_deploy.exporters.targets.onnxruntime import build_ort_deployment
@@ -302,7 +307,7 @@ def test_fixed_batch_exports_and_ort_deployments_are_refused(tmp_path, tiny_onnx
     build_ort_deployment(tiny_onnx, deployment)
     for source, pattern in ((fixed, "fixed batch of 2"), (deployment, "com.microsoft")):
         with pytest.raises(ArtifactError, match=pattern):
-            quantize_int8(source, str(tmp_path / "out.onnx"), "random", samples=8, eval_samples=8)
+            quantize_int8(source, str(tmp_path / "out.onnx"), "random", CalibrationOptions(samples=8, eval_samples=8))
     assert not (tmp_path / "out.onnx").exists()
 
 
@@ -345,20 +350,13 @@ def test_colliding_paths_are_refused_before_work(digits_onnx, tmp_path, case):
 
 def _broken_caches(digits_onnx, tmp_path):
     """A valid range cache, then copies with a broken structure or broken values under the same key."""
-    from densenet_deploy.calibration.quantize import quantize_int8
+    from densenet_deploy.calibration.quantize import CalibrationOptions, quantize_int8
 
     good = tmp_path / "good.json"
-    quantize_int8(
-        digits_onnx,
-        str(tmp_path / "q0.onnx"),
-        "digits",
-        method="minmax",
-        samples=32,
-        eval_samples=50,
-        cache=str(good),
-        concat_scales="float",
-        min_agreement=0,
+    options = CalibrationOptions(
+        method="minmax", samples=32, eval_samples=50, cache=str(good), concat_scales="float", gate=ANY_AGREEMENT
     )
+    quantize_int8(digits_onnx, str(tmp_path / "q0.onnx"), "digits", options)
     doc = json.loads(good.read_text())
     name = next(iter(doc["ranges"]))
 

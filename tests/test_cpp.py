@@ -113,11 +113,11 @@ def _npy_with_header(path: Path, shape_text: str, data: bytes = b"") -> Path:
 # --- artifacts --------------------------------------------------------------------------------------
 def _export(path: Path) -> str:
     """densenet_bc100_k12, 10 classes, 3x32x32, dynamic batch; returns which exporter made it."""
-    if importlib.util.find_spec("exporters.onnx") is not None:
+    if importlib.util.find_spec("densenet_deploy.exporters.onnx") is not None:
         from densenet_deploy.exporters.onnx import export_onnx
 
         export_onnx(MODEL, str(path), num_classes=10)
-        return "exporters.onnx.export_onnx"
+        return "densenet_deploy.exporters.onnx.export_onnx"
     # Fallback while exporters/onnx.py does not exist: the same graph and metadata by hand.
     import onnx
     import torch

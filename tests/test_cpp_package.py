@@ -32,8 +32,11 @@ def _skip_or_fail(reason: str):
 
 def _ort_include_dir() -> Path | None:
     """DNX_ORT_INCLUDE_DIR, else the fetch script's default location, else the system's headers."""
-    candidates = [os.environ.get("DNX_ORT_INCLUDE_DIR", ""), CPP / "build-deps/onnxruntime/include",
-                  "/usr/include/onnxruntime"]
+    candidates = [
+        os.environ.get("DNX_ORT_INCLUDE_DIR", ""),
+        CPP / "build-deps/onnxruntime/include",
+        "/usr/include/onnxruntime",
+    ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "onnxruntime_cxx_api.h").is_file():
             return Path(candidate)
@@ -80,8 +83,21 @@ def package(tmp_path_factory) -> dict:
     example and the API check against that prefix only, export the model twice and write digits PNGs."""
     ort_args = _ort_cmake_args()
     work = tmp_path_factory.mktemp("cpp-package")
-    train = [DNX, "train", "densenet_bc22_k8", "--dataset", "digits", "--epochs", "2", "--limit", "256",
-             "--val-limit", "64", "-o", work / "m.pt"]
+    train = [
+        DNX,
+        "train",
+        "densenet_bc22_k8",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "2",
+        "--limit",
+        "256",
+        "--val-limit",
+        "64",
+        "-o",
+        work / "m.pt",
+    ]
     trainer = subprocess.Popen([str(s) for s in train], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         build, prefix = work / "build", work / "prefix"
@@ -91,8 +107,9 @@ def package(tmp_path_factory) -> dict:
         shutil.rmtree(build)  # the consumers below can only use the installed package
         apps = {}
         for name, source in {"classify": CPP / "examples/classify", "api_check": CPP / "tests/package"}.items():
-            _run("cmake", "-S", source, "-B", work / name, f"-DCMAKE_PREFIX_PATH={prefix}",
-                 "-DCMAKE_BUILD_TYPE=Release")
+            _run(
+                "cmake", "-S", source, "-B", work / name, f"-DCMAKE_PREFIX_PATH={prefix}", "-DCMAKE_BUILD_TYPE=Release"
+            )
             _run("cmake", "--build", work / name, "-j2")
             apps[name] = work / name / name
     except BaseException:
@@ -102,13 +119,25 @@ def package(tmp_path_factory) -> dict:
     _check(train, trainer, trainer.communicate(timeout=600)[0])
 
     exports = {"dynamic": [], "fixed": ["--fixed-batch", str(FIXED_BATCH)]}
-    procs = {key: subprocess.Popen([str(DNX), "export", str(work / "m.pt"), "-o", str(work / f"{key}.onnx"),
-                                    "--samples", "4", *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True) for key, extra in exports.items()}
+    procs = {
+        key: subprocess.Popen(
+            [str(DNX), "export", str(work / "m.pt"), "-o", str(work / f"{key}.onnx"), "--samples", "4", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for key, extra in exports.items()
+    }
     for key, proc in procs.items():
         _check(["dnx", "export", key], proc, proc.communicate(timeout=300)[0])
-    return {"dir": work, "prefix": prefix, **apps, "model": work / "dynamic.onnx", "fixed": work / "fixed.onnx",
-            "images": _digit_pngs(work / "images", THREADS * PER_THREAD)}
+    return {
+        "dir": work,
+        "prefix": prefix,
+        **apps,
+        "model": work / "dynamic.onnx",
+        "fixed": work / "fixed.onnx",
+        "images": _digit_pngs(work / "images", THREADS * PER_THREAD),
+    }
 
 
 def _digit_pngs(folder: Path, count: int) -> list[Path]:
@@ -137,8 +166,11 @@ def _python_logits(model: Path, images: list[Path], batch: int | None = None) ->
     from PIL import Image
 
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()
-            if k in ("dnx.input_size", "dnx.mean", "dnx.std")}
+    meta = {
+        k: json.loads(v)
+        for k, v in session.get_modelmeta().custom_metadata_map.items()
+        if k in ("dnx.input_size", "dnx.mean", "dnx.std")
+    }
     (c, h, w), mean, std = meta["dnx.input_size"], meta["dnx.mean"], meta["dnx.std"]
     rows = []
     for path in images:
@@ -150,13 +182,18 @@ def _python_logits(model: Path, images: list[Path], batch: int | None = None) ->
     if batch is None:
         return session.run(None, {"input": x})[0]
     padded = np.concatenate([x, np.zeros((-len(x) % batch, *x.shape[1:]), np.float32)])
-    return np.concatenate([session.run(None, {"input": padded[i:i + batch]})[0]
-                           for i in range(0, len(padded), batch)])[:len(x)]
+    return np.concatenate(
+        [session.run(None, {"input": padded[i : i + batch]})[0] for i in range(0, len(padded), batch)]
+    )[: len(x)]
 
 
 def classify(package, *args, model=None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(package["classify"]), str(model or package["model"]), *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(package["classify"]), str(model or package["model"]), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _parse(stdout: str) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -180,17 +217,22 @@ def test_install_layout_and_private_dependencies(package):
     assert "nlohmann" not in config and "stb" not in config.lower()
     header = (package["prefix"] / "include/dnx/runtime.hpp").read_text()
     assert "#include <nlohmann" not in header and "#include <stb" not in header
-    assert "PACKAGE_VERSION \"0.1.0\"" in (cmake_dir / "dnx_runtimeConfigVersion.cmake").read_text()
+    assert 'PACKAGE_VERSION "0.1.0"' in (cmake_dir / "dnx_runtimeConfigVersion.cmake").read_text()
     # The example's build names only the installed prefix, never the source or build tree.
     cache = (package["dir"] / "classify/CMakeCache.txt").read_text()
     assert f"dnx_runtime_DIR:PATH={cmake_dir}" in cache and str(CPP) not in cache.replace(
-        str(CPP / "examples/classify"), "")
+        str(CPP / "examples/classify"), ""
+    )
 
 
 def test_api_contract(package):
     """batch_range, refused batch sizes, errors naming the image index, classify == run + topk."""
-    proc = subprocess.run([str(package["api_check"]), str(package["model"]), str(package["fixed"]),
-                           str(package["images"][0])], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(package["api_check"]), str(package["model"]), str(package["fixed"]), str(package["images"][0])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "api_check: all passed"
 
@@ -228,14 +270,16 @@ def test_fixed_batch_model_pads_and_refuses_larger_batches(package):
 
     proc = classify(package, *images, "--batch", str(FIXED_BATCH + 1), model=package["fixed"])
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr == (f"error: {package['fixed']}: a batch of {FIXED_BATCH + 1} images is outside its batch "
-                           f"range 1..{FIXED_BATCH} (fixed batch dnx.batch = {FIXED_BATCH}); pass fewer images per "
-                           "call, or use infer() to split\n")
+    assert proc.stderr == (
+        f"error: {package['fixed']}: a batch of {FIXED_BATCH + 1} images is outside its batch "
+        f"range 1..{FIXED_BATCH} (fixed batch dnx.batch = {FIXED_BATCH}); pass fewer images per "
+        "call, or use infer() to split\n"
+    )
 
 
 def test_threads_share_one_model_with_serial_results(package):
     """4 threads x 50 images, one image per run() call, on one dnx::Model: the serial results exactly."""
-    images = package["images"][:THREADS * PER_THREAD]
+    images = package["images"][: THREADS * PER_THREAD]
     runs = {}
     for threads in (1, THREADS):
         proc = classify(package, *images, "--batch", "1", "--threads", threads, "--logits")
@@ -266,7 +310,8 @@ def test_example_errors_name_the_input(package, case):
 def _system_has_tensorrt() -> bool:
     roots = ["/usr/include", "/usr/include/x86_64-linux-gnu", "/usr/include/aarch64-linux-gnu", "/usr/local/include"]
     return any((Path(root) / "NvInfer.h").is_file() for root in roots) or bool(
-        os.environ.get("TENSORRT_ROOT") or os.environ.get("TENSORRT_RTX_ROOT"))
+        os.environ.get("TENSORRT_ROOT") or os.environ.get("TENSORRT_RTX_ROOT")
+    )
 
 
 @pytest.mark.parametrize("product", ["auto", "tensorrt-rtx"])
@@ -276,14 +321,25 @@ def test_tensorrt_option_without_tensorrt_fails_at_configure(tmp_path, product):
         pytest.skip("TensorRT headers are installed here: the missing-TensorRT message cannot be provoked")
     empty = tmp_path / "no-tensorrt"
     empty.mkdir()
-    step = ["cmake", "-S", str(CPP), "-B", str(tmp_path / "build"), "-DDNX_WITH_TENSORRT=ON",
-            f"-DDNX_TENSORRT_PRODUCT={product}", f"-DTENSORRT_RTX_ROOT={empty}", *ort_args]
+    step = [
+        "cmake",
+        "-S",
+        str(CPP),
+        "-B",
+        str(tmp_path / "build"),
+        "-DDNX_WITH_TENSORRT=ON",
+        f"-DDNX_TENSORRT_PRODUCT={product}",
+        f"-DTENSORRT_RTX_ROOT={empty}",
+        *ort_args,
+    ]
     proc = subprocess.run(step, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     message = " ".join(proc.stderr.split())  # CMake wraps long messages
     assert f"DNX_WITH_TENSORRT=ON (DNX_TENSORRT_PRODUCT={product}) but no TensorRT was found" in message
-    assert (f"TensorRT-RTX: NvInfer.h and libtensorrt_rtx.so not found (TENSORRT_RTX_ROOT={empty}, then the "
-            f"system paths); pass -DTENSORRT_RTX_ROOT=<dir with include/ and lib/>") in message
+    assert (
+        f"TensorRT-RTX: NvInfer.h and libtensorrt_rtx.so not found (TENSORRT_RTX_ROOT={empty}, then the "
+        f"system paths); pass -DTENSORRT_RTX_ROOT=<dir with include/ and lib/>"
+    ) in message
     assert ("TensorRT: NvInfer.h and libnvinfer.so not found (TENSORRT_ROOT=unset" in message) == (product == "auto")
     assert "Or configure without -DDNX_WITH_TENSORRT=ON" in message
     assert not (tmp_path / "build/Makefile").exists()

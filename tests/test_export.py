@@ -287,7 +287,7 @@ def test_unwritable_output_directory_exit_2(tmp_path):
 
 
 def test_bad_batch_and_exporter_values_are_usage_errors(tmp_path):
-    for args in (["--batch", "0"], ["--batch", "many"], ["--exporter", "tracing"]):
+    for args in (["--fixed-batch", "0"], ["--fixed-batch", "many"], ["--exporter", "tracing"]):
         result = run_cli("export", TINY, "-o", str(tmp_path / "x.onnx"), *args)
         assert result.exit_code == 2 and "Traceback" not in result.output
     with pytest.raises(DnxError, match="batch must be 'dynamic' or a positive integer"):

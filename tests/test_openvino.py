@@ -194,7 +194,8 @@ def _check_close_to_fp32(ref, cand, labels):
 
 # --- safety nets ------------------------------------------------------------------------------------
 def test_verification_failure_writes_nothing(tiny_onnx, tmp_path):
-    from densenet_deploy.exporters.targets.openvino import VerifyThresholds, build_openvino
+    from densenet_deploy.core.policy import GateOptions
+    from densenet_deploy.exporters.targets.openvino import build_openvino
 
     out = tmp_path / "strict.xml"
     with pytest.raises(VerificationFailed, match="disagrees with ONNX Runtime.*nothing was written"):
@@ -204,7 +205,7 @@ def test_verification_failure_writes_nothing(tiny_onnx, tmp_path):
             str(out),
             precision="bf16",
             verify_samples=8,
-            thresholds=VerifyThresholds(max_rel_l2=1e-9, min_agreement=1.0),
+            gate=GateOptions(max_rel_l2=1e-9, min_agreement=1.0),
         )
     assert os.listdir(tmp_path) == []
 
@@ -218,7 +219,7 @@ def test_verify_ir_catches_wrong_logits(tiny_onnx, tmp_path):
 
     from densenet_deploy.core.metadata import read_onnx_meta
     from densenet_deploy.core.sidecars import write_sidecar
-    from densenet_deploy.exporters.targets.openvino import VerifyThresholds, verify_ir
+    from densenet_deploy.exporters.targets.openvino import verify_ir
 
     proto = onnx.load(tiny_onnx)
     gemm = next(n for n in proto.graph.node if n.op_type in ("Gemm", "MatMul"))
@@ -231,7 +232,7 @@ def test_verify_ir_catches_wrong_logits(tiny_onnx, tmp_path):
     meta = read_onnx_meta(tiny_onnx)
     write_sidecar(xml, meta)
     with pytest.raises(VerificationFailed, match="rel L2"):
-        verify_ir(xml, tiny_onnx, meta, data="random", samples=8, thresholds=VerifyThresholds.for_precision("int8"))
+        verify_ir(xml, tiny_onnx, meta, data="random", samples=8)
 
 
 def test_child_process_crash_is_a_one_line_error(asym_onnx):
@@ -347,9 +348,10 @@ def test_a_one_image_verify_source_is_checked_and_an_empty_held_out_split_names_
 
 def test_fewer_samples_than_asked_and_a_tiny_check_are_warned_about(tiny_onnx, digit_arrays, tmp_path, caplog):
     """3 images: NNCF calibrates on the 2 of the train split and the check runs on 1 (val): both said."""
-    from densenet_deploy.exporters.targets.openvino import VerifyThresholds, build_openvino
+    from densenet_deploy.core.policy import GateOptions
+    from densenet_deploy.exporters.targets.openvino import build_openvino
 
-    loose = VerifyThresholds(max_rel_l2=1.0, min_agreement=0.0, max_accuracy_drop=1.0)  # 1 sample: the warning's point
+    loose = GateOptions(max_rel_l2=1.0, min_agreement=0.0, max_accuracy_drop=100.0)  # 1 sample: the warning's point
     with caplog.at_level("WARNING", logger="densenet_deploy.exporters.targets.openvino"):
         result = build_openvino(
             tiny_onnx,
@@ -358,7 +360,7 @@ def test_fewer_samples_than_asked_and_a_tiny_check_are_warned_about(tiny_onnx, d
             recipe="nncf",
             calib_data=digit_arrays[3],
             samples=5000,
-            thresholds=loose,
+            gate=loose,
         )
     messages = [r.getMessage() for r in caplog.records]
     assert result["calibration"]["samples"] == 2 and result["parity"]["samples"] == 1

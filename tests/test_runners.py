@@ -133,7 +133,7 @@ def test_openvino_runner_refuses_a_checkpoint_with_a_pointer(digits_checkpoint):
 
 @pytest.fixture(scope="module")
 def fixed4_onnx(tmp_path_factory):
-    """densenet_bc22_k8 exported with a fixed batch of 4 (`dnx export --batch 4`)."""
+    """densenet_bc22_k8 exported with a fixed batch of 4 (`dnx export --fixed-batch 4`)."""
     from densenet_deploy.exporters.onnx import export_onnx
 
     path = tmp_path_factory.mktemp("fixed") / "fixed4.onnx"

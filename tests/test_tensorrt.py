@@ -140,7 +140,7 @@ def test_tensorrt_engine_builds_runs_and_verifies(tiny_onnx, tmp_path, precision
     with open_runner(str(plan)) as runner:
         assert runner.backend == "tensorrt" and runner.device == "cuda:0" and runner.batch_range == (1, 8)
         assert runner.run(x).shape == (5, 10)
-    check = CliRunner().invoke(cli, ["verify", "densenet_bc22_k8", str(plan), "--samples", "16", "--batch-size", "8"])
+    check = CliRunner().invoke(cli, ["verify", "densenet_bc22_k8", str(plan), "--samples", "16", "--batch", "8"])
     assert check.exit_code == 0, check.output
 
 

@@ -186,7 +186,7 @@ def _write_bench_report(result: dict, path) -> dict:
             if _random_parity(settings)
             else ". "
         )
-        + "POOR: centered cosine < 0.95 or rel L2 > 0.25 (with real data also top-1 agreement < 90 %).",
+        + "POOR: the pair misses the parity gate `dnx verify` applies at its lower precision (docs/policy.md).",
     ]
     text += ["", *(f"**Note:** {n}" for n in result.get("notes", []))] if result.get("notes") else []
     if result.get("skipped"):

@@ -45,22 +45,18 @@ from densenet_deploy.bench.report import (  # noqa: F401 (public API)
 from densenet_deploy.core.errors import DataError, DnxError, did_you_mean
 from densenet_deploy.core.host import environment
 from densenet_deploy.core.io import check_report_outputs
+from densenet_deploy.core.policy import RANDOM_GROSS_REL_L2, gate_for, lower_precision
 from densenet_deploy.data.loading import held_out_split, load_data_for
 from densenet_deploy.runners import BACKENDS, check_provider_option, open_runner
 from densenet_deploy.runners.batches import run_batches
 from densenet_deploy.verify.compare import compare_outputs
-from densenet_deploy.verify.parity import DEFAULT_SAMPLES, PRECISION_RANK
+from densenet_deploy.verify.parity import DEFAULT_SAMPLES
 
 log = logging.getLogger(__name__)
 
 MODES = ("latency", "throughput")
 RANDOM = "random"
 RANDOM_PARITY_SAMPLES = 8
-# Parity bounds: loose on purpose (INT8/FP16 stay well inside on real data, a different or broken model
-# does not). With real data top-1 agreement means something, so it is bounded too.
-MIN_CENTERED_COSINE, MAX_REL_L2, MIN_AGREEMENT = 0.95, 0.25, 0.90
-# Beyond this even random inputs cannot excuse a reduced-precision artifact: its error exceeds the logits.
-GROSS_REL_L2 = 1.0
 RANDOM_NOTE = (
     "parity was measured on random inputs, which lie far outside a trained model's data: they "
     "understate the parity of INT8/FP16 artifacts (a miss is marked 'unverified', not 'POOR'); pass "
@@ -466,9 +462,10 @@ def _row(runner, b, times, pass_medians, throughput, peak, load_rss, parity) -> 
 def parity_summary(runners, outputs: dict, i: int, ref: int | None, real_data: bool = False) -> dict | None:
     """Parity of runner i's logits against the reference's; None for the reference itself.
 
-    `status`: "ok"; "poor" (outside the bounds); or "unverified": on random inputs (`real_data` False),
-    a reduced-precision pair that misses the bounds but whose error stays below the logits themselves
-    (random inputs overstate INT8/FP16 error on trained models, so this proves neither good nor bad).
+    `status`: "ok" (the policy's parity gate at the pair's lower precision passes, as `dnx verify` would
+    judge it on the same inputs); "poor"; or "unverified": on random inputs (`real_data` False), a
+    reduced-precision pair that misses the gate but whose error stays below the logits themselves (random
+    inputs overstate INT8/FP16 error on trained models, so this proves neither good nor bad).
     """
     if ref is None:
         return {"note": "no reference artifact of this model was run at this batch size"}
@@ -479,15 +476,13 @@ def parity_summary(runners, outputs: dict, i: int, ref: int | None, real_data: b
     a, c = outputs[ref], outputs[i]
     if a.shape != c.shape:
         return {"note": f"outputs differ in shape ({a.shape[1:]} vs {c.shape[1:]}); not comparable"}
-    r = compare_outputs(a, c)
+    precision = lower_precision(runners[i].precision, runners[ref].precision)
+    r = compare_outputs(a, c, gate=gate_for(precision), real_data=real_data)
     finite = bool(np.all(np.isfinite(c)))
-    ok = r.centered_cosine_min >= MIN_CENTERED_COSINE and r.rel_l2 <= MAX_REL_L2 and finite
-    if real_data:
-        ok = ok and r.top1_agreement >= MIN_AGREEMENT
-    reduced = max(PRECISION_RANK.get(runners[k].precision, 3) for k in (i, ref)) > 0
+    ok = bool(r)
     if ok:
         status = "ok"
-    elif not real_data and reduced and finite and r.rel_l2 <= GROSS_REL_L2:
+    elif not real_data and precision != "fp32" and finite and r.rel_l2 <= RANDOM_GROSS_REL_L2:
         status = "unverified"
     else:
         status = "poor"
@@ -500,4 +495,5 @@ def parity_summary(runners, outputs: dict, i: int, ref: int | None, real_data: b
         "max_abs_diff": r.max_abs_diff,
         "ok": ok,
         "status": status,
+        "failures": r.failures,
     }

@@ -17,7 +17,7 @@ import warnings
 import click
 
 from densenet_deploy import __version__
-from densenet_deploy.core.errors import DnxError
+from densenet_deploy.core.errors import DnxError, OptionError
 from densenet_deploy.core.log import CliFormatter, OncePerCommand, StderrHandler, reset_warnings
 
 # command name -> module under densenet_deploy.cli.commands (attribute `command`)
@@ -89,12 +89,24 @@ class DnxGroup(click.Group):
         except DnxError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            message = " ".join(str(exc).split()) or type(exc).__name__
+            if isinstance(exc, OptionError):
+                message = exc.for_flag(_flag_of(self.get_command(ctx, ctx.invoked_subcommand or ""), exc.parameter))
+            else:
+                message = str(exc)
+            message = " ".join(message.split()) or type(exc).__name__
             click.echo(f"error: {message}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+
+
+def _flag_of(command, parameter: str) -> str:
+    """The flag a library parameter name came from in `command` (--batch-size for batch_size)."""
+    for param in getattr(command, "params", []):
+        if param.name == parameter and getattr(param, "opts", None):
+            return max(param.opts, key=len)
+    return "--" + parameter.replace("_", "-")
 
 
 def _command_exists(module: str) -> bool:

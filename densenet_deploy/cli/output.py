@@ -1,21 +1,15 @@
-"""What every command shares: the --json and -o options, printing a result, and when progress bars show."""
+"""How commands print: one JSON object on stdout with --json, else the result's text; a failed check's result
+before its error line."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import sys
 
 import click
 
 from densenet_deploy.core.errors import VerificationFailed
 from densenet_deploy.core.results import json_default
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-
-
-def output_option(required: bool = True, help: str = "Output file."):
-    return click.option("-o", "--output", type=click.Path(dir_okay=False), required=required, help=help)
 
 
 def emit(result: dict, as_json: bool, text: str | None = None) -> None:
@@ -37,8 +31,3 @@ def emit_on_failure(as_json: bool, formatter=None):
             doc = exc.result if isinstance(exc.result, dict) else exc.result.as_dict()
             emit(doc, as_json, formatter(exc.result) if formatter else None)
         raise
-
-
-def progress_enabled(as_json: bool) -> bool:
-    """Progress bars go to stderr; hide them for --json or when stderr is not a terminal... unless asked."""
-    return not as_json and sys.stderr.isatty()

@@ -31,6 +31,18 @@ class BackendUnavailableError(DnxError):
     """A backend (TensorRT, CUDA, OpenVINO) that cannot be used on this machine."""
 
 
+class OptionError(DnxError):
+    """An option value the library refuses. It names the Python parameter (`batch_size`); the CLI shows the
+    flag the user typed (`--batch-size`) instead, so library messages do not speak CLI."""
+
+    def __init__(self, parameter: str, problem: str):
+        super().__init__(f"{parameter} {problem}")
+        self.parameter, self.problem = parameter, problem
+
+    def for_flag(self, flag: str) -> str:
+        return f"{flag} {self.problem}"
+
+
 class VerificationFailed(DnxError):
     """A check ran and its result is below the threshold (exit code 1)."""
 

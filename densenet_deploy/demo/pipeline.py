@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from densenet_deploy.bench.timing import bench
-from densenet_deploy.calibration.quantize import quantize_int8
+from densenet_deploy.calibration.quantize import CalibrationOptions, quantize_int8
 from densenet_deploy.core.deps import available, require
 from densenet_deploy.core.errors import BackendUnavailableError, DnxError, VerificationFailed
 from densenet_deploy.core.formats import SIDECAR_SUFFIX
@@ -30,7 +30,7 @@ from densenet_deploy.exporters.targets.build import BuildOptions, build_deployme
 from densenet_deploy.exporters.targets.tensorrt import check_tensorrt_usable
 from densenet_deploy.models.checkpoint import is_dnx_checkpoint, read_checkpoint
 from densenet_deploy.train.loop import digits_preset, train
-from densenet_deploy.verify.parity import verify
+from densenet_deploy.verify.parity import VerifyOptions, verify
 
 log = logging.getLogger(__name__)
 
@@ -468,7 +468,7 @@ def _fp16(onnx, output):
 
 def _int8(onnx, output, samples):
     def run():
-        return quantize_int8(onnx, output, DATA, method="entropy", samples=samples).as_dict()
+        return quantize_int8(onnx, output, DATA, CalibrationOptions(method="entropy", samples=samples)).as_dict()
 
     return run
 
@@ -488,7 +488,7 @@ def _openvino_int8(onnx, int8, output, samples, threads):
             output,
             "openvino",
             precision="int8",
-            calib_data=DATA,
+            data=DATA,
             samples=samples,
             threads=threads,
             extra={"recipe": "nncf"},
@@ -527,7 +527,7 @@ def _attempt(
 
 def _verify_stage(stage: Stage, ckpt: str, samples: int) -> None:
     try:
-        result = verify(ckpt, stage.artifact, data=DATA, samples=samples, batch_size=32)
+        result = verify(ckpt, stage.artifact, VerifyOptions(data=DATA, samples=samples, batch_size=32))
     except DnxError as exc:
         stage.status, stage.message = "error", f"verify: {_one_line(exc)}"
         return

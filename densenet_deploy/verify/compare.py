@@ -1,4 +1,5 @@
-"""Compare two sets of logits: the metrics export, calibrate, verify and bench all report."""
+"""Compare two sets of logits: the metrics export, calibrate, verify and bench all report, judged by a gate of
+the one policy table (densenet_deploy.core.policy)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from densenet_deploy.core.errors import DataError
-
-
-@dataclass
-class Thresholds:
-    """Pass criteria; `rel_atol` scales with the reference logit range so it works for any model."""
-
-    atol: float | None = None  # absolute max diff bound; None: use rel_atol * logit scale
-    rel_atol: float = 1e-3
-    min_agreement: float = 1.0
-    min_centered_cosine: float | None = None
-    max_rel_l2: float | None = None
+from densenet_deploy.core.policy import Gate
 
 
 @dataclass
@@ -74,58 +65,73 @@ def compare_outputs(
     ref: np.ndarray,
     cand: np.ndarray,
     labels: np.ndarray | None = None,
-    thresholds: Thresholds | None = None,
+    gate: Gate | None = None,
+    real_data: bool = True,
     center: np.ndarray | None = None,
 ) -> ParityResult:
-    """Metrics of `cand` logits against `ref` logits (both (N, classes)).
+    """Metrics of `cand` logits against `ref` logits (both (N, classes)), judged by `gate` (None: metrics only;
+    non-finite candidate outputs fail whatever the gate). `real_data`: the inputs are real images, not the
+    `random` source (agreement and accuracy are gated only on real data, see core.policy).
 
     With random weights every input picks the same class, so top-1 agreement proves little; the
     centered cosine (logits minus the mean reference logit, or `center`) shows whether the candidate
     reproduces how outputs *vary* between inputs, and rel_l2 = ||cand - ref|| / ||ref|| the overall error.
     """
-    t = thresholds or Thresholds()
     ref = np.asarray(ref, dtype=np.float64).reshape(len(ref), -1)
     cand = np.asarray(cand, dtype=np.float64).reshape(len(cand), -1)
     if ref.shape != cand.shape:
         raise DataError(f"cannot compare outputs of shapes {ref.shape} and {cand.shape}")
     diff = np.abs(ref - cand)
-    max_abs = float(diff.max()) if diff.size else 0.0
-    mean_abs = float(diff.mean()) if diff.size else 0.0
     ref_norm = float(np.linalg.norm(ref))
-    rel_l2 = float(np.linalg.norm(ref - cand) / ref_norm) if ref_norm > 0 else float(np.linalg.norm(cand) > 0)
     mid = ref.mean(0, keepdims=True) if center is None else np.asarray(center, dtype=np.float64).reshape(1, -1)
     cos = _cosines(ref, cand)
     ccos = _cosines(ref - mid, cand - mid)
-    agree = float((ref.argmax(1) == cand.argmax(1)).mean()) if len(ref) else 1.0
-    scale = float(ref.max() - ref.min()) if ref.size else 0.0
-    bound = t.atol if t.atol is not None else t.rel_atol * max(scale, 1.0)
-
-    failures = []
-    if not np.all(np.isfinite(cand)):
-        failures.append("candidate has NaN/inf outputs")
-    if max_abs > bound:
-        failures.append(f"max |diff| {max_abs:.3g} > {bound:.3g}")
-    if agree < t.min_agreement:
-        failures.append(f"top-1 agreement {agree * 100:.2f} % < {t.min_agreement * 100:.2f} %")
-    if t.min_centered_cosine is not None and float(ccos.min()) < t.min_centered_cosine:
-        failures.append(f"centered cosine {float(ccos.min()):.4f} < {t.min_centered_cosine}")
-    if t.max_rel_l2 is not None and rel_l2 > t.max_rel_l2:
-        failures.append(f"rel L2 {rel_l2:.4g} > {t.max_rel_l2}")
-
     accuracy = None
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)
         accuracy = {"ref": float((ref.argmax(1) == labels).mean()), "cand": float((cand.argmax(1) == labels).mean())}
-    return ParityResult(
+    result = ParityResult(
         samples=len(ref),
-        max_abs_diff=max_abs,
-        mean_abs_diff=mean_abs,
-        rel_l2=rel_l2,
+        max_abs_diff=float(diff.max()) if diff.size else 0.0,
+        mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
+        rel_l2=float(np.linalg.norm(ref - cand) / ref_norm) if ref_norm > 0 else float(np.linalg.norm(cand) > 0),
         cosine_min=float(cos.min()) if len(cos) else 1.0,
         centered_cosine_min=float(ccos.min()) if len(ccos) else 1.0,
-        top1_agreement=agree,
-        logit_scale=scale,
-        passed=not failures,
-        failures=failures,
+        top1_agreement=float((ref.argmax(1) == cand.argmax(1)).mean()) if len(ref) else 1.0,
+        logit_scale=float(ref.max() - ref.min()) if ref.size else 0.0,
+        passed=True,
         accuracy=accuracy,
     )
+    failures = [] if np.all(np.isfinite(cand)) else ["candidate has NaN/inf outputs"]
+    if gate is not None:
+        failures += gate_failures(result, gate, real_data)
+    result.failures, result.passed = failures, not failures
+    return result
+
+
+def gate_failures(parity: ParityResult, gate: Gate, real_data: bool = True) -> list[str]:
+    """What in `parity` misses `gate`, one message per metric (empty: it passes)."""
+    failures = []
+    bound = (
+        gate.atol
+        if gate.atol is not None
+        else (gate.rel_atol * max(parity.logit_scale, 1.0) if gate.rel_atol is not None else None)
+    )
+    if bound is not None and parity.max_abs_diff > bound:
+        failures.append(f"max |diff| {parity.max_abs_diff:.3g} > {bound:.3g}")
+    if gate.max_rel_l2 is not None and not parity.rel_l2 <= gate.max_rel_l2:
+        failures.append(f"rel L2 {parity.rel_l2:.4g} > {gate.max_rel_l2}")
+    if gate.min_centered_cosine is not None and parity.centered_cosine_min < gate.min_centered_cosine:
+        failures.append(f"centered cosine {parity.centered_cosine_min:.4f} < {gate.min_centered_cosine}")
+    if not (real_data or gate.agreement_on_random):
+        return failures
+    if gate.min_agreement is not None and parity.top1_agreement < gate.min_agreement:
+        failures.append(f"top-1 agreement {parity.top1_agreement * 100:.2f} % < {gate.min_agreement * 100:.2f} %")
+    if gate.max_accuracy_drop is not None and parity.accuracy:
+        drop = (parity.accuracy["ref"] - parity.accuracy["cand"]) * 100
+        if drop > gate.max_accuracy_drop:
+            failures.append(
+                f"accuracy drop {drop:.2f} points > {gate.max_accuracy_drop:g} points "
+                f"({parity.accuracy['cand'] * 100:.2f} % vs {parity.accuracy['ref'] * 100:.2f} %)"
+            )
+    return failures

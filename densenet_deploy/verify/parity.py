@@ -1,37 +1,51 @@
 """Parity between any two artifacts (zoo name/checkpoint, .onnx, .xml, .plan) through their runners.
 
-Default thresholds depend on the lower precision of the two (documented in docs/sections/05-build-engine.md):
-- fp32: strict. max |diff| <= 1e-3 x logit range, rel L2 <= 1e-3, top-1 agreement >= 99 %.
-- fp16: rel L2 <= 2e-2, centered cosine >= 0.99, agreement >= 98 %; no max |diff| bound.
-- bf16: rel L2 <= 6e-2, agreement >= 95 %.
-- int8: rel L2 <= 0.25, agreement >= 90 %: agreement-based, because INT8 logits move by design.
-Any of them can be overridden (atol, rel_atol, min_agreement, min_centered_cosine, max_rel_l2).
-With random weights every input gets the same top-1 class, so agreement alone proves nothing: rel L2 and
-the centered cosine show whether the candidate reproduces how the logits vary between inputs.
+The gate is the policy's parity gate at the lower precision of the two (densenet_deploy.core.policy,
+docs/policy.md): the same gate every build step applies before writing, so a step's check and `dnx verify`
+agree on the same data. Any field can be overridden (VerifyOptions.gate). With random weights every input
+gets the same top-1 class, so agreement alone proves nothing: rel L2 and the centered cosine show whether the
+candidate reproduces how the logits vary between inputs.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-from densenet_deploy.core.errors import DataError, VerificationFailed
+from densenet_deploy.core.errors import DataError, OptionError, VerificationFailed
+from densenet_deploy.core.policy import GateOptions, gate_for, lower_precision
 from densenet_deploy.data.loading import held_out_split, load_data_for
 from densenet_deploy.runners import check_provider_option, open_runner
 from densenet_deploy.runners.batches import run_batches
-from densenet_deploy.verify.compare import ParityResult, Thresholds, compare_outputs
+from densenet_deploy.verify.compare import ParityResult, compare_outputs
 
 log = logging.getLogger(__name__)
 
-PRECISION_RANK = {"fp32": 0, "fp16": 1, "bf16": 2, "int8": 3}
-DEFAULT_THRESHOLDS = {
-    "fp32": Thresholds(rel_atol=1e-3, min_agreement=0.99, max_rel_l2=1e-3),
-    "fp16": Thresholds(rel_atol=math.inf, min_agreement=0.98, min_centered_cosine=0.99, max_rel_l2=2e-2),
-    "bf16": Thresholds(rel_atol=math.inf, min_agreement=0.95, max_rel_l2=6e-2),
-    "int8": Thresholds(rel_atol=math.inf, min_agreement=0.90, max_rel_l2=0.25),
-}
 DEFAULT_SAMPLES = 64
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """How `verify` runs: the data (None: a built-in source the artifacts' calibration metadata names, else
+    `random`, which proves little; the held-out split where the source has one), how many samples, the batch
+    both runners get, gate overrides, backends (None: from the file type), ONNX Runtime execution providers
+    ("cpu", "cuda", "tensorrt", provider names or a comma-separated list; None: every installed one)."""
+
+    data: str | None = None
+    samples: int = DEFAULT_SAMPLES
+    batch_size: int = 16
+    gate: GateOptions = field(default_factory=GateOptions)
+    backend_ref: str | None = None
+    backend_cand: str | None = None
+    provider: str | list | None = None
+    seed: int = 0
+
+    def validate(self) -> "VerifyOptions":
+        if self.batch_size < 1:
+            raise OptionError("batch_size", f"must be >= 1, got {self.batch_size}")
+        if self.samples < 1:
+            raise OptionError("samples", f"must be >= 1, got {self.samples}")
+        return self
 
 
 @dataclass
@@ -72,12 +86,6 @@ class VerifyResult:
         return "\n".join(head) + "\n" + str(self.parity) + tail
 
 
-def default_thresholds(precision: str) -> Thresholds:
-    from dataclasses import replace
-
-    return replace(DEFAULT_THRESHOLDS.get(precision, DEFAULT_THRESHOLDS["int8"]))
-
-
 def _default_data(*metas) -> str:
     """The calibration source an artifact records when it is a built-in one, else "random"."""
     for meta in metas:
@@ -89,33 +97,13 @@ def _default_data(*metas) -> str:
 
 
 def verify(
-    ref: str,
-    cand: str,
-    *,
-    data: str | None = None,
-    samples: int | None = None,
-    batch_size: int = 16,
-    atol: float | None = None,
-    rel_atol: float | None = None,
-    min_agreement: float | None = None,
-    min_centered_cosine: float | None = None,
-    max_rel_l2: float | None = None,
-    backend_ref: str | None = None,
-    backend_cand: str | None = None,
-    seed: int = 0,
-    raise_on_failure: bool = False,
-    provider=None,
+    ref: str, cand: str, options: VerifyOptions | None = None, *, raise_on_failure: bool = False
 ) -> VerifyResult:
-    """Run `ref` and `cand` on the same preprocessed inputs and compare their logits.
-
-    `data`: a data source (see densenet_deploy.data; None: a built-in source the artifacts' calibration
-    metadata names, else `random`, which proves little); held-out ("val") split where the source has one.
-    `provider`: ONNX Runtime execution providers for whichever of the two runs on onnxruntime ("cpu",
-    "cuda", "tensorrt", provider names, or a comma-separated list; None: every installed one, best first).
-    """
-    if batch_size < 1:
-        raise DataError(f"--batch-size must be >= 1, got {batch_size}")
-    providers = check_provider_option(provider, [(ref, backend_ref), (cand, backend_cand)])
+    """Run `ref` and `cand` (zoo names, checkpoints, .onnx, .xml, .plan) on the same preprocessed inputs and
+    compare their logits with the policy's gate; VerificationFailed on a miss when `raise_on_failure`."""
+    o = (options or VerifyOptions()).validate()
+    data, backend_ref, backend_cand = o.data, o.backend_ref, o.backend_cand
+    providers = check_provider_option(o.provider, [(ref, backend_ref), (cand, backend_cand)])
     warnings = []
     with (
         open_runner(ref, backend_ref, providers=providers) as r,
@@ -142,31 +130,22 @@ def verify(
         if data == "random":
             warnings.append("data 'random' proves little (random inputs, no labels); pass --data with real images")
         split = held_out_split(data)  # the source's own held-out split where it has one, else all of it
-        dataset = load_data_for(data, meta, split=split, limit=samples or DEFAULT_SAMPLES, seed=seed)
+        dataset = load_data_for(data, meta, split=split, limit=o.samples, seed=o.seed)
         if len(dataset) == 0:
             raise DataError(f"data {data!r} gave no samples")
-        precision = max((r.precision, c.precision), key=lambda p: PRECISION_RANK.get(p, 3))
-        t = default_thresholds(precision)
-        for name, value in (
-            ("atol", atol),
-            ("rel_atol", rel_atol),
-            ("min_agreement", min_agreement),
-            ("min_centered_cosine", min_centered_cosine),
-            ("max_rel_l2", max_rel_l2),
-        ):
-            if value is not None:
-                setattr(t, name, value)
+        precision = lower_precision(r.precision, c.precision)
+        gate = o.gate.apply(gate_for(precision))
         log.info("verifying %s against %s on %d samples of %s", cand, ref, len(dataset), data)
-        ref_out = run_batches(r, dataset.images, batch_size)
-        cand_out = run_batches(c, dataset.images, batch_size)
-        parity = compare_outputs(ref_out, cand_out, labels=dataset.labels, thresholds=t)
+        ref_out = run_batches(r, dataset.images, o.batch_size)
+        cand_out = run_batches(c, dataset.images, o.batch_size)
+        parity = compare_outputs(ref_out, cand_out, labels=dataset.labels, gate=gate, real_data=data != "random")
         result = VerifyResult(
             parity,
             r.describe(),
             c.describe(),
             data if split == "all" else f"{data} (val split)",
             precision,
-            {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in asdict(t).items()},
+            gate.as_dict(),
             warnings,
         )
     if raise_on_failure and not result:

@@ -24,6 +24,7 @@ from densenet_deploy.core.errors import (
 from densenet_deploy.core.formats import ort_deployment_reason
 from densenet_deploy.core.io import check_output_path
 from densenet_deploy.core.metadata import ArtifactMeta, load_onnx
+from densenet_deploy.core.policy import GateOptions
 from densenet_deploy.exporters.precision import convert_precision
 from densenet_deploy.exporters.targets.onnxruntime import OFFLINE_LEVELS, build_ort_deployment
 from densenet_deploy.exporters.targets.openvino import RECIPES, build_openvino
@@ -40,12 +41,13 @@ class BuildOptions:
 
     target: str = "tensorrt"
     precision: str | None = None  # None: keep the input model's precision
-    calib_data: str | None = None
+    data: str | None = None  # the precision step's data (calibration for int8, parity for fp16/bf16)
     method: str | None = None  # calibration method (None: the calibration package's default)
     samples: int | None = None  # calibration samples (None: its default)
     engine: EngineOptions = field(default_factory=EngineOptions)
     optimization: str = "all"  # onnxruntime target: offline graph optimisation level
     threads: int | None = None
+    gate: GateOptions = field(default_factory=GateOptions)  # changes to the policy's gates of every check
     extra: dict = field(default_factory=dict)  # target-specific options (e.g. openvino's recipe)
 
 
@@ -113,9 +115,10 @@ def _openvino_build(onnx_path: str, output: str, options: BuildOptions) -> dict:
         output,
         precision=options.precision,
         recipe=options.extra.get("recipe") or "nncf",
-        calib_data=options.calib_data,
+        calib_data=options.data,
         verify_data=options.extra.get("verify_data"),
         threads=options.threads,
+        gate=options.gate,
         **kwargs,
     )
 
@@ -312,7 +315,7 @@ def build_deployment(onnx_path: str, output: str, options: BuildOptions | None =
         raise DnxError(
             f"{onnx_path} is already {meta.precision}; --{precision} needs the fp32 model (the output of `dnx export`)"
         )
-    if precision == "int8" and convert and not options.calib_data:
+    if precision == "int8" and convert and not options.data:
         raise DnxError(
             "--int8 needs calibration data: --calib-data SRC (an image directory, .npy/.npz, "
             "digits, cifar10:DIR, ...; `random` only for smoke tests)"
@@ -339,7 +342,7 @@ def build_deployment(onnx_path: str, output: str, options: BuildOptions | None =
     if recipe and not (convert and precision == "int8"):
         raise DnxError("--recipe picks how --int8 quantizes an fp32 model; drop it here")
     uses_data = precision in ("int8", "fp16") or (precision == "bf16" and target.convert_precision)
-    if options.calib_data and not (convert and uses_data):
+    if options.data and not (convert and uses_data):
         raise DnxError(_calib_data_refusal(target, precision, meta, onnx_path))
     if meta.batch is not None and (calibrates or (convert and target.convert_precision)):
         raise ArtifactError(_fixed_batch_refusal(target, precision, meta, onnx_path))
@@ -358,10 +361,11 @@ def build_deployment(onnx_path: str, output: str, options: BuildOptions | None =
                     onnx_path,
                     source,
                     precision,
-                    data=options.calib_data,
+                    data=options.data,
                     samples=options.samples,
                     method=options.method,
                     int8_activations=target.int8_activations,
+                    gate=options.gate,
                 )
             step = target.name
             options.precision = precision

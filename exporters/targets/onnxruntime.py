@@ -19,10 +19,11 @@ from densenet_deploy.core.errors import DnxError, VerificationFailed
 from densenet_deploy.core.host import cpu_info
 from densenet_deploy.core.io import atomic_output, check_output_path, sha256_file
 from densenet_deploy.core.metadata import read_onnx_meta
+from densenet_deploy.core.policy import gate_for
 from densenet_deploy.core.sidecars import write_sidecar
 from densenet_deploy.runners.batches import run_batches
 from densenet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner, ort_optimization_level
-from densenet_deploy.verify.compare import Thresholds, compare_outputs
+from densenet_deploy.verify.compare import compare_outputs
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,7 @@ def build_ort_deployment(
         cand = run_batches(
             OnnxRuntimeRunner(tmp, providers="cpu", optimization="disable", threads=threads), batch, len(batch)
         )
-        tolerance = Thresholds(rel_atol=1e-3 if meta.precision == "fp32" else 2e-2, min_agreement=0.0)
-        parity = compare_outputs(ref, cand, thresholds=tolerance)
+        parity = compare_outputs(ref, cand, gate=gate_for(meta.precision, "rewrite"), real_data=False)
         if not parity:
             raise VerificationFailed(
                 f"ONNX Runtime's {optimization} optimisation changed the outputs of "

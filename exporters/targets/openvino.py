@@ -18,12 +18,13 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
-from densenet_deploy.calibration.quantize import quantize_int8
+from densenet_deploy.calibration.quantize import CalibrationOptions, quantize_int8
 from densenet_deploy.core.deps import require
 from densenet_deploy.core.errors import ArtifactError, DataError, DnxError, VerificationFailed
 from densenet_deploy.core.formats import ort_deployment_reason, sidecar_path
 from densenet_deploy.core.io import check_output_path, sha256_file
 from densenet_deploy.core.metadata import load_onnx, read_onnx_meta
+from densenet_deploy.core.policy import GateOptions, gate_for
 from densenet_deploy.core.sidecars import write_sidecar
 from densenet_deploy.data.loading import held_out_split, load_data_for
 from densenet_deploy.exporters.precision import BUILD_CALIBRATION_ADVICE
@@ -32,7 +33,7 @@ from densenet_deploy.exporters.targets.openvino_nncf import quantize_nncf
 from densenet_deploy.runners.batches import run_batches
 from densenet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
 from densenet_deploy.runners.openvino import check_qdq_supported, openvino_error_line
-from densenet_deploy.verify.compare import Thresholds, compare_outputs
+from densenet_deploy.verify.compare import compare_outputs
 
 log = logging.getLogger(__name__)
 
@@ -63,22 +64,6 @@ class NncfOptions:
         return cls(target_device="ANY", inference_precision="default")
 
 
-@dataclass
-class VerifyThresholds:
-    """Gates of the pre-write check against ONNX Runtime on held-out data."""
-
-    max_rel_l2: float
-    min_agreement: float  # only gated when the data has labels (real images); random data: rel L2 only
-    max_accuracy_drop: float = 0.01
-
-    @classmethod
-    def for_precision(cls, precision: str) -> "VerifyThresholds":
-        # fp32: same math, only summation order differs. bf16 (8-bit mantissa) and int8 follow the
-        # calibration issue's gates: agreement >= 98 %, accuracy within 1 point; rel L2 bounds the
-        # logit error so a chance-level model (the known OpenVINO Q/DQ bug) fails even on random data.
-        return {"fp32": cls(1e-4, 0.99), "bf16": cls(0.1, 0.98), "int8": cls(0.35, 0.98)}[precision]
-
-
 def _ov():
     return require("openvino", purpose="the OpenVINO target")
 
@@ -96,7 +81,7 @@ def build_openvino(
     inference_precision: str | None = None,
     verify_data: str | None = None,
     verify_samples: int = VERIFY_SAMPLES,
-    thresholds: VerifyThresholds | None = None,
+    gate: GateOptions | None = None,
     threads: int | None = None,
     seed: int = 0,
 ) -> dict:
@@ -104,8 +89,8 @@ def build_openvino(
 
     precision: fp32 | bf16 | int8 (None: the ONNX model's own; a Q/DQ int8 ONNX is converted as is).
     recipe (int8 from fp32): "nncf" or "qdq". The artifact is verified before anything is written:
-    DnxError (exit 2) if OpenVINO fails or crashes, VerificationFailed (exit 1) if it disagrees with
-    ONNX Runtime beyond `thresholds`.
+    DnxError (exit 2) if OpenVINO fails or crashes, VerificationFailed (exit 1) if it misses the policy's
+    parity gate against ONNX Runtime (the gate `dnx verify` applies; `gate` changes it).
     """
     onnx_path = os.fspath(onnx_path)
     output_xml = check_output_path(output_xml)
@@ -147,7 +132,7 @@ def build_openvino(
             steps["recipe"] = "qdq (input model)"
         elif quantize and recipe == "qdq":
             qdq_path = os.path.join(tmp, "model.int8.onnx")
-            steps["calibration"] = _calibrate_qdq(onnx_path, calib_data, qdq_path, samples, method)
+            steps["calibration"] = _calibrate_qdq(onnx_path, calib_data, qdq_path, samples, method, gate)
             check_qdq_supported(qdq_path)
             model = _convert(ov, qdq_path)
             steps["recipe"] = "qdq"
@@ -210,7 +195,7 @@ def build_openvino(
             data=verify_data or calib_data,
             split=split,
             samples=verify_samples,
-            thresholds=thresholds or VerifyThresholds.for_precision(precision),
+            gate=gate,
             threads=threads,
             seed=seed,
         )
@@ -285,11 +270,12 @@ def _convert(ov, onnx_path: str):
         raise DnxError(f"OpenVINO cannot convert {onnx_path}: {openvino_error_line(exc)}") from exc
 
 
-def _calibrate_qdq(onnx_path, calib_data, output, samples, method) -> dict:
+def _calibrate_qdq(onnx_path, calib_data, output, samples, method, gate=None) -> dict:
     """The calibration package's TensorRT-format (symmetric int8) Q/DQ model."""
     kwargs = {k: v for k, v in (("method", method), ("samples", samples)) if v is not None}
     try:
-        info = quantize_int8(onnx_path, output, calib_data, failure_advice=BUILD_CALIBRATION_ADVICE, **kwargs)
+        options = CalibrationOptions(gate=gate or GateOptions(), **kwargs)
+        info = quantize_int8(onnx_path, output, calib_data, options, failure_advice=BUILD_CALIBRATION_ADVICE)
     except DataError as exc:
         if calib_data in str(exc):
             raise
@@ -311,7 +297,7 @@ def verify_ir(
     *,
     data: str | None,
     samples: int,
-    thresholds: VerifyThresholds,
+    gate: GateOptions | None = None,
     threads: int | None = None,
     seed: int = 0,
     split: str | None = None,
@@ -353,21 +339,11 @@ def verify_ir(
     with OnnxRuntimeRunner(reference_onnx, providers="cpu", threads=threads) as ort_runner:
         ref = run_batches(ort_runner, images, 32)  # pads to a fixed batch (an export with --batch N)
     cand = run_in_child(xml_path, images, threads=threads)
-    gates = Thresholds(
-        atol=float("inf"),
-        max_rel_l2=thresholds.max_rel_l2,
-        min_agreement=thresholds.min_agreement if labels is not None else 0.0,
-    )
-    parity = compare_outputs(ref, cand, labels=labels, thresholds=gates)
+    checked = (gate or GateOptions()).apply(gate_for(meta.precision))
+    parity = compare_outputs(ref, cand, labels=labels, gate=checked, real_data=data != "random")
     result = parity.as_dict()
     result["data"] = dataset.source + (" (val split)" if split == "val" else "")
-    if parity.accuracy and parity.accuracy["ref"] - parity.accuracy["cand"] > thresholds.max_accuracy_drop:
-        parity.failures.append(
-            f"accuracy {parity.accuracy['cand'] * 100:.2f} % is more than "
-            f"{thresholds.max_accuracy_drop * 100:.1f} points below ONNX Runtime's "
-            f"{parity.accuracy['ref'] * 100:.2f} %"
-        )
-        result["passed"], result["failures"] = False, parity.failures
+    result["gate"] = checked.as_dict()
     if not result["passed"]:
         raise VerificationFailed(
             f"OpenVINO's {meta.precision} model disagrees with ONNX Runtime on {len(images)} held-out samples of "
@@ -405,4 +381,4 @@ def ir_size_bytes(output_xml: str) -> int:
     return sum(os.path.getsize(p) for p in (output_xml, stem + ".bin") if os.path.exists(p))
 
 
-__all__ = ["build_openvino", "verify_ir", "NncfOptions", "VerifyThresholds", "PRECISIONS", "RECIPES"]
+__all__ = ["build_openvino", "verify_ir", "NncfOptions", "PRECISIONS", "RECIPES"]

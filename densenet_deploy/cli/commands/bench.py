@@ -3,7 +3,8 @@
 import click
 
 from densenet_deploy.bench.timing import bench, format_table
-from densenet_deploy.cli.output import emit, json_option, progress_enabled
+from densenet_deploy.cli.options import json_option, progress_enabled
+from densenet_deploy.cli.output import emit
 
 
 @click.command("bench")

@@ -3,7 +3,18 @@
 import click
 
 from densenet_deploy.calibration.ranges import METHODS
-from densenet_deploy.cli.output import emit, emit_on_failure, json_option, output_option
+from densenet_deploy.cli.options import (
+    chosen_precision,
+    data_option,
+    gate_from,
+    gate_options,
+    given_options,
+    json_option,
+    output_option,
+    precision_options,
+    samples_option,
+)
+from densenet_deploy.cli.output import emit, emit_on_failure
 from densenet_deploy.exporters.targets.build import TARGETS, BuildOptions, build_deployment, check_target_options
 from densenet_deploy.exporters.targets.tensorrt import EngineOptions
 
@@ -18,27 +29,20 @@ from densenet_deploy.exporters.targets.tensorrt import EngineOptions
     show_default=True,
     help="What to build: " + "; ".join(f"{t.name}: {t.summary}" for t in TARGETS.values() if t.summary),
 )
-@click.option(
-    "--fp16", is_flag=True, help="Convert to an FP16 graph (fp32 I/O) first (--calib-data picks layers kept fp32)."
+@precision_options(
+    "Precision of the artifact [default: the input model's]: fp16 converts to an FP16 graph (fp32 I/O; --data "
+    "picks the layers kept fp32), bf16 a bf16 graph for tensorrt (the bf16 precision hint for openvino), int8 "
+    "calibrates to an INT8 Q/DQ graph first (needs --data)."
 )
-@click.option(
-    "--bf16",
-    is_flag=True,
-    help="BF16: a bf16 graph for tensorrt (--calib-data: parity data), the bf16 precision hint for openvino.",
-)
-@click.option("--int8", is_flag=True, help="Calibrate to an INT8 Q/DQ graph first (needs --calib-data).")
-@click.option(
-    "--calib-data",
-    metavar="SRC",
-    help="Calibration data for --int8 (parity data of the --fp16/--bf16 graphs; openvino's check uses "
-    "--verify-data): image dir, .npy/.npz, digits, cifar10:DIR, ...",
+@data_option(
+    "The precision step's data: calibration data for int8 (its train split; its val split checks), parity "
+    "data of the fp16/bf16 graphs (openvino's check uses --verify-data): image dir, .npy/.npz, digits, "
+    "cifar10:DIR, ...",
+    aliases=("--calib-data",),
 )
 @click.option("--method", type=click.Choice(METHODS), help="Calibration method for --int8 [default: calibration's].")
-@click.option(
-    "--samples",
-    type=click.IntRange(1),
-    help="Samples of the precision step: --int8 calibration, the --fp16/--bf16 graph's parity check "
-    "[default: the step's own].",
+@samples_option(
+    "Samples of the precision step: int8 calibration, the fp16/bf16 graph's parity check [default: the step's own]."
 )
 @click.option(
     "--min-batch", type=click.IntRange(1), default=1, show_default=True, help="TensorRT profile: smallest batch."
@@ -91,76 +95,42 @@ from densenet_deploy.exporters.targets.tensorrt import EngineOptions
     help="openvino target: data the converted model is checked on against ONNX Runtime before it is "
     "written; the held-out split of sources that have one (digits, cifar10:DIR, svhn:DIR, a DIR "
     "with train/ and val/), else all of it (.npy/.npz, a plain DIR) "
-    "[default: with --int8, --calib-data's val split; else seeded random inputs].",
+    "[default: with int8, --data's val split; else seeded random inputs].",
 )
+@gate_options
 @json_option
 def command(
-    onnx_path,
-    output,
-    target,
-    fp16,
-    bf16,
-    int8,
-    calib_data,
-    method,
-    samples,
-    min_batch,
-    opt_batch,
-    max_batch,
-    workspace_gb,
-    opt_level,
-    timing_cache,
-    hardware_compatibility,
-    version_compatible,
-    optimization,
-    threads,
-    recipe,
-    verify_data,
-    as_json,
+    onnx_path, output, target, precision, data, method, samples, threads, recipe, verify_data, as_json, **options
 ):
     """Build a deployable artifact from IN.onnx (the output of `dnx export`).
 
     The precision step runs first (FP16/BF16 conversion, or INT8 calibration to Q/DQ), then the target
-    build. Without --fp16/--bf16/--int8 the input model's own precision is kept.
+    build; each checks its result with the policy's gate (docs/policy.md; the gate flags change it) before
+    anything is written. Without --precision the input model's own precision is kept.
     """
-    chosen = [name for name, flag in (("fp16", fp16), ("bf16", bf16), ("int8", int8)) if flag]
-    if len(chosen) > 1:
-        raise click.UsageError(f"choose one precision, not {' and '.join('--' + c for c in chosen)}")
-    precision = chosen[0] if chosen else None
-    # Only options given on the command line count: a default is not the user asking for anything.
+    precision = chosen_precision(precision)
     ctx = click.get_current_context()
-    defaulted = (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)
-    given = [p.name for p in ctx.command.params if ctx.get_parameter_source(p.name) not in defaulted]
+    given = given_options(ctx)
     check_target_options(target, given)
-
-    engine = EngineOptions(
-        min_batch=min_batch,
-        opt_batch=opt_batch,
-        max_batch=max_batch,
-        workspace_gb=workspace_gb,
-        opt_level=opt_level,
-        timing_cache=timing_cache,
-        hardware_compatibility=hardware_compatibility,
-        version_compatible=version_compatible,
-    )
-    options = BuildOptions(
+    gate = gate_from(options)
+    optimization = options.pop("optimization")
+    engine = EngineOptions(**options)  # the TensorRT options left
+    build = BuildOptions(
         target=target,
         precision=precision,
-        calib_data=calib_data,
+        data=data,
         method=method,
         samples=samples,
         engine=engine,
         optimization=optimization,
         threads=threads,
-        extra={
-            "recipe": recipe if "recipe" in given else None,  # None: nncf
-            "verify_data": verify_data,
-        }
+        gate=gate,
+        extra={"recipe": recipe if "recipe" in given else None, "verify_data": verify_data}  # recipe None: nncf
         if target == "openvino"
         else {},
     )
     with emit_on_failure(as_json):  # without --json the error line says it all
-        result = build_deployment(onnx_path, output, options)
+        result = build_deployment(onnx_path, output, build)
     text = f"wrote {result['output']} ({result['target']}, {result['precision']}) in {result['seconds']:.1f} s" + (
         f"\nsidecar {result['sidecar']}" if result.get("sidecar") else ""
     )

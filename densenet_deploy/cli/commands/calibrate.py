@@ -3,31 +3,49 @@
 import click
 
 from densenet_deploy.calibration import CONCAT_MODES, METHODS
-from densenet_deploy.calibration.quantize import quantize_int8
-from densenet_deploy.cli.output import emit, emit_on_failure, json_option, output_option, progress_enabled
+from densenet_deploy.calibration.quantize import (
+    DEFAULT_CONCAT_SCALES,
+    DEFAULT_EVAL_SAMPLES,
+    DEFAULT_METHOD,
+    DEFAULT_SAMPLES,
+    CalibrationOptions,
+    quantize_int8,
+)
+from densenet_deploy.calibration.ranges import DEFAULT_PERCENTILE
+from densenet_deploy.cli.options import (
+    data_option,
+    gate_from,
+    gate_options,
+    json_option,
+    output_option,
+    progress_enabled,
+    progress_option,
+    samples_option,
+    seed_option,
+)
+from densenet_deploy.cli.output import emit, emit_on_failure
 
 
 @click.command("calibrate")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option(
-    "--data",
+@data_option(
+    "Calibration data SRC (image dir, .npy/.npz, digits, cifar10:DIR, ...); its train split calibrates, its "
+    "val split checks.",
     required=True,
-    help="Calibration data SRC (image dir, .npy/.npz, digits, cifar10:DIR, ...); "
-    "its train split calibrates, its val split checks.",
 )
 @output_option(help="Output INT8 ONNX (written only after the held-out check passes).")
 @click.option(
     "--method",
     type=click.Choice(METHODS),
-    default="percentile",
+    default=DEFAULT_METHOD,
     show_default=True,
     help="Activation range method (percentile of |x|; entropy = KL, TensorRT's classic; minmax).",
 )
-@click.option("--samples", type=click.IntRange(1), default=512, show_default=True, help="Calibration samples.")
+@samples_option("Calibration samples (train split).", default=DEFAULT_SAMPLES)
 @click.option(
     "--eval-samples",
     type=click.IntRange(1),
-    default=500,
+    default=DEFAULT_EVAL_SAMPLES,
     show_default=True,
     help="Held-out samples for the INT8 vs fp32 check.",
 )
@@ -35,7 +53,7 @@ from densenet_deploy.cli.output import emit, emit_on_failure, json_option, outpu
 @click.option(
     "--concat-scales",
     type=click.Choice(CONCAT_MODES),
-    default="shared",
+    default=DEFAULT_CONCAT_SCALES,
     show_default=True,
     help="One scale for all tensors joined by a Concat, each its own, or Concat left in float.",
 )
@@ -59,74 +77,26 @@ from densenet_deploy.cli.output import emit, emit_on_failure, json_option, outpu
 @click.option(
     "--percentile",
     type=click.FloatRange(50, 100),
-    default=99.99,
+    default=DEFAULT_PERCENTILE,
     show_default=True,
     help="Percentile for --method percentile.",
 )
-@click.option(
-    "--max-accuracy-drop",
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help="Gate, in accuracy points.",
-)
-@click.option(
-    "--min-agreement",
-    type=click.FloatRange(0, 1),
-    default=0.98,
-    show_default=True,
-    help="Gate: top-1 agreement with fp32.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling the calibration set.")
+@gate_options
+@seed_option
+@progress_option
 @json_option
-def command(
-    model,
-    data,
-    output,
-    method,
-    samples,
-    eval_samples,
-    cache,
-    concat_scales,
-    exclude_nodes,
-    keep_ends_float,
-    auto_exclude,
-    from_trt_cache,
-    write_trt_cache,
-    activation_type,
-    percentile,
-    max_accuracy_drop,
-    min_agreement,
-    seed,
-    as_json,
-):
+def command(model, data, output, exclude_nodes, progress, as_json, **options):
     """Calibrate MODEL (fp32 ONNX from `dnx export`) and write an INT8 Q/DQ model for TensorRT.
 
-    Exit 1 (no file written) when the INT8 model's top-1 agreement or accuracy on held-out data misses
-    the gate; exit 2 for unusable data or options.
+    Exit 1 (no file written) when the INT8 model misses the policy's int8 gate on held-out data (top-1
+    agreement, accuracy drop, rel L2; docs/policy.md; the gate flags change it); exit 2 for unusable data
+    or options.
     """
+    gate = gate_from(options)
+    nodes = tuple(n.strip() for n in exclude_nodes.split(",") if n.strip())
+    calibration = CalibrationOptions(exclude_nodes=nodes, gate=gate, **options)
     with emit_on_failure(as_json, format_result):
-        result = quantize_int8(
-            model,
-            output,
-            data,
-            method=method,
-            samples=samples,
-            eval_samples=eval_samples,
-            cache=cache,
-            concat_scales=concat_scales,
-            exclude_nodes=[n.strip() for n in exclude_nodes.split(",") if n.strip()],
-            keep_ends_float=keep_ends_float,
-            auto_exclude=auto_exclude,
-            from_trt_cache=from_trt_cache,
-            write_trt_cache=write_trt_cache,
-            activation_type=activation_type,
-            percentile=percentile,
-            max_accuracy_drop=max_accuracy_drop,
-            min_agreement=min_agreement,
-            seed=seed,
-            progress=progress_enabled(as_json),
-        )
+        result = quantize_int8(model, output, data, calibration, progress=progress_enabled(as_json, progress))
     emit(result.as_dict(), as_json, format_result(result))
 
 

@@ -2,7 +2,8 @@
 
 import click
 
-from densenet_deploy.cli.output import emit, json_option, output_option
+from densenet_deploy.cli.options import json_option, output_option
+from densenet_deploy.cli.output import emit
 from densenet_deploy.exporters.cpp_header import write_cpp_header
 
 

@@ -2,7 +2,8 @@
 
 import click
 
-from densenet_deploy.cli.output import emit, json_option, progress_enabled
+from densenet_deploy.cli.options import json_option, progress_enabled
+from densenet_deploy.cli.output import emit
 from densenet_deploy.core.errors import VerificationFailed
 from densenet_deploy.demo.pipeline import (
     DEFAULT_BENCH_SECONDS,

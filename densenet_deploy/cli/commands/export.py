@@ -2,25 +2,10 @@
 
 import click
 
-from densenet_deploy.cli.output import emit, emit_on_failure, json_option, output_option
+from densenet_deploy.cli.options import data_option, json_option, output_option, samples_option, seed_option
+from densenet_deploy.cli.output import emit, emit_on_failure
 from densenet_deploy.core.constants import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from densenet_deploy.exporters.onnx import export_onnx
-
-
-class BatchType(click.ParamType):
-    """'dynamic' or a positive integer."""
-
-    name = "dynamic|N"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int) or value is None:
-            return value
-        text = str(value).strip().lower()
-        if text == "dynamic":
-            return "dynamic"
-        if text.isdigit() and int(text) >= 1:
-            return int(text)
-        self.fail(f"{value!r} is neither 'dynamic' nor a positive integer", param, ctx)
 
 
 @click.command("export")
@@ -36,11 +21,10 @@ class BatchType(click.ParamType):
 )
 @click.option("--input-size", type=click.IntRange(8, 4096), help="Square input size (default: the model's).")
 @click.option(
-    "--batch",
-    type=BatchType(),
-    default="dynamic",
-    show_default=True,
-    help="Dynamic batch axis, or a fixed batch size N.",
+    "--fixed-batch",
+    "batch",
+    type=click.IntRange(1),
+    help="Export with a fixed batch size N instead of a dynamic batch axis [default: dynamic].",
 )
 @click.option("--num-classes", type=click.IntRange(1), help="Classifier size (default: checkpoint or zoo).")
 @click.option(
@@ -51,9 +35,9 @@ class BatchType(click.ParamType):
     help="torch.onnx exporter (see README: why torchscript is the default).",
 )
 @click.option("--softmax", is_flag=True, help="Append Softmax: the output holds probabilities, not logits.")
-@click.option("--data", help="Real images for the parity check (SRC, as for verify); default random normal.")
-@click.option("--samples", type=click.IntRange(1), default=8, show_default=True, help="Parity check inputs.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for random init and inputs.")
+@data_option("Real images for the parity check (SRC, as for verify) [default: seeded random normal inputs].")
+@samples_option("Parity check inputs.", default=8)
+@seed_option
 @json_option
 def command(
     model, output, weights, opset, input_size, batch, num_classes, exporter, softmax, data, samples, seed, as_json
@@ -61,7 +45,7 @@ def command(
     """Export MODEL (zoo name or dnx checkpoint) to ONNX and check it against PyTorch.
 
     The parity check runs ONNX Runtime (CPU) against the PyTorch model at batch 1 and 4 (or the fixed
-    batch) and fails (exit 1, file kept) when max |diff| > 1e-3 x logit range or top-1 agreement < 100 %.
+    batch) by the policy's fp32 parity gate (docs/policy.md) and fails (exit 1, file kept) when it misses.
     """
     with emit_on_failure(as_json, format_export):
         result = export_onnx(

@@ -2,7 +2,8 @@
 
 import click
 
-from densenet_deploy.cli.output import emit, json_option, progress_enabled
+from densenet_deploy.cli.options import json_option, progress_enabled
+from densenet_deploy.cli.output import emit
 from densenet_deploy.core.errors import DnxError
 from densenet_deploy.reports.paper import check_paper
 from densenet_deploy.reports.paper_report import format_paper

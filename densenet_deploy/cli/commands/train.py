@@ -2,7 +2,8 @@
 
 import click
 
-from densenet_deploy.cli.output import emit, json_option, progress_enabled
+from densenet_deploy.cli.options import json_option, progress_enabled
+from densenet_deploy.cli.output import emit
 from densenet_deploy.core.errors import DnxError
 from densenet_deploy.train.loop import TrainOptions, train
 

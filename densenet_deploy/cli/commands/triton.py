@@ -2,7 +2,8 @@
 
 import click
 
-from densenet_deploy.cli.output import emit, json_option
+from densenet_deploy.cli.options import json_option
+from densenet_deploy.cli.output import emit
 from densenet_deploy.serve.repository import write_repository
 
 
