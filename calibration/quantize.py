@@ -114,6 +114,32 @@ class CalibrationResult(CheckedResult):
     passed: bool = True
     failures: list[str] = field(default_factory=list)
 
+    def __str__(self) -> str:
+        r = self
+        p = r.parity
+        lines = [
+            f"{'wrote' if r.passed else 'NOT written:'} {r.output} ({r.activation_type} Q/DQ, method {r.method}, "
+            f"{r.samples} samples, ranges from {r.ranges_from}, concat scales {r.concat_scales}) in {r.seconds:.1f} s",
+            f"quantized {r.quantized_nodes} weighted nodes; {r.qdq.get('quantize_linear')} Q / "
+            f"{r.qdq.get('dequantize_linear')} DQ; {r.qdq.get('quantized_concats')} concats in int8",
+        ]
+        if r.excluded:
+            lines.append(
+                f"float     {', '.join(r.excluded)}"
+                + (f" (auto: {', '.join(r.auto_excluded)})" if r.auto_excluded else "")
+            )
+        lines.append(
+            f"held-out  {p['samples']} samples: top-1 agreement {p['top1_agreement'] * 100:.2f} %, "
+            f"rel L2 {p['rel_l2']:.4f}, cosine min {p['cosine_min']:.4f}"
+        )
+        if p.get("accuracy"):
+            lines.append(f"accuracy  fp32 {p['accuracy']['ref'] * 100:.2f} %  int8 {p['accuracy']['cand'] * 100:.2f} %")
+        if r.trt_cache:
+            lines.append(f"TensorRT calibration cache: {r.trt_cache}")
+        if r.failures:
+            lines.append("FAIL: " + "; ".join(r.failures))
+        return "\n".join(lines)
+
 
 def _load(data, meta, split, limit, seed, progress):
     if isinstance(data, Dataset):

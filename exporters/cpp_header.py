@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import os
 import re
+from dataclasses import dataclass
 
 from densenet_deploy.core.errors import ArtifactError
 from densenet_deploy.core.io import atomic_write_text, check_output_path
+from densenet_deploy.core.results import Result
 from densenet_deploy.core.sidecars import read_artifact_meta
 
 DEFAULT_NAMESPACE = "dnx_model"
@@ -24,11 +26,23 @@ union unsigned using virtual void volatile wchar_t while xor xor_eq""".split()
 )
 
 
-def write_cpp_header(artifact_path, out_path, namespace: str = DEFAULT_NAMESPACE) -> str:
+@dataclass
+class CppHeader(Result):
+    """The header written for an artifact."""
+
+    artifact: str
+    output: str
+    namespace: str
+
+    def __str__(self) -> str:
+        return f"wrote {self.output}"
+
+
+def write_cpp_header(artifact_path, out_path, namespace: str = DEFAULT_NAMESPACE) -> CppHeader:
     """Write a header describing `artifact_path` (.onnx, or any artifact with a JSON sidecar) to `out_path`.
 
     The header holds `inline constexpr` constants in `namespace` (kInputName, kInputShape, kMean, ...),
-    so a C++ program that embeds the model needs no copy of these numbers. Returns `out_path`.
+    so a C++ program that embeds the model needs no copy of these numbers.
     """
     artifact_path = os.fspath(artifact_path)
     out_path = check_output_path(out_path)
@@ -38,7 +52,7 @@ def write_cpp_header(artifact_path, out_path, namespace: str = DEFAULT_NAMESPACE
         raise ArtifactError(f"namespace {namespace!r} is not a C++ identifier (e.g. dnx_model or app::model)")
     meta, sidecar = read_artifact_meta(artifact_path)
     atomic_write_text(out_path, render_cpp_header(meta, os.path.basename(artifact_path), namespace, sidecar))
-    return out_path
+    return CppHeader(artifact_path, out_path, namespace)
 
 
 def render_cpp_header(meta, source: str, namespace: str = DEFAULT_NAMESPACE, sidecar: dict | None = None) -> str:

@@ -42,7 +42,7 @@ DEFAULT_SAMPLES = 64
 
 @dataclass
 class PrecisionResult(CheckedResult):
-    """What convert_fp16 did; truthy when the parity check passed."""
+    """What convert_fp16 / convert_bf16 did; truthy when the parity check passed."""
 
     output: str
     precision: str
@@ -55,6 +55,20 @@ class PrecisionResult(CheckedResult):
     seconds: float
     passed: bool = True
     failures: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        p = self.parity
+        head = f"{'wrote' if self.passed else 'NOT written:'} {self.output} ({self.precision}, {self.converter})"
+        lines = [head + (f" in {self.seconds:.1f} s" if self.seconds else "")]
+        if self.kept_fp32:
+            lines.append(f"kept fp32 {len(self.kept_fp32)} node(s): {', '.join(self.kept_fp32[:8])}")
+        lines.append(
+            f"parity    {self.samples} {self.data} samples: rel L2 {p['rel_l2']:.4g}, top-1 agreement "
+            f"{p['top1_agreement'] * 100:.2f} %"
+        )
+        if self.failures:
+            lines.append("FAIL: " + "; ".join(self.failures))
+        return "\n".join(lines)
 
 
 def _node_magnitudes(model, images: np.ndarray, input_name: str) -> dict[str, float]:

@@ -28,6 +28,7 @@ from densenet_deploy.core.errors import DnxError, VerificationFailed
 from densenet_deploy.core.io import atomic_output, check_output_path
 from densenet_deploy.core.metadata import ArtifactMeta, write_onnx_meta
 from densenet_deploy.core.policy import gate_for
+from densenet_deploy.core.results import Result
 from densenet_deploy.core.sidecars import drop_stale_sidecar
 from densenet_deploy.data.loading import load_data_for
 from densenet_deploy.exporters.onnx_graph import ALLOWED_OPS, canonicalize, check_ops, op_counts
@@ -46,7 +47,7 @@ REFERENCE_CHUNK = 8  # PyTorch reference outputs are computed this many images a
 
 
 @dataclass
-class ExportResult:
+class ExportResult(Result):
     """What an export produced; truthy when the parity check passed."""
 
     output: str
@@ -69,6 +70,20 @@ class ExportResult:
 
     def __bool__(self) -> bool:
         return bool(self.parity)
+
+    def __str__(self) -> str:
+        batch = "dynamic batch" if self.batch is None else f"fixed batch {self.batch}"
+        sizes = ", ".join(str(b) for b in self.parity_by_batch)
+        lines = [
+            f"exported {self.model} -> {self.output} ({self.exporter} exporter, opset {self.opset}, {batch}, "
+            f"input {'x'.join(map(str, self.input_size))}) in {self.seconds:.1f} s",
+            f"params {self.params:,}   MACs {self.macs / 1e9:.3f} G (counted from the ONNX graph)",
+            f"ops    {', '.join(f'{k} {v}' for k, v in self.ops.items())}",
+            f"parity ONNX Runtime CPU vs PyTorch, {self.parity.samples} {self.data} inputs, batch {sizes}:",
+            str(self.parity),
+        ]
+        lines += [f"note   {w}" for w in self.warnings]
+        return "\n".join(lines)
 
     def as_dict(self) -> dict:
         parity = self.parity.as_dict()

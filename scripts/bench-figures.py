@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="JSON path (default WORKDIR/figures.json)")
     args = parser.parse_args(argv)
 
-    from densenet_deploy.bench.timing import bench, format_table, parse_batches
+    from densenet_deploy.bench.timing import BenchOptions, bench, format_table, parse_batches
     from densenet_deploy.core.deps import available
 
     started = time.perf_counter()
@@ -165,15 +165,14 @@ def main(argv=None) -> int:
     openvino = available("openvino") and not args.no_openvino
     artifacts = _artifacts(paths, openvino)
     print(f"benching {len(artifacts)} artifacts ...", file=sys.stderr)
-    result = bench(
-        artifacts,
+    options = BenchOptions(
         batch=args.batch,
         seconds=args.seconds,
         passes=args.passes,
         threads=args.threads,
         report=os.path.join(args.workdir, "report"),
-        progress=sys.stderr.isatty(),
     )
+    result = bench(artifacts, options, progress=sys.stderr.isatty()).as_dict()
     print(format_table(result), file=sys.stderr)
     overhead = {
         "densenet121": harness_overhead(

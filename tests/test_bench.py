@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from densenet_deploy.bench.timing import BenchTarget, bench, latency_stats, parse_batches, timed_loop
+from densenet_deploy.bench.timing import BenchOptions, BenchTarget, bench, latency_stats, parse_batches, timed_loop
 from densenet_deploy.cli.main import cli
 from densenet_deploy.core.errors import DnxError
 
@@ -96,12 +96,11 @@ def test_bench_report_files(bench_json):
 
 
 def test_bench_table_and_target_syntax(tiny_onnx):
-    result = bench([f"{tiny_onnx}@onnxruntime"], batch="2", iters=2, warmup=0, passes=2, threads=1)
-    assert result["results"][0]["parity"] is None and result["results"][0]["iterations"] == 2
-    assert len(result["results"][0]["pass_p50_ms"]) == 2
-    from densenet_deploy.bench.timing import format_table
+    result = bench([f"{tiny_onnx}@onnxruntime"], BenchOptions(batch="2", iters=2, warmup=0, passes=2, threads=1))
+    assert result.results[0]["parity"] is None and result.results[0]["iterations"] == 2
+    assert len(result.results[0]["pass_p50_ms"]) == 2
 
-    assert "reference" in format_table(result) and "onnxruntime-cpu fp32" in format_table(result)
+    assert "reference" in str(result) and "onnxruntime-cpu fp32" in str(result)
     assert BenchTarget.parse("a@b.onnx") == BenchTarget("a@b.onnx", None)
     assert BenchTarget.parse("m.onnx@openvino") == BenchTarget("m.onnx", "openvino")
 
@@ -186,16 +185,15 @@ def test_bench_parity_on_real_data(digits_onnx, digits_int8):
 
 
 def test_bench_random_parity_is_labelled_and_points_to_data(digits_onnx, digits_int8):
-    from densenet_deploy.bench.timing import format_table
 
-    result = bench([digits_onnx, digits_int8], batch="8", iters=1, warmup=0, passes=1, threads=1)
-    assert result["settings"]["parity_data"] == "random" and result["settings"]["parity_split"] is None
-    int8 = result["results"][1]
+    result = bench([digits_onnx, digits_int8], BenchOptions(batch="8", iters=1, warmup=0, passes=1, threads=1))
+    assert result.settings["parity_data"] == "random" and result.settings["parity_split"] is None
+    int8 = result.results[1]
     assert int8["accuracy"] is None
     # Random inputs say nothing definite about a reduced-precision artifact: never "poor" for a good one.
     assert int8["parity"]["status"] in ("ok", "unverified")
-    assert any("--data" in n for n in result["notes"])
-    table = format_table(result)
+    assert any("--data" in n for n in result.notes)
+    table = str(result)
     assert "8 seeded random inputs" in table and "--data" in table
     assert "  POOR" not in table.splitlines()[3]
 
@@ -223,14 +221,13 @@ def test_bench_fixed_batch_model_skips_other_batches_or_refuses(tmp_path, caplog
     assert len(out.output.strip().splitlines()) == 1
     # Some can: those run, the others are skipped with a warning naming the fixed batch.
     with caplog.at_level("WARNING", logger="densenet_deploy.bench"):
-        result = bench([str(fixed)], batch="1,4", iters=1, warmup=0, passes=1, threads=1)
-    assert [r["batch"] for r in result["results"]] == [4]
-    assert result["skipped"] == [{"artifact": str(fixed), "batch": 1, "reason": "fixed batch 4"}]
+        result = bench([str(fixed)], BenchOptions(batch="1,4", iters=1, warmup=0, passes=1, threads=1))
+    assert [r["batch"] for r in result.results] == [4]
+    assert result.skipped == [{"artifact": str(fixed), "batch": 1, "reason": "fixed batch 4"}]
     assert any("fixed batch 4" in r.getMessage() and "batch 1" in r.getMessage() for r in caplog.records)
 
 
 def test_bench_throughput_mode_refuses_iters_and_says_what_it_measured(tiny_onnx, tmp_path):
-    from densenet_deploy.bench.timing import format_table
 
     # --iters used to be swapped silently for a 0.5 s budget: now it is one line on stderr, before any work.
     out = CliRunner().invoke(
@@ -241,61 +238,47 @@ def test_bench_throughput_mode_refuses_iters_and_says_what_it_measured(tiny_onnx
     assert len(lines) == 1 and lines[0].startswith("error: ") and "--seconds" in lines[0] and "--iters" in lines[0]
     assert not (tmp_path / "report").exists()
     with pytest.raises(DnxError, match="time budget"):
-        bench([tiny_onnx], mode="throughput", iters=3)
+        bench([tiny_onnx], BenchOptions(mode="throughput", iters=3))
 
     pytest.importorskip("openvino", reason="openvino (extra 'openvino') is not installed")
     # ONNX Runtime has no throughput() and falls back to timed runs; OpenVINO is measured through its queue.
     result = bench(
         [tiny_onnx, f"{tiny_onnx}@openvino"],
-        batch="2",
-        seconds=0.4,
-        warmup=0,
-        passes=1,
-        threads=1,
-        mode="throughput",
-        report=str(tmp_path / "report"),
+        BenchOptions(
+            batch="2", seconds=0.4, warmup=0, passes=1, threads=1, mode="throughput", report=str(tmp_path / "report")
+        ),
     )
-    assert [r["mode"] for r in result["results"]] == ["latency", "throughput"]
-    (footer,) = [line for line in format_table(result).splitlines() if "mode:" in line or "wall time" in line]
+    assert [r["mode"] for r in result.results] == ["latency", "throughput"]
+    (footer,) = [line for line in str(result).splitlines() if "mode:" in line or "wall time" in line]
     assert footer.startswith("Throughput mode: img/s = images completed per second by an asynchronous queue")
     assert "without throughput support" in footer and "wall time per run()" in footer
     md = (tmp_path / "report" / "report.md").read_text()
     assert "Throughput mode: img/s" in md
     only_async = bench(
-        [f"{tiny_onnx}@openvino"], batch="2", seconds=0.2, warmup=0, passes=1, threads=1, mode="throughput"
+        [f"{tiny_onnx}@openvino"],
+        BenchOptions(batch="2", seconds=0.2, warmup=0, passes=1, threads=1, mode="throughput"),
     )
-    assert "Throughput mode" in format_table(only_async) and "wall time" not in format_table(only_async)
-    latency = bench([tiny_onnx], batch="2", iters=1, warmup=0, passes=1, threads=1)
-    assert "Latency: wall time per run() incl. synchronize" in format_table(latency)
-    assert "Throughput mode" not in format_table(latency)
+    assert "Throughput mode" in str(only_async) and "wall time" not in str(only_async)
+    latency = bench([tiny_onnx], BenchOptions(batch="2", iters=1, warmup=0, passes=1, threads=1))
+    assert "Latency: wall time per run() incl. synchronize" in str(latency)
+    assert "Throughput mode" not in str(latency)
 
 
 def test_bench_footer_calls_agreement_weak_only_on_random_inputs(digits_onnx, tmp_path):
-    from densenet_deploy.bench.timing import format_table
 
     real = bench(
         [digits_onnx, f"{digits_onnx}@onnxruntime"],
-        batch="8",
-        iters=1,
-        warmup=0,
-        passes=1,
-        threads=1,
-        data="digits",
-        samples=16,
-        report=str(tmp_path / "real"),
+        BenchOptions(
+            batch="8", iters=1, warmup=0, passes=1, threads=1, data="digits", samples=16, report=str(tmp_path / "real")
+        ),
     )
-    assert "proves little" not in format_table(real)
+    assert "proves little" not in str(real)
     assert "proves little" not in (tmp_path / "real" / "report.md").read_text()
     random = bench(
         [digits_onnx, f"{digits_onnx}@onnxruntime"],
-        batch="8",
-        iters=1,
-        warmup=0,
-        passes=1,
-        threads=1,
-        report=str(tmp_path / "random"),
+        BenchOptions(batch="8", iters=1, warmup=0, passes=1, threads=1, report=str(tmp_path / "random")),
     )
-    assert "on random inputs top-1 agreement proves little" in format_table(random)
+    assert "on random inputs top-1 agreement proves little" in str(random)
     assert "on random inputs top-1 agreement proves little" in (tmp_path / "random" / "report.md").read_text()
 
 
@@ -340,15 +323,15 @@ def test_bench_refuses_empty_batch_items_and_says_when_passes_are_capped(tiny_on
         lines = out.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: --batch") and "empty" in lines[0]
     with caplog.at_level("WARNING", logger="densenet_deploy.bench"):
-        result = bench([tiny_onnx], batch="1", iters=2, passes=5, warmup=0, threads=1)
+        result = bench([tiny_onnx], BenchOptions(batch="1", iters=2, passes=5, warmup=0, threads=1))
     # Each pass needs one timed run: --iters 2 runs 2 passes, and the result says so instead of "5".
-    assert result["settings"]["passes"] == 2 and result["settings"]["passes_requested"] == 5
-    assert len(result["results"][0]["pass_p50_ms"]) == 2
-    assert any("--passes 5" in n and "2 passes" in n for n in result["notes"])
+    assert result.settings["passes"] == 2 and result.settings["passes_requested"] == 5
+    assert len(result.results[0]["pass_p50_ms"]) == 2
+    assert any("--passes 5" in n and "2 passes" in n for n in result.notes)
     assert any("--passes 5" in r.getMessage() for r in caplog.records)
     # Without --passes the default (5) quietly becomes --iters when that is smaller: nothing was asked for.
-    plain = bench([tiny_onnx], batch="1", iters=2, warmup=0, threads=1)
-    assert plain["notes"] == [] and "passes_requested" not in plain["settings"] and plain["settings"]["passes"] == 2
+    plain = bench([tiny_onnx], BenchOptions(batch="1", iters=2, warmup=0, threads=1))
+    assert plain.notes == [] and "passes_requested" not in plain.settings and plain.settings["passes"] == 2
 
 
 def test_bench_skips_batches_outside_a_runner_batch_range(tiny_onnx, caplog):
@@ -407,3 +390,39 @@ def test_build_engine_fixed_batch_refusal_gives_advice_for_the_target(tmp_path):
         cli, ["build-engine", str(fixed), "--target", "tensorrt", "--fp16", "-o", str(tmp_path / "m.plan")]
     )
     assert out.exit_code == 2 and "fixed batch of 2" in out.output and "--min-batch" in out.output, out.output
+
+
+def test_bench_exits_1_when_a_row_is_poor_on_real_data(digits_onnx, tmp_path):
+    """A fast artifact that computes something else fails bench on real data (exit 1, after the table);
+    on random inputs the row is flagged POOR but proves too little to fail on."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(digits_onnx)
+    conv = next(t for t in model.graph.initializer if len(t.dims) == 4)
+    conv.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(conv), conv.name))  # same metadata, wrong math
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    real = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            digits_onnx,
+            str(broken),
+            "--data",
+            "digits",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--samples",
+            "32",
+            "--json",
+        ],
+    )
+    assert real.exit_code == 1, real.output
+    doc = json.loads(real.stdout)
+    assert doc["results"][1]["parity"]["status"] == "poor"
+    assert "parity is POOR for broken.onnx at batch 1" in real.stderr
+    randomly = CliRunner().invoke(cli, ["bench", digits_onnx, str(broken), "--iters", "1", "--warmup", "0"])
+    assert randomly.exit_code == 0 and "POOR" in randomly.stdout, randomly.output

@@ -201,7 +201,7 @@ def test_build_engine_python_api_matches_the_cli(tiny_onnx, tmp_path):
     assert {"tensorrt", "onnxruntime"} <= set(TARGETS)
     result = build_deployment(
         tiny_onnx, str(tmp_path / "api.ort.onnx"), BuildOptions(target="onnxruntime", optimization="basic")
-    )
+    ).as_dict()
     assert set(result) >= {"output", "target", "precision", "seconds", "sidecar"}
     with pytest.raises(DnxError, match="unknown target 'onnxruntim'.*did you mean 'onnxruntime'"):
         build_deployment(tiny_onnx, str(tmp_path / "y.onnx"), BuildOptions(target="onnxruntim"))

@@ -413,7 +413,7 @@ def test_cpp_header_compiles_and_matches_metadata(cpp_artifacts, tmp_path):
 
     if shutil.which("g++") is None:
         _skip_or_fail("g++ is not installed")
-    header = write_cpp_header(cpp_artifacts["model"], tmp_path / "model.h", namespace="app::model")
+    header = write_cpp_header(cpp_artifacts["model"], tmp_path / "model.h", namespace="app::model").output
     source = tmp_path / "main.cpp"
     source.write_text(
         '#include "model.h"\n#include <cstdio>\n'

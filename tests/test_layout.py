@@ -133,3 +133,55 @@ def test_installed_wheel_claims_no_generic_top_level_names(tmp_path):
     site_packages = next(venv.glob("lib/python*/site-packages"))
     assert not (site_packages / "exporters").exists() and not (site_packages / "calibration").exists()
     shutil.rmtree(venv, ignore_errors=True)
+
+
+def test_public_functions_return_results_that_format_themselves():
+    """Results format themselves: as_dict() for --json, str() for the text; no plain-dict returns."""
+    import typing
+
+    from densenet_deploy.bench.timing import bench
+    from densenet_deploy.calibration.quantize import quantize_int8
+    from densenet_deploy.core.results import Result
+    from densenet_deploy.demo.pipeline import run_demo
+    from densenet_deploy.exporters.bf16 import convert_bf16
+    from densenet_deploy.exporters.cpp_header import write_cpp_header
+    from densenet_deploy.exporters.fp16 import convert_fp16
+    from densenet_deploy.exporters.onnx import export_onnx
+    from densenet_deploy.exporters.targets.build import build_deployment
+    from densenet_deploy.exporters.targets.onnxruntime import build_ort_deployment
+    from densenet_deploy.exporters.targets.openvino import build_openvino
+    from densenet_deploy.exporters.targets.tensorrt import build_engine
+    from densenet_deploy.reports.doctor import diagnose
+    from densenet_deploy.reports.info import describe
+    from densenet_deploy.reports.paper import check_paper
+    from densenet_deploy.reports.zoo_listing import list_models
+    from densenet_deploy.serve.client import classify
+    from densenet_deploy.serve.repository import write_repository
+    from densenet_deploy.verify.parity import verify
+
+    functions = [
+        bench,
+        quantize_int8,
+        run_demo,
+        convert_bf16,
+        write_cpp_header,
+        convert_fp16,
+        export_onnx,
+        build_deployment,
+        build_ort_deployment,
+        build_openvino,
+        build_engine,
+        diagnose,
+        describe,
+        check_paper,
+        list_models,
+        classify,
+        write_repository,
+        verify,
+    ]
+    plain = []
+    for fn in functions:
+        returned = typing.get_type_hints(fn).get("return")
+        if not (isinstance(returned, type) and issubclass(returned, Result) and returned.__str__ is not object.__str__):
+            plain.append(f"{fn.__module__}.{fn.__name__} -> {returned}")
+    assert not plain, plain

@@ -213,7 +213,7 @@ def test_zoo_listing_on_the_meta_device_counts_what_real_models_count():
     from densenet_deploy.models.counting import count_macs, count_params
     from densenet_deploy.reports.zoo_listing import list_models
 
-    rows = {r["name"]: r for r in list_models()}
+    rows = {r["name"]: r for r in list_models().models}
     for name in ("densenet121", "densenet_bc100_k12", "preact_resnet164"):
         model = build_model(name)
         assert rows[name]["params"] == count_params(model)

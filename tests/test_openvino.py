@@ -118,7 +118,7 @@ def test_fp32_ir_round_trip_with_sidecar(tiny_onnx, tmp_path):
     from densenet_deploy.runners import open_runner
 
     out = str(tmp_path / "tiny.xml")
-    result = build_openvino(tiny_onnx, out, precision="fp32", verify_samples=16)
+    result = build_openvino(tiny_onnx, out, precision="fp32", verify_samples=16).as_dict()
     assert sorted(os.listdir(tmp_path)) == ["tiny.bin", "tiny.xml", "tiny.xml.json"]
     meta, doc = read_sidecar(out)
     assert meta == read_onnx_meta(tiny_onnx).replace(precision="fp32")
@@ -130,7 +130,10 @@ def test_fp32_ir_round_trip_with_sidecar(tiny_onnx, tmp_path):
         assert _rel_l2(_ort(tiny_onnx, x), runner.run(x)) < 1e-4
     from densenet_deploy.reports.info import describe, describe_onnx
 
-    info, onnx_info = describe(out), describe_onnx(tiny_onnx)  # `dnx info model.xml` reads the sidecar
+    info, onnx_info = (
+        describe(out).as_dict(),
+        describe_onnx(tiny_onnx).as_dict(),
+    )  # `dnx info model.xml` reads the sidecar
     assert (info["model"], info["params"], info["macs"], info["target"]) == (
         onnx_info["model"],
         onnx_info["params"],
@@ -158,7 +161,7 @@ def test_int8_nncf_digits_within_one_point(digits_onnx, val_digits, torch_digits
     out = str(tmp_path / "digits.int8.xml")
     result = build_openvino(
         digits_onnx, out, precision="int8", recipe="nncf", calib_data="digits", samples=128, verify_samples=64
-    )
+    ).as_dict()
     assert result["fake_quantize_nodes"] > 0 and result["recipe"] == "nncf"
     meta, doc = json.load(open(out + ".json"))["metadata"], json.load(open(out + ".json"))
     assert (
@@ -177,7 +180,7 @@ def test_int8_qdq_recipe_digits(digits_onnx, val_digits, torch_digits, tmp_path)
     out = str(tmp_path / "digits.qdq.xml")
     result = build_openvino(
         digits_onnx, out, precision="int8", recipe="qdq", calib_data="digits", samples=128, verify_samples=64
-    )
+    ).as_dict()
     assert result["fake_quantize_nodes"] > 0 and result["recipe"] == "qdq"
     with open_runner(out) as runner:
         cand = runner.run(val_digits.images)
@@ -314,9 +317,9 @@ def test_verify_data_uses_all_of_a_source_without_a_held_out_split(tiny_onnx, di
     from densenet_deploy.data.loading import held_out_split
     from densenet_deploy.exporters.targets.openvino import build_openvino
 
-    result = build_openvino(tiny_onnx, str(tmp_path / "a.xml"), verify_data=digit_arrays[10])
+    result = build_openvino(tiny_onnx, str(tmp_path / "a.xml"), verify_data=digit_arrays[10]).as_dict()
     assert result["parity"]["samples"] == 10 and result["parity"]["data"] == digit_arrays[10]
-    result = build_openvino(tiny_onnx, str(tmp_path / "b.xml"), verify_data="digits", verify_samples=32)
+    result = build_openvino(tiny_onnx, str(tmp_path / "b.xml"), verify_data="digits", verify_samples=32).as_dict()
     assert result["parity"]["data"] == "digits (val split)"  # a source with its own held-out split
     assert (held_out_split("digits"), held_out_split("cifar10:/x"), held_out_split(digit_arrays[1])) == (
         "val",
@@ -335,7 +338,7 @@ def test_a_one_image_verify_source_is_checked_and_an_empty_held_out_split_names_
     from densenet_deploy.exporters.targets.openvino import build_openvino
 
     with caplog.at_level("WARNING", logger="densenet_deploy.exporters.targets.openvino"):
-        result = build_openvino(tiny_onnx, str(tmp_path / "one.xml"), verify_data=digit_arrays[1])
+        result = build_openvino(tiny_onnx, str(tmp_path / "one.xml"), verify_data=digit_arrays[1]).as_dict()
     assert result["parity"]["samples"] == 1
     assert any("only 1 sample of" in r.getMessage() and digit_arrays[1] in r.getMessage() for r in caplog.records)
     # The calibration source's held-out (val) split is empty for one image: the error names it.
@@ -361,7 +364,7 @@ def test_fewer_samples_than_asked_and_a_tiny_check_are_warned_about(tiny_onnx, d
             calib_data=digit_arrays[3],
             samples=5000,
             gate=loose,
-        )
+        ).as_dict()
     messages = [r.getMessage() for r in caplog.records]
     assert result["calibration"]["samples"] == 2 and result["parity"]["samples"] == 1
     assert any("only 2 calibration samples" in m and "fewer than --samples 5000" in m for m in messages), messages

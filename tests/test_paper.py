@@ -65,12 +65,12 @@ def test_paper_latency_path_on_small_models():
     result = check_paper(
         backend="torch", latency=True, iters=2, batch=1, models=["densenet_bc100_k12", "preact_resnet164"]
     )
-    rows = {m["name"]: m for m in result["models"]}
+    rows = {m["name"]: m for m in result.models}
     assert all(m["latency_ms"] > 0 and m["latency_label"].startswith("torch") for m in rows.values())
-    assert {"backend": "torch", "batch": 1, "iters": 2, "passes": 2}.items() <= result["latency"].items()
+    assert {"backend": "torch", "batch": 1, "iters": 2, "passes": 2}.items() <= result.latency.items()
     # Only the claims whose models are present: here only "about 1/3 of the params" (BC-100 vs ResNet-164).
-    assert [c["verdict"] for c in result["claims"]] == ["consistent"]
-    assert result["claims"][0]["figures"]["ratios"] == [pytest.approx(769_162 / 1_703_258, abs=1e-4)]
+    assert [c["verdict"] for c in result.claims] == ["consistent"]
+    assert result.claims[0]["figures"]["ratios"] == [pytest.approx(769_162 / 1_703_258, abs=1e-4)]
 
 
 def test_paper_latency_on_onnxruntime_exports_the_deepest_model(tmp_path):
@@ -83,18 +83,17 @@ def test_paper_latency_on_onnxruntime_exports_the_deepest_model(tmp_path):
         models=["densenet_bc100_k12", "preact_resnet1001"],
         report=str(tmp_path),
     )
-    rows = {m["name"]: m for m in result["models"]}
+    rows = {m["name"]: m for m in result.models}
     assert rows["preact_resnet1001"]["latency_ms"] > rows["densenet_bc100_k12"]["latency_ms"] > 0
     assert rows["preact_resnet1001"]["latency_label"].startswith("onnxruntime")
     # One timed run per model: no spread, so no latency verdict, and the text says what was run.
-    assert result["latency"]["passes"] == 1 and rows["preact_resnet1001"]["latency_samples"] == 1
-    latency = [c for c in result["claims"] if "latency" in c["claim"]]
+    assert result.latency["passes"] == 1 and rows["preact_resnet1001"]["latency_samples"] == 1
+    latency = [c for c in result.claims if "latency" in c["claim"]]
     assert [c["verdict"] for c in latency] == ["inconclusive"]
     md = (tmp_path / "report.md").read_text()
     assert "1 timed run per model in 1 pass" in md and "interleaved" not in md and "**inconclusive**" in md
-    from densenet_deploy.reports.paper_report import format_paper
 
-    assert "1 timed run per model in 1 pass" in format_paper(result)
+    assert "1 timed run per model in 1 pass" in str(result)
 
 
 def test_paper_rejects_bad_backend():

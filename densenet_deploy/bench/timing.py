@@ -26,6 +26,7 @@ queue runs for a time budget, so throughput mode takes `seconds`, never `iters` 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -46,6 +47,7 @@ from densenet_deploy.core.errors import DataError, DnxError, did_you_mean
 from densenet_deploy.core.host import environment
 from densenet_deploy.core.io import check_report_outputs
 from densenet_deploy.core.policy import RANDOM_GROSS_REL_L2, gate_for, lower_precision
+from densenet_deploy.core.results import Result
 from densenet_deploy.data.loading import held_out_split, load_data_for
 from densenet_deploy.runners import BACKENDS, check_provider_option, open_runner
 from densenet_deploy.runners.batches import run_batches
@@ -150,33 +152,74 @@ def rss_mb() -> float:
             return 0.0
 
 
-def bench(
-    artifacts,
-    batch="1",
-    seconds: float | None = None,
-    iters: int | None = None,
-    warmup: int = 3,
-    threads: int | None = None,
-    backend: str | None = None,
-    mode: str = "latency",
-    passes: int | None = None,
-    parity_samples: int = RANDOM_PARITY_SAMPLES,
-    seed: int = 0,
-    report: str | None = None,
-    progress: bool = False,
-    data: str | None = None,
-    samples: int | None = None,
-    provider=None,
-) -> dict:
-    """Bench `artifacts` (zoo names, checkpoints, .onnx, .xml, .plan; `path@backend` picks a backend).
+@dataclass(frozen=True)
+class BenchOptions:
+    """How bench times: batch sizes ("1,8,32" or a sequence), a time budget (`seconds`) or a run count
+    (`iters`) per artifact and batch, untimed `warmup` runs, intra-op `threads`, one `backend` for every
+    artifact (None: from the file type; `path@backend` picks one), `mode` latency or throughput, `passes`
+    round-robin passes, the parity inputs (`data`: a data source, None or "random": seeded random inputs;
+    `samples` of them, default 64 with data, else `parity_samples`), `report` (a directory for report.md,
+    results.json and a plot), ONNX Runtime execution `provider`s."""
 
-    Returns {"results": [...], "skipped": [...], "env": {...}, "settings": {...}}; the first artifact
-    of each model is its parity reference. `data` (a data source such as "digits"; None or "random":
-    seeded random inputs) feeds the parity run, `samples` images of it (default 64 with data, else
-    `parity_samples`); settings["parity_data"] says which was used. With `report`, also writes
-    report.md, results.json and a latency plot there. `provider`: ONNX Runtime execution providers for
-    the artifacts run on onnxruntime (see verify.verify; None: every installed one, best first).
-    """
+    batch: str | int | tuple = "1"
+    seconds: float | None = None
+    iters: int | None = None
+    warmup: int = 3
+    threads: int | None = None
+    backend: str | None = None
+    mode: str = "latency"
+    passes: int | None = None
+    parity_samples: int = RANDOM_PARITY_SAMPLES
+    seed: int = 0
+    report: str | None = None
+    data: str | None = None
+    samples: int | None = None
+    provider: str | list | None = None
+
+
+@dataclass
+class BenchResult(Result):
+    """Rows per artifact and batch (latency or throughput, parity against the reference, accuracy), the batch
+    sizes skipped, the machine, the settings as run, notes, and the report files when one was written."""
+
+    results: list[dict]
+    skipped: list[dict]
+    env: dict
+    settings: dict
+    notes: list[str]
+    report: dict | None = None
+
+    def as_dict(self) -> dict:
+        doc = dataclasses.asdict(self)
+        if self.report is None:
+            del doc["report"]
+        return doc
+
+    def __bool__(self) -> bool:
+        """False when a row's parity is POOR on real data (`data`): a fast artifact that computes something
+        else failed its check. On random inputs POOR rows are flagged, but prove too little to fail on."""
+        return not (self.poor and self.settings.get("parity_data", RANDOM) != RANDOM)
+
+    @property
+    def poor(self) -> list[str]:
+        return [
+            f"{os.path.basename(r['artifact'])} at batch {r['batch']}"
+            for r in self.results
+            if (r.get("parity") or {}).get("status") == "poor"
+        ]
+
+    def __str__(self) -> str:
+        text = format_table(self.as_dict())
+        return text + ("\nreport: " + ", ".join(self.report.values()) if self.report else "")
+
+
+def bench(artifacts, options: BenchOptions | None = None, *, progress: bool = False) -> BenchResult:
+    """Bench `artifacts` (zoo names, checkpoints, .onnx, .xml, .plan; `path@backend` picks a backend) side by
+    side; the first artifact of each model is its parity reference (see BenchOptions)."""
+    o = options or BenchOptions()
+    batch, seconds, iters, warmup, threads, backend = o.batch, o.seconds, o.iters, o.warmup, o.threads, o.backend
+    mode, passes, parity_samples, seed, report = o.mode, o.passes, o.parity_samples, o.seed, o.report
+    data, samples, provider = o.data, o.samples, o.provider
     if not artifacts:
         raise DnxError("give at least one ARTIFACT to bench")
     if mode not in MODES:
@@ -231,15 +274,14 @@ def bench(
             load_rss.append(rss_mb() - before)
         _check_batches(runners, batches)
         parity_inputs = _load_parity_data(runners, data, n_samples, seed) if data else None
-        result = _measure(
+        measured = _measure(
             runners, load_rss, batches, seconds, iters, warmup, mode, passes, n_samples, seed, progress, parity_inputs
         )
     finally:
         for runner in runners:
             runner.close()
 
-    result["env"] = environment(threads)
-    result["settings"] = {
+    settings = {
         "batches": list(batches),
         "seconds": seconds,
         "iters": iters,
@@ -254,14 +296,14 @@ def bench(
         "provider": providers,
     }
     if iters is not None and passes > iters:
-        result["settings"]["passes_requested"] = passes
+        settings["passes_requested"] = passes
     if parity_inputs:
-        result["settings"]["parity_samples"] = len(parity_inputs[0])
-    if data is None and any(r["precision"] != "fp32" for r in result["results"]):
+        settings["parity_samples"] = len(parity_inputs[0])
+    if data is None and any(r["precision"] != "fp32" for r in measured["results"]):
         notes.append(RANDOM_NOTE)
-    result["notes"] = notes  # always present (empty when there is nothing to say)
+    result = BenchResult(measured["results"], measured["skipped"], environment(threads), settings, notes)
     if report:
-        result["report"] = write_bench_report(result, report)
+        result.report = write_bench_report(result.as_dict(), report)
     return result
 
 

@@ -28,6 +28,6 @@ def emit_on_failure(as_json: bool, formatter=None):
         yield
     except VerificationFailed as exc:
         if exc.result is not None:
-            doc = exc.result if isinstance(exc.result, dict) else exc.result.as_dict()
+            doc = exc.result.as_dict()
             emit(doc, as_json, formatter(exc.result) if formatter else None)
         raise

@@ -5,14 +5,19 @@ from __future__ import annotations
 import dataclasses
 
 
-class CheckedResult:
-    """Mixin for result dataclasses with a `passed` field: truthy when the check passed, dict for JSON."""
-
-    def __bool__(self) -> bool:
-        return self.passed
+class Result:
+    """What every public function returns: `as_dict()` is its JSON document (what `--json` prints) and
+    `str()` the text the CLI prints. A dataclass subclass gets as_dict from its fields."""
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+class CheckedResult(Result):
+    """A result with a `passed` field: truthy when its check passed."""
+
+    def __bool__(self) -> bool:
+        return self.passed
 
 
 def json_default(value):

@@ -17,12 +17,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from densenet_deploy.bench.timing import bench
+from densenet_deploy.bench.timing import BenchOptions, bench
 from densenet_deploy.calibration.quantize import CalibrationOptions, quantize_int8
 from densenet_deploy.core.deps import available, require
 from densenet_deploy.core.errors import BackendUnavailableError, DnxError, VerificationFailed
 from densenet_deploy.core.formats import SIDECAR_SUFFIX
 from densenet_deploy.core.io import check_output_dir
+from densenet_deploy.core.results import Result
 from densenet_deploy.demo.report import format_table, write_demo_report
 from densenet_deploy.exporters.fp16 import convert_fp16
 from densenet_deploy.exporters.onnx import export_onnx
@@ -69,7 +70,7 @@ class Stage:
 
 
 @dataclass
-class DemoResult:
+class DemoResult(Result):
     """All stages plus bench and report; truthy when every check passed."""
 
     workdir: str
@@ -454,21 +455,21 @@ def _check_accuracy(stage: Stage, hint: str) -> None:
 
 def _export(ckpt, output):
     def run():
-        return export_onnx(ckpt, output, data=DATA).as_dict()
+        return export_onnx(ckpt, output, data=DATA)
 
     return run
 
 
 def _fp16(onnx, output):
     def run():
-        return convert_fp16(onnx, output, data=DATA).as_dict()
+        return convert_fp16(onnx, output, data=DATA)
 
     return run
 
 
 def _int8(onnx, output, samples):
     def run():
-        return quantize_int8(onnx, output, DATA, CalibrationOptions(method="entropy", samples=samples)).as_dict()
+        return quantize_int8(onnx, output, DATA, CalibrationOptions(method="entropy", samples=samples))
 
     return run
 
@@ -510,10 +511,10 @@ def _attempt(
         return None
     t0 = time.perf_counter()
     try:
-        stage.details = make() or {}
+        stage.details = make().as_dict()
     except VerificationFailed as exc:
         stage.status, stage.message = "failed", _one_line(exc)
-        stage.details = _as_dict(exc.result)
+        stage.details = exc.result.as_dict() if exc.result is not None else {}
     except DnxError as exc:
         stage.status, stage.message = "error", _one_line(exc)
     stage.seconds = round(time.perf_counter() - t0, 2)
@@ -547,25 +548,19 @@ def _bench_stage(stages: list[Stage], seconds: float, threads, progress) -> dict
     if not rows:
         return None
     try:
-        result = bench(
-            [s.artifact for s in rows],
-            batch=",".join(map(str, BATCHES)),
-            seconds=seconds,
-            threads=threads,
-            passes=3,
-            progress=progress,
-        )
+        options = BenchOptions(batch=",".join(map(str, BATCHES)), seconds=seconds, threads=threads, passes=3)
+        result = bench([s.artifact for s in rows], options, progress=progress)
     except DnxError as exc:
         stage = Stage("bench", None, "-", "-", status="error", message=_one_line(exc))
         stages.append(stage)
         return None
     by_path = {os.path.abspath(s.artifact): s for s in rows}
-    for r in result["results"]:
+    for r in result.results:
         stage = by_path.get(os.path.abspath(r["artifact"]))
         if stage is not None and r.get("latency_ms"):
             stage.latency_ms[str(r["batch"])] = r["latency_ms"]["p50"]
             stage.label = r["label"]
-    return result
+    return result.as_dict()
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -574,14 +569,6 @@ def _size(path: str) -> int | None:
         stem = os.path.splitext(path)[0]
         return sum(os.path.getsize(p) for p in (path, stem + ".bin") if os.path.exists(p))
     return os.path.getsize(path) if os.path.exists(path) else None
-
-
-def _as_dict(value) -> dict:
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return value
-    return value.as_dict() if hasattr(value, "as_dict") else {"result": str(value)}
 
 
 def _one_line(exc: BaseException) -> str:

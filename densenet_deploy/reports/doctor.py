@@ -6,8 +6,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import platform
+from dataclasses import dataclass
 
 from densenet_deploy.core.host import cpu_info, cuda_info
+from densenet_deploy.core.results import Result
 from densenet_deploy.runners.tensorrt import tensorrt_version
 
 
@@ -40,7 +42,7 @@ def optional_package(module: str, install: str, purpose: str) -> dict:
     return info
 
 
-def diagnose() -> dict:
+def diagnose() -> DoctorReport:
     """Everything `dnx doctor` reports, as one dict."""
     backends = {
         "torch": _version("torch"),
@@ -74,13 +76,21 @@ def diagnose() -> dict:
         usable.append("openvino")
     if backends["tensorrt"]["available"] and backends["cuda"]["available"]:
         usable.append("tensorrt")
-    return {
-        "backends": backends,
-        "cpu": cpu_info(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "usable": usable,
-    }
+    return DoctorReport(backends, cpu_info(), platform.python_version(), platform.platform(), usable)
+
+
+@dataclass
+class DoctorReport(Result):
+    """Versions (or why unavailable) of every backend and tool, CUDA devices, CPU features, what is usable."""
+
+    backends: dict
+    cpu: dict
+    python: str
+    platform: str
+    usable: list[str]
+
+    def __str__(self) -> str:
+        return format_report(self.as_dict())
 
 
 def format_report(report: dict) -> str:

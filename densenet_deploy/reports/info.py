@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field
 
 from densenet_deploy.core.errors import ArtifactError, DnxError, UnknownModelError
 from densenet_deploy.core.formats import format_of, guess_precision, ort_deployment_reason
 from densenet_deploy.core.metadata import load_onnx, read_onnx_meta
+from densenet_deploy.core.results import Result
 from densenet_deploy.core.sidecars import read_artifact_meta
 from densenet_deploy.models import build_from_config, get_spec
 from densenet_deploy.models.counting import count_macs, count_onnx_macs, count_onnx_params, count_params
@@ -18,10 +20,103 @@ from densenet_deploy.reports.paper_facts import paper_figures
 
 log = logging.getLogger(__name__)
 
+# The JSON keys each kind of description has (DESIGN.md's contract: model, params, macs, input_size, paper).
+KEYS = {
+    "zoo": ("model", "source", "params", "macs", "input_size", "num_classes", "paper"),
+    "built": (
+        "model",
+        "source",
+        "precision",
+        "params",
+        "macs",
+        "input_size",
+        "num_classes",
+        "labels",
+        "target",
+        "counted_from",
+        "paper",
+    ),
+    "onnx": (
+        "model",
+        "source",
+        "params",
+        "bn_buffers",
+        "macs",
+        "input_size",
+        "num_classes",
+        "precision",
+        "opset",
+        "batch",
+        "metadata",
+        "extra",
+        "paper",
+    ),
+}
+TORCH_KEYS = ("torch_params", "torch_macs", "counts_match")
+
+
+@dataclass
+class ModelInfo(Result):
+    """`dnx info`: what MODEL is (`kind`: a zoo name or checkpoint, an exported ONNX, a built artifact), its
+    measured params and MACs, and the paper's figures beside them."""
+
+    kind: str
+    model: str
+    source: str
+    params: int
+    macs: int
+    input_size: list
+    num_classes: int | None
+    paper: dict = field(default_factory=dict)
+    precision: str | None = None
+    target: str | None = None
+    labels: list | None = None
+    counted_from: str | None = None
+    bn_buffers: int | None = None
+    opset: int | None = None
+    batch: int | None = None
+    metadata: bool | None = None
+    extra: dict | None = None
+    torch_params: int | None = None
+    torch_macs: int | None = None
+    counts_match: bool | None = None
+
+    def as_dict(self) -> dict:
+        keys = KEYS[self.kind] + (TORCH_KEYS if self.torch_params is not None else ())
+        return {k: getattr(self, k) for k in keys}
+
+    def __str__(self) -> str:
+        lines = [f"model       {self.model}"]
+        for key in ("source", "target", "precision", "opset"):
+            if getattr(self, key, None):
+                lines.append(f"{key:<12}{getattr(self, key)}")
+        lines.append(f"input       {'x'.join(map(str, self.input_size))}")
+        lines.append(f"params      {self.params:,}")
+        lines.append(f"MACs        {self.macs / 1e9:.3f} G (multiply-accumulates; the paper's 'FLOPs')")
+        if self.counted_from:  # a built artifact: its weights are fused or compiled, the model is counted
+            lines.append(f"counted     from {self.counted_from}")
+        if self.torch_params is not None:  # an ONNX artifact: its graph counts beside PyTorch's
+            verdict = "match" if self.counts_match else "DIFFER"
+            lines.append(f"PyTorch     {self.torch_params:,} params, {self.torch_macs / 1e9:.3f} G MACs ({verdict})")
+        paper = self.paper or {}
+        if paper:
+            lines.append(f"paper       {paper.get('label', '')}")
+            if paper.get("params"):
+                match = {True: "matches", False: "DIFFERS", None: "n/a (other class count)"}[paper.get("params_match")]
+                lines.append(f"  params    {paper['params']:,} (ratio {paper.get('params_ratio')}; {match})")
+            if paper.get("macs"):
+                ratio = paper.get("macs_note") or f"ratio {paper.get('macs_ratio')}"
+                lines.append(f"  MACs      {paper['macs'] / 1e9:.3f} G ({ratio})")
+            if paper.get("top1_error") is not None:
+                lines.append(f"  top-1 err {paper['top1_error']:.2f} % (ImageNet, single crop)")
+            for ds, err in (paper.get("cifar_error") or {}).items():
+                lines.append(f"  {ds:<9} {err:.2f} % error")
+        return "\n".join(lines)
+
 
 def describe(
     model: str, weights: str | None = None, input_size: int | None = None, num_classes: int | None = None
-) -> dict:
+) -> ModelInfo:
     """Dispatch on what MODEL is: an exported ONNX (counted from its graph), a built artifact (from its
     sidecar), or a zoo name/checkpoint."""
     fmt = format_of(model)
@@ -36,25 +131,26 @@ def describe(
 
 def describe_zoo_model(
     model: str, weights: str | None = None, input_size: int | None = None, num_classes: int | None = None
-) -> dict:
+) -> ModelInfo:
     """params/MACs of a zoo name or checkpoint at its input size, with the paper's values and ratios."""
     loaded = load_model(model, weights=weights, num_classes=num_classes, input_size=input_size)
     params = count_params(loaded.model)
     macs = count_macs(loaded.model, loaded.input_size)
-    return {
-        "model": loaded.name,
-        "source": loaded.source,
-        "params": params,
-        "macs": macs,
-        "input_size": list(loaded.input_size),
-        "num_classes": loaded.config["num_classes"],
-        "paper": paper_figures(
+    return ModelInfo(
+        "zoo",
+        loaded.name,
+        loaded.source,
+        params,
+        macs,
+        list(loaded.input_size),
+        loaded.config["num_classes"],
+        paper_figures(
             loaded.name, params, macs, num_classes=loaded.config["num_classes"], input_size=loaded.input_size
         ),
-    }
+    )
 
 
-def describe_built_artifact(path: str) -> dict:
+def describe_built_artifact(path: str) -> ModelInfo:
     """An OpenVINO IR, TensorRT plan or ONNX Runtime deployment, described from its sidecar; params and
     MACs are those of the PyTorch model its metadata names (these formats cannot be counted as the model
     without their runtime: fused, reordered or compiled weights)."""
@@ -63,25 +159,26 @@ def describe_built_artifact(path: str) -> dict:
         raise ArtifactError(f"{path}: its sidecar has no model config (dnx.model_config)")
     net = build_from_config(meta.model_config)
     params, macs = count_params(net), count_macs(net, meta.input_size)
-    return {
-        "model": meta.model,
-        "source": path,
-        "precision": meta.precision,
-        "params": params,
-        "macs": macs,
-        "input_size": list(meta.input_size),
-        "num_classes": meta.num_classes,
-        "labels": meta.labels,
-        "target": next(
+    return ModelInfo(
+        "built",
+        meta.model,
+        path,
+        params,
+        macs,
+        list(meta.input_size),
+        meta.num_classes,
+        paper_figures(meta.model, params, macs, num_classes=meta.num_classes, input_size=meta.input_size),
+        precision=meta.precision,
+        labels=meta.labels,
+        counted_from="the PyTorch model its metadata describes",
+        target=next(
             (k for k in ("tensorrt", "openvino", "onnxruntime") if k in doc),
             "onnxruntime" if format_of(path).name == "onnx" else None,
         ),
-        "counted_from": "the PyTorch model its metadata describes",
-        "paper": paper_figures(meta.model, params, macs, num_classes=meta.num_classes, input_size=meta.input_size),
-    }
+    )
 
 
-def describe_onnx(path, model=None, compare_torch: bool = True) -> dict:
+def describe_onnx(path, model=None, compare_torch: bool = True) -> ModelInfo:
     """What `dnx info X.onnx` shows: metadata, params/MACs counted from the graph, the paper's figures,
     and (when the metadata names a zoo model) the PyTorch model's own counts for comparison.
     `model`: the loaded ModelProto, when the caller has it already."""
@@ -96,26 +193,27 @@ def describe_onnx(path, model=None, compare_torch: bool = True) -> dict:
         meta = None
     first = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
     graph_size = [d.dim_value for d in list(first)[1:]]
-    result = {
-        "model": meta.model if meta else (model.graph.name or os.path.basename(os.fspath(path))),
-        "source": os.fspath(path),
-        "params": counts["params"],
-        "bn_buffers": counts["buffers"],
-        "macs": macs,
-        "input_size": list(meta.input_size) if meta else graph_size,
-        "num_classes": meta.num_classes if meta else None,
-        "precision": meta.precision if meta else guess_precision(model),
-        "opset": opset,
-        "batch": meta.batch if meta else None,
-        "metadata": bool(meta),
-        "extra": dict(meta.extra) if meta else {},
-        "paper": {},
-    }
+    result = ModelInfo(
+        "onnx",
+        meta.model if meta else (model.graph.name or os.path.basename(os.fspath(path))),
+        os.fspath(path),
+        counts["params"],
+        macs,
+        list(meta.input_size) if meta else graph_size,
+        meta.num_classes if meta else None,
+        bn_buffers=counts["buffers"],
+        precision=meta.precision if meta else guess_precision(model),
+        opset=opset,
+        batch=meta.batch if meta else None,
+        metadata=bool(meta),
+        extra=dict(meta.extra) if meta else {},
+    )
     if meta is None:
         return result
-    result["paper"] = _paper(meta, counts["params"], macs)
+    result.paper = _paper(meta, counts["params"], macs)
     if compare_torch and meta.model_config:
-        result.update(_torch_counts(meta, counts["params"], macs))
+        for key, value in _torch_counts(meta, counts["params"], macs).items():
+            setattr(result, key, value)
     return result
 
 

@@ -7,19 +7,22 @@ torchvision's V1 figures alongside. Params and MACs are measured from our models
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 
-from densenet_deploy.bench.timing import bench
+from densenet_deploy.bench.timing import BenchOptions, bench
 from densenet_deploy.core.errors import DnxError
 from densenet_deploy.core.io import check_report_outputs
+from densenet_deploy.core.results import Result
 from densenet_deploy.exporters.onnx import export_onnx
 from densenet_deploy.models import build_model, get_spec
 from densenet_deploy.models.counting import count_macs, count_params
 from densenet_deploy.reports.claims import MIN_LATENCY_SAMPLES, efficiency_claims, latency_claims
 from densenet_deploy.reports.paper_facts import paper_entry, paper_figures
-from densenet_deploy.reports.paper_report import PAPER_REPORT_FILES, write_paper_report
+from densenet_deploy.reports.paper_report import PAPER_REPORT_FILES, format_paper, write_paper_report
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +113,8 @@ def check_paper(
     iters: int = 5,
     models=None,
     progress: bool = False,
-) -> dict:
-    """Rows for every model in the paper's comparisons, the four efficiency claims with verdicts, and
+) -> PaperResult:
+    """Rows for every model in the paper's comparisons, the paper's efficiency claims with verdicts, and
     (with `latency`) measured latency at `batch` on `backend` plus the latency claims.
     """
     from tqdm import tqdm
@@ -152,10 +155,32 @@ def check_paper(
         if latency
         else None,
     }
-    result = _rounded(result)
+    result = PaperResult(**_rounded(result))
     if report:
-        result["report"] = write_paper_report(result, report)
+        result.report = write_paper_report(result.as_dict(), report)
     return result
+
+
+@dataclass
+class PaperResult(Result):
+    """`dnx paper`: a row per model (measured params/MACs/latency, the reported figures), the claims with their
+    verdicts, the sources, how latency was measured (None: not measured), and the report files."""
+
+    models: list[dict]
+    claims: list[dict]
+    sources: dict
+    latency: dict | None
+    report: dict | None = None
+
+    def as_dict(self) -> dict:
+        doc = dataclasses.asdict(self)
+        if self.report is None:
+            del doc["report"]
+        return doc
+
+    def __str__(self) -> str:
+        text = format_paper(self.as_dict())
+        return text + ("\nreport: " + ", ".join(self.report.values()) if self.report else "")
 
 
 def _rounded(value, digits: int = 4):
@@ -181,10 +206,9 @@ def _measure_latency(rows, backend, batch, iters, passes, progress) -> None:
             if not group:
                 continue
             artifacts = [_artifact(r["name"], backend, tmp, progress) for r in group]
-            result = bench(
-                artifacts, batch=batch, iters=iters, warmup=1, passes=passes, parity_samples=batch, progress=progress
-            )
-            for r, res in zip(group, result["results"]):
+            options = BenchOptions(batch=batch, iters=iters, warmup=1, passes=passes, parity_samples=batch)
+            result = bench(artifacts, options, progress=progress)
+            for r, res in zip(group, result.results):
                 r["latency_ms"] = res["latency_ms"]["p50"]
                 r["latency_iqr_ms"] = res["latency_ms"]["iqr"]
                 r["latency_p25_ms"], r["latency_p75_ms"] = res["latency_ms"]["p25"], res["latency_ms"]["p75"]

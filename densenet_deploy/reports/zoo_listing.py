@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from densenet_deploy.core.results import Result
 from densenet_deploy.models import build_model, get_spec, listed_names
 from densenet_deploy.models.counting import count_macs, count_params
 
 
-def list_models(with_macs: bool = True) -> list[dict]:
+@dataclass
+class ZooListing(Result):
+    """`dnx models`: one row per listed zoo model (name, paper name, params, MACs, input size, classes)."""
+
+    models: list[dict]
+
+    def __str__(self) -> str:
+        lines = [f"{'model':<22}{'params':>14}{'MACs':>16}  input   paper name"]
+        for r in self.models:
+            mac = f"{r['macs'] / 1e9:.3f} G" if r.get("macs") is not None else "-"
+            size = "x".join(map(str, r["input_size"]))
+            lines.append(f"{r['name']:<22}{r['params']:>14,}{mac:>16}  {size:<7} {r['paper_name']}")
+        lines.append(
+            "MACs = multiply-accumulates (the paper's 'FLOPs'). CIFAR names follow densenet{L}_k{k} / "
+            "densenet_bc{L}_k{k} for any valid depth."
+        )
+        return "\n".join(lines)
+
+
+def list_models(with_macs: bool = True) -> ZooListing:
     import torch
 
     rows = []
@@ -26,4 +48,4 @@ def list_models(with_macs: bool = True) -> list[dict]:
                     "num_classes": spec.num_classes,
                 }
             )
-    return rows
+    return ZooListing(rows)

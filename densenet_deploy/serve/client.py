@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
 from densenet_deploy.core.deps import require
 from densenet_deploy.core.errors import ArtifactError, DataError, DnxError
 from densenet_deploy.core.metadata import ArtifactMeta
+from densenet_deploy.core.results import Result
 from densenet_deploy.core.sidecars import read_artifact_meta
 from densenet_deploy.data.loading import open_image, preprocess_image
 
@@ -48,7 +50,7 @@ def _host_port(url: str) -> str:
 
 def classify(
     url: str, model: str, images, topk: int = 5, artifact: str | None = None, version: str = "", timeout: float = 30.0
-) -> dict:
+) -> Classification:
     """Send `images` (file paths) to `model` on the Triton server at `url`; top-k classes with labels.
 
     Returns {"url", "model", "version", "results": [{"image", "top": [{"index", "label", "probability",
@@ -101,14 +103,25 @@ def classify(
             logits.append(np.asarray(reply.as_numpy(spec_out["name"]), dtype=np.float32).reshape(len(chunk), -1))
     finally:
         client.close()
-    return {
-        "url": f"http://{host}",
-        "model": model,
-        "version": version or "latest",
-        "results": [
-            {"image": os.fspath(p), "top": top_k(row, meta, topk)} for p, row in zip(images, np.concatenate(logits))
-        ],
-    }
+    rows = [{"image": os.fspath(p), "top": top_k(row, meta, topk)} for p, row in zip(images, np.concatenate(logits))]
+    return Classification(f"http://{host}", model, version or "latest", rows)
+
+
+@dataclass
+class Classification(Result):
+    """Top-k classes per image from the server: {"image", "top": [{"index", "label", "probability", "logit"}]}."""
+
+    url: str
+    model: str
+    version: str
+    results: list[dict]
+
+    def __str__(self) -> str:
+        lines = []
+        for r in self.results:
+            lines.append(r["image"])
+            lines += [f"  {t['probability'] * 100:6.2f} %  {t['label']} ({t['index']})" for t in r["top"]]
+        return "\n".join(lines)
 
 
 def top_k(logits: np.ndarray, meta: ArtifactMeta, k: int) -> list[dict]:

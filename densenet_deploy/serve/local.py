@@ -52,7 +52,7 @@ def serve_artifact(
             max_queue_delay_us=max_queue_delay_us,
             backend="python",
         )
-        model = result["models"][0]
+        model = result.models[0]
         with TritonServer(
             repo, host=host, http_port=http_port, grpc_port=grpc_port, startup_timeout=startup_timeout
         ) as server:

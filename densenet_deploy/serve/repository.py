@@ -18,9 +18,11 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 
 from densenet_deploy.core.deps import require
 from densenet_deploy.core.errors import ArtifactError, DnxError
+from densenet_deploy.core.results import Result
 from densenet_deploy.serve.artifacts import ArtifactInfo, artifact_format, inspect_artifact  # noqa: F401 (public API)
 
 log = logging.getLogger(__name__)
@@ -231,7 +233,7 @@ def write_repository(
     as_: str = "versions",
     backend: str | None = None,
     replace: bool = False,
-) -> dict:
+) -> RepositoryResult:
     """Write (or update) a Triton model repository at `repo` serving `artifacts`.
 
     Several artifacts become versions 1, 2, ... of one model (`as_="versions"`, all served; they must share
@@ -292,7 +294,27 @@ def write_repository(
     _create_repo(repo)
     written = [_write_model(repo, p) for p in prepared]
     first = written[0]
-    return {"repo": os.path.abspath(repo), "model": first["model"], "platform": first["platform"], "models": written}
+    return RepositoryResult(os.path.abspath(repo), first["model"], first["platform"], written)
+
+
+@dataclass
+class RepositoryResult(Result):
+    """The repository written: the first model's name and platform, and every model written (versions, max
+    batch size, config path, labels)."""
+
+    repo: str
+    model: str
+    platform: str
+    models: list[dict]
+
+    def __str__(self) -> str:
+        lines = [f"repository {self.repo}"]
+        for m in self.models:
+            lines.append(
+                f"  {m['model']:<28} {m['platform']:<18} versions {','.join(map(str, m['versions']))}  "
+                f"max_batch_size {m['max_batch_size']}" + ("  labels" if m["labels"] else "")
+            )
+        return "\n".join(lines)
 
 
 def _plan_models(infos, name, as_, version, repo):

@@ -9,10 +9,11 @@ import numpy as np
 
 from densenet_deploy.core.errors import DataError
 from densenet_deploy.core.policy import Gate
+from densenet_deploy.core.results import Result
 
 
 @dataclass
-class ParityResult:
+class ParityResult(Result):
     """Truthy when it passes; prints as a small table."""
 
     samples: int
@@ -26,6 +27,8 @@ class ParityResult:
     passed: bool
     failures: list[str] = field(default_factory=list)
     accuracy: dict | None = None  # {"ref": .., "cand": ..} when labels are known
+    data: str | None = None  # what the inputs were, when the caller says (e.g. "digits (val split)")
+    gate: dict | None = None  # the gate it was judged by, when the caller records it
 
     def __bool__(self) -> bool:
         return self.passed

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from densenet_deploy.core.errors import DataError, OptionError, VerificationFailed
 from densenet_deploy.core.policy import GateOptions, gate_for, lower_precision
+from densenet_deploy.core.results import Result
 from densenet_deploy.data.loading import held_out_split, load_data_for
 from densenet_deploy.runners import check_provider_option, open_runner
 from densenet_deploy.runners.batches import run_batches
@@ -49,7 +50,7 @@ class VerifyOptions:
 
 
 @dataclass
-class VerifyResult:
+class VerifyResult(Result):
     """Parity metrics plus what was compared; truthy when it passed."""
 
     parity: ParityResult

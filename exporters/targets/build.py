@@ -25,6 +25,7 @@ from densenet_deploy.core.formats import ort_deployment_reason
 from densenet_deploy.core.io import check_output_path
 from densenet_deploy.core.metadata import ArtifactMeta, load_onnx
 from densenet_deploy.core.policy import GateOptions
+from densenet_deploy.core.results import CheckedResult
 from densenet_deploy.exporters.precision import convert_precision
 from densenet_deploy.exporters.targets.onnxruntime import OFFLINE_LEVELS, build_ort_deployment
 from densenet_deploy.exporters.targets.openvino import RECIPES, build_openvino
@@ -95,7 +96,7 @@ def _onnxruntime_preflight(options: BuildOptions) -> None:
 
 
 def _onnxruntime_build(onnx_path: str, output: str, options: BuildOptions) -> dict:
-    return build_ort_deployment(onnx_path, output, optimization=options.optimization, threads=options.threads)
+    return build_ort_deployment(onnx_path, output, optimization=options.optimization, threads=options.threads).as_dict()
 
 
 # --- openvino ------------------------------------------------------------------------------------
@@ -120,7 +121,7 @@ def _openvino_build(onnx_path: str, output: str, options: BuildOptions) -> dict:
         threads=options.threads,
         gate=options.gate,
         **kwargs,
-    )
+    ).as_dict()
 
 
 TARGETS: dict[str, Target] = {
@@ -261,24 +262,57 @@ def _fixed_batch_refusal(target: Target, precision: str, meta, onnx_path: str) -
     return message + f"; build --target {target.name} from it, which keeps the dynamic batch axis (any batch size)"
 
 
-def _as_dict(value):
-    if value is None or isinstance(value, dict):
-        return value
-    if hasattr(value, "as_dict"):
-        return value.as_dict()
-    import dataclasses
+@dataclass
+class BuildResult(CheckedResult):
+    """What build_deployment made (or, `passed` False, which step refused and why: nothing was written). As
+    JSON, the target's own figures sit under the target's name, the precision step's under precision_step."""
 
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    return {"result": str(value)}
+    output: str
+    target: str
+    precision: str
+    source: str
+    sidecar: str | None
+    seconds: float
+    precision_step: dict | None = None
+    details: dict = field(default_factory=dict)
+    passed: bool = True
+    failed_step: str | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        doc = {
+            "output": self.output,
+            "target": self.target,
+            "precision": self.precision,
+            "seconds": self.seconds,
+            "sidecar": self.sidecar,
+            "source": self.source,
+            "passed": self.passed,
+        }
+        if not self.passed:
+            doc.update(written=False, failed_step=self.failed_step, error=self.error)
+        if self.precision_step is not None:
+            doc["precision_step"] = self.precision_step
+        if self.details or self.passed:
+            doc[self.target] = self.details
+        return doc
+
+    def __str__(self) -> str:
+        if not self.passed:
+            return (
+                f"NOT written: {self.output} ({self.target}, {self.precision}): {self.failed_step} failed: {self.error}"
+            )
+        return f"wrote {self.output} ({self.target}, {self.precision}) in {self.seconds:.1f} s" + (
+            f"\nsidecar {self.sidecar}" if self.sidecar else ""
+        )
 
 
-def build_deployment(onnx_path: str, output: str, options: BuildOptions | None = None) -> dict:
-    """Build a deployable artifact from an exported ONNX model; returns {output, target, precision, seconds, ...}.
+def build_deployment(onnx_path: str, output: str, options: BuildOptions | None = None) -> BuildResult:
+    """Build a deployable artifact from an exported ONNX model.
 
     All checks that can fail (target, precision, output path, metadata, backend availability) run
     before any work, and no partial file is left behind on failure. A failed check of the result
-    raises VerificationFailed whose `.result` is this function's result dict with `passed: false`.
+    raises VerificationFailed whose `.result` is a BuildResult with `passed` False.
     """
     options = options or BuildOptions()
     target = TARGETS.get(options.target)
@@ -372,37 +406,31 @@ def build_deployment(onnx_path: str, output: str, options: BuildOptions | None =
             built = target.build(source, output, options)
     except VerificationFailed as exc:
         # The same document as a success, saying what failed: `--json` prints it (exit 1, nothing written).
-        failed = {
-            "output": output,
-            "target": target.name,
-            "precision": precision,
-            "seconds": round(time.perf_counter() - start, 2),
-            "sidecar": None,
-            "source": onnx_path,
-            "passed": False,
-            "written": False,
-            "failed_step": step,
-            "error": str(exc),
-        }
+        failed = dict(
+            output=output,
+            target=target.name,
+            precision=precision,
+            source=onnx_path,
+            sidecar=None,
+            seconds=round(time.perf_counter() - start, 2),
+            passed=False,
+            failed_step=step,
+            error=str(exc),
+        )
+        detail = exc.result.as_dict() if exc.result is not None else None
         if step == "precision step":
-            failed["precision_step"] = _as_dict(exc.result)
+            precision_info, details = detail, {}
         else:
-            if precision_info is not None:
-                failed["precision_step"] = precision_info
-            detail = _as_dict(exc.result)
-            failed[target.name] = detail if detail and "parity" in detail else {"parity": detail}
-        exc.result = failed
+            details = detail if detail and "parity" in detail else {"parity": detail}
+        exc.result = BuildResult(**failed, precision_step=precision_info, details=details)
         raise
-    result = {
-        "output": output,
-        "target": target.name,
-        "precision": precision,
-        "seconds": round(time.perf_counter() - start, 2),
-        "sidecar": built.get("sidecar"),
-        "source": onnx_path,
-        "passed": True,
-    }
-    if precision_info is not None:
-        result["precision_step"] = precision_info
-    result[target.name] = {k: v for k, v in built.items() if k not in ("output", "sidecar", "precision", "seconds")}
-    return result
+    return BuildResult(
+        output=output,
+        target=target.name,
+        precision=precision,
+        source=onnx_path,
+        sidecar=built.get("sidecar"),
+        seconds=round(time.perf_counter() - start, 2),
+        precision_step=precision_info,
+        details={k: v for k, v in built.items() if k not in ("output", "sidecar", "precision", "seconds")},
+    )

@@ -21,6 +21,7 @@ from densenet_deploy.core.io import atomic_output, check_output_path, sha256_fil
 from densenet_deploy.core.metadata import read_onnx_meta
 from densenet_deploy.core.policy import gate_for
 from densenet_deploy.core.sidecars import write_sidecar
+from densenet_deploy.exporters.targets.artifact import TargetBuild
 from densenet_deploy.runners.batches import run_batches
 from densenet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner, ort_optimization_level
 from densenet_deploy.verify.compare import compare_outputs
@@ -32,8 +33,8 @@ OFFLINE_LEVELS = ("basic", "extended", "all")
 
 def build_ort_deployment(
     onnx_path, output, optimization: str = "all", threads: int | None = None, check_samples: int = 4
-) -> dict:
-    """Write `output` (an ORT-optimised ONNX for the CPU EP) and `output`.json; returns a result dict.
+) -> TargetBuild:
+    """Write `output` (an ORT-optimised ONNX for the CPU EP) and `output`.json.
 
     The optimised model is checked against the source model on `check_samples` seeded random inputs
     before anything is written (VerificationFailed when it differs beyond fp32 rounding).
@@ -91,15 +92,13 @@ def build_ort_deployment(
             precision=meta.precision,
             source_onnx_sha256=sha256_file(onnx_path),
         )
-    return {
-        "output": output,
-        "sidecar": sidecar,
-        "precision": meta.precision,
-        "optimization": optimization,
-        "seconds": round(seconds, 2),
-        "parity": parity.as_dict(),
-        "size_bytes": os.path.getsize(output),
-    }
+    return TargetBuild(
+        output,
+        sidecar,
+        meta.precision,
+        round(seconds, 2),
+        details={"optimization": optimization, "parity": parity.as_dict(), "size_bytes": os.path.getsize(output)},
+    )
 
 
 def _cpu_features() -> dict:

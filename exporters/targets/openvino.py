@@ -28,6 +28,7 @@ from densenet_deploy.core.policy import GateOptions, gate_for
 from densenet_deploy.core.sidecars import write_sidecar
 from densenet_deploy.data.loading import held_out_split, load_data_for
 from densenet_deploy.exporters.precision import BUILD_CALIBRATION_ADVICE
+from densenet_deploy.exporters.targets.artifact import TargetBuild
 from densenet_deploy.exporters.targets.openvino_child import run_in_child
 from densenet_deploy.exporters.targets.openvino_nncf import quantize_nncf
 from densenet_deploy.runners.batches import run_batches
@@ -84,8 +85,8 @@ def build_openvino(
     gate: GateOptions | None = None,
     threads: int | None = None,
     seed: int = 0,
-) -> dict:
-    """Build `output_xml` (+ .bin + .xml.json sidecar) from an exported ONNX model; returns a result dict.
+) -> TargetBuild:
+    """Build `output_xml` (+ .bin + .xml.json sidecar) from an exported ONNX model.
 
     precision: fp32 | bf16 | int8 (None: the ONNX model's own; a Q/DQ int8 ONNX is converted as is).
     recipe (int8 from fp32): "nncf" or "qdq". The artifact is verified before anything is written:
@@ -199,21 +200,23 @@ def build_openvino(
             threads=threads,
             seed=seed,
         )
-        sidecar_doc["verification"] = parity
+        sidecar_doc["verification"] = parity.as_dict()
         write_sidecar(tmp_xml, out_meta, **sidecar_doc)
         sidecar = _move_ir(tmp_xml, output_xml)
 
-    return {
-        "output": output_xml,
-        "sidecar": sidecar,
-        "precision": precision,
-        "inference_precision": hint,
-        "recipe": steps.get("recipe"),
-        "seconds": round(time.perf_counter() - start, 2),
-        "calibration": steps.get("calibration"),
-        "parity": parity,
-        "fake_quantize_nodes": sidecar_doc["openvino"]["fake_quantize_nodes"],
-    }
+    return TargetBuild(
+        output_xml,
+        sidecar,
+        precision,
+        round(time.perf_counter() - start, 2),
+        details={
+            "inference_precision": hint,
+            "recipe": steps.get("recipe"),
+            "calibration": steps.get("calibration"),
+            "parity": parity.as_dict(),
+            "fake_quantize_nodes": sidecar_doc["openvino"]["fake_quantize_nodes"],
+        },
+    )
 
 
 def _check_source_graph(onnx_path: str, meta) -> None:
@@ -306,7 +309,7 @@ def verify_ir(
 
     `split`: which part of `data` (None: the one `dnx verify` uses, see held_out_split; the builder passes
     "val" for its calibration data, whose "train" split calibrated); without data, seeded random inputs
-    (parity only). Raises VerificationFailed (exit 1) when a gate fails; returns the parity dict.
+    (parity only). Raises VerificationFailed (exit 1) when a gate fails; returns the ParityResult.
     """
     data = data or "random"
     split = split or held_out_split(data)
@@ -341,17 +344,16 @@ def verify_ir(
     cand = run_in_child(xml_path, images, threads=threads)
     checked = (gate or GateOptions()).apply(gate_for(meta.precision))
     parity = compare_outputs(ref, cand, labels=labels, gate=checked, real_data=data != "random")
-    result = parity.as_dict()
-    result["data"] = dataset.source + (" (val split)" if split == "val" else "")
-    result["gate"] = checked.as_dict()
-    if not result["passed"]:
+    parity.data = dataset.source + (" (val split)" if split == "val" else "")
+    parity.gate = checked.as_dict()
+    if not parity:
         raise VerificationFailed(
             f"OpenVINO's {meta.precision} model disagrees with ONNX Runtime on {len(images)} held-out samples of "
             f"{dataset.source} ({'; '.join(parity.failures)}); nothing was written",
-            result,
+            parity,
         )
     log.info("verified against ONNX Runtime: rel L2 %.3g, agreement %.4f", parity.rel_l2, parity.top1_agreement)
-    return result
+    return parity
 
 
 def _move_ir(tmp_xml: str, output_xml: str) -> str:

@@ -28,11 +28,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from densenet_deploy.core.errors import ArtifactError, DnxError
 from densenet_deploy.core.io import atomic_output, atomic_write_bytes, check_output_path, sha256_file
 from densenet_deploy.core.metadata import read_onnx_meta
+from densenet_deploy.core.results import Result
 from densenet_deploy.core.sidecars import write_sidecar
 from densenet_deploy.runners.tensorrt import require_tensorrt_gpu
 
@@ -73,7 +74,9 @@ class EngineOptions:
 
 
 @dataclass
-class EngineResult:
+class EngineResult(Result):
+    """A TensorRT plan and its sidecar, with the build's version, GPU, profile and size."""
+
     output: str
     sidecar: str
     precision: str
@@ -83,8 +86,11 @@ class EngineResult:
     profile: dict
     size_bytes: int
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def __str__(self) -> str:
+        return (
+            f"wrote {self.output} (TensorRT {self.tensorrt.get('version')}, {self.precision}, "
+            f"{self.gpu.get('name')}) in {self.seconds:.1f} s; sidecar {self.sidecar}"
+        )
 
 
 def check_tensorrt_usable(device: int = 0) -> tuple[str, dict]:

@@ -2,9 +2,17 @@
 
 import click
 
-from densenet_deploy.bench.timing import bench, format_table
-from densenet_deploy.cli.options import json_option, progress_enabled
+from densenet_deploy.bench.timing import BenchOptions, bench
+from densenet_deploy.cli.options import (
+    data_option,
+    json_option,
+    progress_enabled,
+    progress_option,
+    samples_option,
+    threads_option,
+)
 from densenet_deploy.cli.output import emit
+from densenet_deploy.core.errors import VerificationFailed
 
 
 @click.command("bench")
@@ -23,7 +31,7 @@ from densenet_deploy.cli.output import emit
     show_default=True,
     help="Untimed runs per artifact and batch after the parity run.",
 )
-@click.option("--threads", type=click.IntRange(1), help="Intra-op threads for every backend [default: backend's].")
+@threads_option
 @click.option(
     "--backend",
     type=click.Choice(["torch", "onnxruntime", "openvino", "tensorrt"]),
@@ -50,44 +58,25 @@ from densenet_deploy.cli.output import emit
     "[default: 5, or --iters if smaller; each pass needs one timed run: more than --iters is a "
     "warning].",
 )
-@click.option(
-    "--data",
-    metavar="SRC",
-    help="Parity inputs: a data source (digits, cifar10:DIR, an image directory, .npy/.npz; held-out "
-    "split where there is one), which also gives accuracy [default: seeded random inputs].",
+@data_option(
+    "Parity inputs: a data source (digits, cifar10:DIR, an image directory, .npy/.npz; held-out split where "
+    "there is one), which also gives accuracy [default: seeded random inputs]."
 )
-@click.option(
-    "--samples", type=click.IntRange(1), help="Parity inputs per artifact and batch [default: 64 with --data, else 8]."
-)
+@samples_option("Parity inputs per artifact and batch [default: 64 with --data, else 8].")
 @click.option("--report", type=click.Path(file_okay=False), help="Write report.md, results.json and plots here.")
+@progress_option
 @json_option
-def command(
-    artifacts, batch, seconds, iters, warmup, threads, backend, provider, mode, passes, data, samples, report, as_json
-):
+def command(artifacts, progress, as_json, **options):
     """Time ARTIFACTs (zoo names, checkpoints, .onnx, .xml, .plan) side by side.
 
     The first ARTIFACT is the parity reference: every other artifact's logits are compared with it on the
     same inputs, and the relative L2 error, centered cosine and top-1 agreement are printed beside
     its speed, so a fast but wrong artifact is visible. Random inputs (the default) overstate the error
     of INT8/FP16 artifacts of trained models; --data measures parity (and accuracy) on real images.
+    Exit 1 when a row's parity is POOR on real data (--data): it misses the gate `dnx verify` applies
+    (docs/policy.md); on random inputs POOR rows are flagged but the exit code stays 0.
     """
-    result = bench(
-        list(artifacts),
-        batch=batch,
-        seconds=seconds,
-        iters=iters,
-        warmup=warmup,
-        threads=threads,
-        backend=backend,
-        provider=provider,
-        mode=mode,
-        passes=passes,
-        data=data,
-        samples=samples,
-        report=report,
-        progress=progress_enabled(as_json),
-    )
-    text = format_table(result)
-    if result.get("report"):
-        text += "\nreport: " + ", ".join(result["report"].values())
-    emit(result, as_json, text)
+    result = bench(list(artifacts), BenchOptions(**options), progress=progress_enabled(as_json, progress))
+    emit(result.as_dict(), as_json, str(result))
+    if not result:
+        raise VerificationFailed(f"parity is POOR for {', '.join(result.poor)}", result)

@@ -131,7 +131,4 @@ def command(
     )
     with emit_on_failure(as_json):  # without --json the error line says it all
         result = build_deployment(onnx_path, output, build)
-    text = f"wrote {result['output']} ({result['target']}, {result['precision']}) in {result['seconds']:.1f} s" + (
-        f"\nsidecar {result['sidecar']}" if result.get("sidecar") else ""
-    )
-    emit(result, as_json, text)
+    emit(result.as_dict(), as_json, str(result))

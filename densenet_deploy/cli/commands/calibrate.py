@@ -95,31 +95,6 @@ def command(model, data, output, exclude_nodes, progress, as_json, **options):
     gate = gate_from(options)
     nodes = tuple(n.strip() for n in exclude_nodes.split(",") if n.strip())
     calibration = CalibrationOptions(exclude_nodes=nodes, gate=gate, **options)
-    with emit_on_failure(as_json, format_result):
+    with emit_on_failure(as_json):
         result = quantize_int8(model, output, data, calibration, progress=progress_enabled(as_json, progress))
-    emit(result.as_dict(), as_json, format_result(result))
-
-
-def format_result(r) -> str:
-    p = r.parity
-    lines = [
-        f"{'wrote' if r.passed else 'NOT written:'} {r.output} ({r.activation_type} Q/DQ, method {r.method}, "
-        f"{r.samples} samples, ranges from {r.ranges_from}, concat scales {r.concat_scales}) in {r.seconds:.1f} s",
-        f"quantized {r.quantized_nodes} weighted nodes; {r.qdq.get('quantize_linear')} Q / "
-        f"{r.qdq.get('dequantize_linear')} DQ; {r.qdq.get('quantized_concats')} concats in int8",
-    ]
-    if r.excluded:
-        lines.append(
-            f"float     {', '.join(r.excluded)}" + (f" (auto: {', '.join(r.auto_excluded)})" if r.auto_excluded else "")
-        )
-    lines.append(
-        f"held-out  {p['samples']} samples: top-1 agreement {p['top1_agreement'] * 100:.2f} %, "
-        f"rel L2 {p['rel_l2']:.4f}, cosine min {p['cosine_min']:.4f}"
-    )
-    if p.get("accuracy"):
-        lines.append(f"accuracy  fp32 {p['accuracy']['ref'] * 100:.2f} %  int8 {p['accuracy']['cand'] * 100:.2f} %")
-    if r.trt_cache:
-        lines.append(f"TensorRT calibration cache: {r.trt_cache}")
-    if r.failures:
-        lines.append("FAIL: " + "; ".join(r.failures))
-    return "\n".join(lines)
+    emit(result.as_dict(), as_json, str(result))

@@ -14,5 +14,5 @@ from densenet_deploy.exporters.cpp_header import write_cpp_header
 @json_option
 def command(artifact, output, namespace, as_json):
     """Write a header for C++ users who compile the model's constants in (see `cpp/`)."""
-    write_cpp_header(artifact, output, namespace=namespace)
-    emit({"artifact": artifact, "output": output, "namespace": namespace}, as_json, f"wrote {output}")
+    result = write_cpp_header(artifact, output, namespace=namespace)
+    emit(result.as_dict(), as_json, str(result))

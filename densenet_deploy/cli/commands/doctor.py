@@ -4,7 +4,7 @@ import click
 
 from densenet_deploy.cli.options import json_option
 from densenet_deploy.cli.output import emit
-from densenet_deploy.reports.doctor import diagnose, format_report
+from densenet_deploy.reports.doctor import diagnose
 
 
 @click.command("doctor")
@@ -12,4 +12,4 @@ from densenet_deploy.reports.doctor import diagnose, format_report
 def command(as_json):
     """Report torch/onnx/onnxruntime/TensorRT/OpenVINO/NNCF versions, ORT providers, CUDA GPUs and CPU features."""
     report = diagnose()
-    emit(report, as_json, format_report(report))
+    emit(report.as_dict(), as_json, str(report))

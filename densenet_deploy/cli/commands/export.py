@@ -47,7 +47,7 @@ def command(
     The parity check runs ONNX Runtime (CPU) against the PyTorch model at batch 1 and 4 (or the fixed
     batch) by the policy's fp32 parity gate (docs/policy.md) and fails (exit 1, file kept) when it misses.
     """
-    with emit_on_failure(as_json, format_export):
+    with emit_on_failure(as_json):
         result = export_onnx(
             model,
             output,
@@ -62,19 +62,4 @@ def command(
             samples=samples,
             seed=seed,
         )
-    emit(result.as_dict(), as_json, format_export(result))
-
-
-def format_export(r) -> str:
-    batch = "dynamic batch" if r.batch is None else f"fixed batch {r.batch}"
-    sizes = ", ".join(str(b) for b in r.parity_by_batch)
-    lines = [
-        f"exported {r.model} -> {r.output} ({r.exporter} exporter, opset {r.opset}, {batch}, "
-        f"input {'x'.join(map(str, r.input_size))}) in {r.seconds:.1f} s",
-        f"params {r.params:,}   MACs {r.macs / 1e9:.3f} G (counted from the ONNX graph)",
-        f"ops    {', '.join(f'{k} {v}' for k, v in r.ops.items())}",
-        f"parity ONNX Runtime CPU vs PyTorch, {r.parity.samples} {r.data} inputs, batch {sizes}:",
-        str(r.parity),
-    ]
-    lines += [f"note   {w}" for w in r.warnings]
-    return "\n".join(lines)
+    emit(result.as_dict(), as_json, str(result))

@@ -12,15 +12,5 @@ from densenet_deploy.reports.zoo_listing import list_models
 @json_option
 def command(macs, as_json):
     """List the zoo: params, MACs (multiply-accumulates) and input size of each model."""
-    rows = list_models(with_macs=macs)
-    lines = [f"{'model':<22}{'params':>14}{'MACs':>16}  input   paper name"]
-    for r in rows:
-        mac = f"{r['macs'] / 1e9:.3f} G" if r.get("macs") is not None else "-"
-        lines.append(
-            f"{r['name']:<22}{r['params']:>14,}{mac:>16}  {'x'.join(map(str, r['input_size'])):<7} {r['paper_name']}"
-        )
-    lines.append(
-        "MACs = multiply-accumulates (the paper's 'FLOPs'). CIFAR names follow densenet{L}_k{k} / "
-        "densenet_bc{L}_k{k} for any valid depth."
-    )
-    emit({"models": rows}, as_json, "\n".join(lines))
+    listing = list_models(with_macs=macs)
+    emit(listing.as_dict(), as_json, str(listing))

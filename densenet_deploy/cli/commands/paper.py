@@ -6,7 +6,6 @@ from densenet_deploy.cli.options import json_option, progress_enabled
 from densenet_deploy.cli.output import emit
 from densenet_deploy.core.errors import DnxError
 from densenet_deploy.reports.paper import check_paper
-from densenet_deploy.reports.paper_report import format_paper
 
 
 @click.command("paper")
@@ -55,7 +54,4 @@ def command(ctx, backend, batch, iters, latency, report, as_json):
     result = check_paper(
         report=report, backend=backend, batch=batch, latency=latency, iters=iters, progress=progress_enabled(as_json)
     )
-    text = format_paper(result)
-    if result.get("report"):
-        text += "\nreport: " + ", ".join(result["report"].values())
-    emit(result, as_json, text)
+    emit(result.as_dict(), as_json, str(result))

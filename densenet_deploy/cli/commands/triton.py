@@ -112,10 +112,4 @@ def command(
         backend=backend,
         replace=replace,
     )
-    lines = [f"repository {result['repo']}"]
-    for m in result["models"]:
-        lines.append(
-            f"  {m['model']:<28} {m['platform']:<18} versions {','.join(map(str, m['versions']))}  "
-            f"max_batch_size {m['max_batch_size']}" + ("  labels" if m["labels"] else "")
-        )
-    emit(result, as_json, "\n".join(lines))
+    emit(result.as_dict(), as_json, str(result))

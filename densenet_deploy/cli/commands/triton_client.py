@@ -30,8 +30,4 @@ from densenet_deploy.serve.client import classify
 def command(url, model, images, topk, artifact, version, timeout, as_json):
     """Send IMAGE files to MODEL on the Triton server at URL (e.g. http://127.0.0.1:8000); print top-k."""
     result = classify(url, model, list(images), topk=topk, artifact=artifact, version=version, timeout=timeout)
-    lines = []
-    for r in result["results"]:
-        lines.append(r["image"])
-        lines += [f"  {t['probability'] * 100:6.2f} %  {t['label']} ({t['index']})" for t in r["top"]]
-    emit(result, as_json, "\n".join(lines))
+    emit(result.as_dict(), as_json, str(result))
