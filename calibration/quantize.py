@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLES = 512
 DEFAULT_EVAL_SAMPLES = 500
-# Measured on the digits DenseNet-BC (docs/sections/04-calibration.md): shared concat scales cost
+# Measured on the digits DenseNet-BC (docs/calibration.md): shared concat scales cost
 # nothing over "independent" (which requantises at every Concat and was *less* accurate) and let
 # TensorRT run DenseNet's concatenations in INT8.
 DEFAULT_CONCAT_SCALES = "shared"

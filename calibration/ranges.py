@@ -29,8 +29,8 @@ METHODS = ("entropy", "minmax", "percentile")
 CALIBRATED_OPS = ("Conv", "Gemm", "MatMul", "Concat")
 
 # ORT's histogram is signed and centred on 0 (get_entropy_threshold: zero_bin_index = num_bins // 2),
-# so num_quantized_bins=128 means 64 levels per side. Measured on the digits DenseNet-BC (docs/sections/
-# 04-calibration.md, 512 samples, 359 held-out): 512/128, 1024/256, 2048/128, 2048/256, 2048/512 all
+# so num_quantized_bins=128 means 64 levels per side. Measured on the digits DenseNet-BC (docs/calibration.md,
+# 512 samples, 359 held-out): 512/128, 1024/256, 2048/128, 2048/256, 2048/512 all
 # kept accuracy within 0.6 points with rel L2 0.127-0.153; 512/128 had the lowest rel L2 and is the
 # fastest (candidates = (num_bins - num_quantized_bins) / 2).
 DEFAULT_NUM_BINS = 512

@@ -3,7 +3,7 @@
 Exporter choice. torch 2.13 offers two: the TorchScript-based exporter (``dynamo=False``) and the
 torch.export-based one (``dynamo=True``, the default of ``torch.onnx.export`` since PyTorch 2.9). Both
 pass our parity check on every zoo model here, with non-trivial BN statistics (figures in
-docs/sections/03-export.md), but the dynamo exporter has shipped wrong numbers for BN-heavy CNNs in
+docs/export.md), but the dynamo exporter has shipped wrong numbers for BN-heavy CNNs in
 other releases (pytorch/pytorch#169178: torchvision ResNet-18 at 0 % accuracy; #166797: wrong Conv bias
 shape), takes 1.3-5x longer, cannot go below opset 15, folds BNs and merges equal initializers (so the
 graph's param count stops matching PyTorch's), and writes ReduceMean/Reshape where the TorchScript

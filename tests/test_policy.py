@@ -139,3 +139,27 @@ def test_openvino_int8_build_check_and_verify_give_the_same_verdict(digits_onnx,
     assert refused.exit_code == 1 and not (tmp_path / "strict.xml").exists(), refused.output
     failed = _dnx("verify", digits_onnx, out, "--data", "digits", "--samples", samples, *strict)
     assert failed.exit_code == 1 and "rel L2" in failed.output
+
+
+def test_the_policy_page_shows_the_table_values():
+    page = (ROOT / "docs" / "policy.md").read_text()
+    rows = {}
+    for line in page.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 8 and cells[0] in POLICY:
+            for precision in cells[1].split(", "):
+                rows[(cells[0], precision)] = cells
+
+    def number(cell):
+        found = re.findall(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", cell)
+        return None if cell == "-" else float(found[0])
+
+    for check, table in POLICY.items():
+        for precision, gate in table.items():
+            cells = rows[(check, precision)]
+            agreement = None if gate.min_agreement is None else gate.min_agreement * 100
+            shown = [number(c) for c in cells[2:7]]
+            wanted = [gate.rel_atol, gate.max_rel_l2, gate.min_centered_cosine, agreement, gate.max_accuracy_drop]
+            assert shown == [pytest.approx(w) if w is not None else None for w in wanted], cells
+            if gate.min_agreement is not None:
+                assert cells[7] == ("gated" if gate.agreement_on_random else "not gated"), cells

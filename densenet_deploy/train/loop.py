@@ -58,7 +58,7 @@ class TrainResult:
 def digits_preset(output: str, **overrides) -> TrainOptions:
     """The small DenseNet-BC on scikit-learn's digits that the demo and the test fixtures train.
 
-    Chosen by measurement (see docs/sections/06-train.md): about 20 s on 2 CPU cores, >= 97% on the
+    Chosen by measurement (see docs/train.md): about 20 s on 2 CPU cores, >= 97% on the
     held-out digits split. The lr steps are compressed into the few epochs. One thread: this model is too
     small to gain from two, and two threads slow down ten-fold when other processes share the cores.
     """

@@ -49,7 +49,7 @@ MIN_VERIFY_SAMPLES = 20  # fewer: the pre-write check's agreement and accuracy s
 class NncfOptions:
     """nncf.quantize settings; `plain()` is NNCF's own defaults (the peer). scripts/bench-openvino.py
     times every option against plain() in one run; keep the defaults in line with its verdicts (the
-    first runs were under heavy machine load and did not settle them, see docs/sections/08-openvino.md)."""
+    first runs were under heavy machine load and did not settle them, see docs/openvino.md)."""
 
     preset: str = "performance"  # symmetric activations: no zero-point arithmetic in int8 kernels
     target_device: str = "CPU"  # CPU hardware config: Concat inputs share one (unified) scale

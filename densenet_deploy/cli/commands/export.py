@@ -32,7 +32,7 @@ from densenet_deploy.exporters.onnx import export_onnx
     type=click.Choice(["torchscript", "dynamo"]),
     default="torchscript",
     show_default=True,
-    help="torch.onnx exporter (see README: why torchscript is the default).",
+    help="torch.onnx exporter (docs/export.md says why torchscript is the default).",
 )
 @click.option("--softmax", is_flag=True, help="Append Softmax: the output holds probabilities, not logits.")
 @data_option("Real images for the parity check (SRC, as for verify) [default: seeded random normal inputs].")
