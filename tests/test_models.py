@@ -207,15 +207,53 @@ def test_memory_efficient_training_step_updates_bn_stats_once():
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_zoo_listing_on_the_meta_device_counts_what_real_models_count():
-    """`dnx models` counts shapes on the meta device; the figures must equal a real model's."""
-    from densenet_deploy.models import build_model, get_spec
-    from densenet_deploy.models.counting import count_macs, count_params
+def test_counts_from_the_spec_equal_what_pytorch_counts():
+    """`dnx models`/`dnx info NAME` count from the spec (no model built, no torch): for every listed model, and
+    for other heads, channels and input sizes, the figures equal model.parameters() and flop_counter's."""
+    import torch
+
+    from densenet_deploy.models import build_model, get_spec, listed_names
+    from densenet_deploy.models.counting import count_macs, count_params, spec_counts
     from densenet_deploy.reports.zoo_listing import list_models
 
     rows = {r["name"]: r for r in list_models().models}
-    for name in ("densenet121", "densenet_bc100_k12", "preact_resnet164"):
-        model = build_model(name)
-        assert rows[name]["params"] == count_params(model)
-        assert rows[name]["macs"] == count_macs(model, get_spec(name).input_size)
+    cases = [(name, None, None, None) for name in listed_names()]
+    cases += [
+        ("densenet121", 10, 1, (1, 96, 96)),
+        ("densenet121", None, None, (3, 32, 32)),
+        ("resnet18", 7, None, (3, 64, 80)),
+        ("densenet_bc22_k8", None, 1, (1, 16, 16)),
+        ("preact_resnet164", 100, None, None),
+        ("densenet40_k12", None, None, (3, 40, 24)),
+    ]
+    for name, classes, channels, size in cases:
+        spec = get_spec(name)
+        counts = spec_counts(spec, classes, channels, size)
+        with torch.device("meta"):  # shapes only: the same counts as a real model (test below), in seconds
+            model = build_model(name, num_classes=classes, in_channels=channels)
+            expected = (count_params(model), count_macs(model, size or spec.input_size))
+        assert (counts.params, counts.macs) == expected, (name, classes, channels, size)
+        bn = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())
+        assert counts.bn_params == bn, name
+        if size is None and classes is None and channels is None:
+            assert (rows[name]["params"], rows[name]["macs"]) == expected
     assert rows["densenet121"]["macs"] == 2_834_161_664
+    for name in ("densenet121", "densenet_bc100_k12", "preact_resnet164"):  # the meta device counts like real models
+        model = build_model(name)
+        assert (rows[name]["params"], rows[name]["macs"]) == (
+            count_params(model),
+            count_macs(model, get_spec(name).input_size),
+        )
+
+
+def test_listing_and_info_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from click.testing import CliRunner; from densenet_deploy.cli.main import cli; "
+        "r = CliRunner().invoke(cli, ['models', '--json']); s = CliRunner().invoke(cli, ['info', 'densenet121']); "
+        "print(r.exit_code, s.exit_code, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.split()
+    assert out == ["0", "0", "False"], out

@@ -92,6 +92,9 @@ def test_paper_latency_on_onnxruntime_exports_the_deepest_model(tmp_path):
     assert [c["verdict"] for c in latency] == ["inconclusive"]
     md = (tmp_path / "report.md").read_text()
     assert "1 timed run per model in 1 pass" in md and "interleaved" not in md and "**inconclusive**" in md
+    # The latency run adds the Figure 3 style plot of latency against MACs and params (matplotlib installed).
+    assert "latency_plot" in result.report and "(latency_vs_macs_params.png)" in md
+    assert (tmp_path / "latency_vs_macs_params.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     assert "1 timed run per model in 1 pass" in str(result)
 

@@ -13,9 +13,9 @@ from densenet_deploy.core.formats import format_of, guess_precision, ort_deploym
 from densenet_deploy.core.metadata import load_onnx, read_onnx_meta
 from densenet_deploy.core.results import Result
 from densenet_deploy.core.sidecars import read_artifact_meta
-from densenet_deploy.models import build_from_config, get_spec
-from densenet_deploy.models.counting import count_macs, count_onnx_macs, count_onnx_params, count_params
-from densenet_deploy.models.loading import load_model
+from densenet_deploy.models import get_spec
+from densenet_deploy.models.counting import config_counts, count_onnx_macs, count_onnx_params, spec_counts
+from densenet_deploy.models.loading import load_model, looks_like_path
 from densenet_deploy.reports.paper_facts import paper_figures
 
 log = logging.getLogger(__name__)
@@ -132,22 +132,22 @@ def describe(
 def describe_zoo_model(
     model: str, weights: str | None = None, input_size: int | None = None, num_classes: int | None = None
 ) -> ModelInfo:
-    """params/MACs of a zoo name or checkpoint at its input size, with the paper's values and ratios."""
-    loaded = load_model(model, weights=weights, num_classes=num_classes, input_size=input_size)
-    params = count_params(loaded.model)
-    macs = count_macs(loaded.model, loaded.input_size)
-    return ModelInfo(
-        "zoo",
-        loaded.name,
-        loaded.source,
-        params,
-        macs,
-        list(loaded.input_size),
-        loaded.config["num_classes"],
-        paper_figures(
-            loaded.name, params, macs, num_classes=loaded.config["num_classes"], input_size=loaded.input_size
-        ),
-    )
+    """params/MACs of a zoo name or checkpoint at its input size, with the paper's values and ratios. A zoo name
+    is counted from its spec alone (instant, no torch); a checkpoint or --weights is loaded first, so that a
+    file that does not fit the model is an error here too."""
+    if weights is None and not looks_like_path(model):
+        spec = get_spec(model)
+        if num_classes is not None and num_classes < 1:
+            raise DnxError(f"num_classes must be >= 1, got {num_classes}")
+        size = spec.input_size if input_size is None else (spec.input_size[0], int(input_size), int(input_size))
+        name, source, classes = spec.name, "zoo (random init)", num_classes or spec.num_classes
+    else:
+        loaded = load_model(model, weights=weights, num_classes=num_classes, input_size=input_size)
+        size, name, source, classes = loaded.input_size, loaded.name, loaded.source, loaded.config["num_classes"]
+        spec = get_spec(loaded.config["name"])
+    counts = spec_counts(spec, classes, size[0], size)
+    paper = paper_figures(name, counts.params, counts.macs, num_classes=classes, input_size=size)
+    return ModelInfo("zoo", name, source, counts.params, counts.macs, list(size), classes, paper)
 
 
 def describe_built_artifact(path: str) -> ModelInfo:
@@ -157,8 +157,8 @@ def describe_built_artifact(path: str) -> ModelInfo:
     meta, doc = read_artifact_meta(path)
     if not meta.model_config:
         raise ArtifactError(f"{path}: its sidecar has no model config (dnx.model_config)")
-    net = build_from_config(meta.model_config)
-    params, macs = count_params(net), count_macs(net, meta.input_size)
+    counts = _config_counts(meta, path)
+    params, macs = counts.params, counts.macs
     return ModelInfo(
         "built",
         meta.model,
@@ -176,6 +176,13 @@ def describe_built_artifact(path: str) -> ModelInfo:
             "onnxruntime" if format_of(path).name == "onnx" else None,
         ),
     )
+
+
+def _config_counts(meta, path: str):
+    try:
+        return config_counts(meta.model_config, meta.input_size)
+    except (KeyError, TypeError) as exc:
+        raise ArtifactError(f"{path}: its model config (dnx.model_config) is incomplete ({exc})") from exc
 
 
 def describe_onnx(path, model=None, compare_torch: bool = True) -> ModelInfo:
@@ -226,14 +233,13 @@ def _paper(meta, params: int, macs: int) -> dict:
 
 
 def _torch_counts(meta, params: int, macs: int) -> dict:
-    """Rebuild the PyTorch model from the metadata's config and count it the PyTorch way."""
+    """The PyTorch model's counts (as count_params/count_macs give them) of the metadata's model config."""
     try:
-        net = build_from_config(meta.model_config)
+        counts = config_counts(meta.model_config, meta.input_size)
     except (DnxError, KeyError, TypeError) as exc:
         log.warning("cannot rebuild %s from its metadata config (%s); no PyTorch comparison", meta.model, exc)
         return {}
-    torch_params = count_params(net)
-    torch_macs = count_macs(net, meta.input_size)
+    torch_params, torch_macs = counts.params, counts.macs
     return {
         "torch_params": torch_params,
         "torch_macs": torch_macs,

@@ -18,8 +18,8 @@ from densenet_deploy.core.errors import DnxError
 from densenet_deploy.core.io import check_report_outputs
 from densenet_deploy.core.results import Result
 from densenet_deploy.exporters.onnx import export_onnx
-from densenet_deploy.models import build_model, get_spec
-from densenet_deploy.models.counting import count_macs, count_params
+from densenet_deploy.models import get_spec
+from densenet_deploy.models.counting import spec_counts
 from densenet_deploy.reports.claims import MIN_LATENCY_SAMPLES, efficiency_claims, latency_claims
 from densenet_deploy.reports.paper_facts import paper_entry, paper_figures
 from densenet_deploy.reports.paper_report import PAPER_REPORT_FILES, format_paper, write_paper_report
@@ -44,15 +44,10 @@ PAPER_TABLE3 = "Huang et al. 2017, Table 3"
 
 
 def count_model(name: str) -> dict:
-    """params, MACs and BN params of a zoo model, built on the meta device (no memory, no init cost)."""
-    import torch
-
+    """params, MACs and BN params of a zoo model, counted from its spec (no model is built)."""
     spec = get_spec(name)
-    with torch.device("meta"):
-        model = build_model(name)
-        macs = count_macs(model, spec.input_size)
-    bn = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())
-    return {"params": count_params(model), "macs": macs, "bn_params": int(bn), "spec": spec}
+    counts = spec_counts(spec)
+    return {"params": counts.params, "macs": counts.macs, "bn_params": counts.bn_params, "spec": spec}
 
 
 def _family_label(spec) -> str:

@@ -8,9 +8,15 @@ from densenet_deploy.core.io import StagedReport, atomic_write_text, write_json
 from densenet_deploy.core.plotting import try_plot
 from densenet_deploy.core.results import fixed, md_table
 from densenet_deploy.reports.claims import MIN_LATENCY_SAMPLES
-from densenet_deploy.reports.plots import plot_cifar_error_vs_params, plot_error_vs_cost
+from densenet_deploy.reports.plots import plot_cifar_error_vs_params, plot_error_vs_cost, plot_latency_vs_cost
 
-PAPER_REPORT_FILES = ("results.json", "report.md", "imagenet_error_vs_params_macs.png", "cifar10_error_vs_params.png")
+PAPER_REPORT_FILES = (
+    "results.json",
+    "report.md",
+    "imagenet_error_vs_params_macs.png",
+    "cifar10_error_vs_params.png",
+    "latency_vs_macs_params.png",  # with latency only
+)
 
 
 def write_paper_report(result: dict, directory: str) -> dict:
@@ -22,10 +28,13 @@ def write_paper_report(result: dict, directory: str) -> dict:
 def _write_paper_report(result: dict, path) -> dict:
     files = {"json": path("results.json"), "markdown": path("report.md")}
     notes = []
-    for key, plot, name in (
+    plots = [
         ("imagenet_plot", plot_error_vs_cost, "imagenet_error_vs_params_macs.png"),
         ("cifar_plot", plot_cifar_error_vs_params, "cifar10_error_vs_params.png"),
-    ):
+    ]
+    if result.get("latency"):
+        plots.append(("latency_plot", plot_latency_vs_cost, "latency_vs_macs_params.png"))
+    for key, plot, name in plots:
         png, why = try_plot(plot, result["models"], path(name))
         if png:
             files[key] = png
@@ -110,6 +119,7 @@ def format_paper_markdown(result: dict, files: dict, notes: list[str]) -> str:
     for key, title in (
         ("imagenet_plot", "ImageNet top-1 error vs params and MACs"),
         ("cifar_plot", "C10+ error vs params"),
+        ("latency_plot", "measured latency vs MACs and params"),
     ):
         if key in files:
             text.append(f"![{title}]({os.path.basename(files[key])})")

@@ -60,3 +60,38 @@ def plot_cifar_error_vs_params(models: list[dict], path: str, dataset: str = "C1
     out = save_figure(fig, path)
     plt.close(fig)
     return out
+
+
+def plot_latency_vs_cost(models: list[dict], path: str) -> str:
+    """Figure 3 style, with measured latency: median latency vs measured MACs and vs params, one line per
+    family (DenseNet vs ResNet), ImageNet and CIFAR models apart (their inputs differ 50-fold in pixels)."""
+    plt = pyplot()
+    timed = [m for m in models if m.get("latency_ms") is not None]
+    datasets = [d for d in ("imagenet", "cifar") if any(m["dataset"] == d for m in timed)]
+    fig, axes = plt.subplots(max(1, len(datasets)), 2, figsize=(12, 4.6 * max(1, len(datasets))), squeeze=False)
+    for row, dataset in enumerate(datasets):
+        families = {}
+        for m in timed:
+            if m["dataset"] == dataset:
+                families.setdefault(m["family_label"], []).append(m)
+        for ax, key, scale, xlabel in (
+            (axes[row][0], "macs", 1e9, "MACs per image [G] (measured; the paper's 'FLOPs')"),
+            (axes[row][1], "params", 1e6, "parameters [millions] (measured)"),
+        ):
+            for label, items in families.items():
+                items = sorted(items, key=lambda m: m[key])
+                xs = [m[key] / scale for m in items]
+                ys = [m["latency_ms"] for m in items]
+                ax.plot(xs, ys, marker="o", label=label)
+                for m, x, y in zip(items, xs, ys):
+                    ax.annotate(m["paper_label"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("median latency [ms] (measured)")
+            ax.set_title(f"{'ImageNet' if dataset == 'imagenet' else 'CIFAR'}: latency vs {key}")
+            ax.grid(True, alpha=0.3)
+            ax.legend()
+    label = next((m.get("latency_label") for m in timed if m.get("latency_label")), "")
+    fig.suptitle(f"Does latency follow MACs? DenseNet vs ResNet, measured on this machine ({label})")
+    out = save_figure(fig, path)
+    plt.close(fig)
+    return out
