@@ -30,6 +30,7 @@ def convert_precision(
     method: str | None = None,
     int8_activations: str = "int8",
     gate: GateOptions | None = None,
+    progress: bool = False,
 ) -> dict:
     """Write `output`: `onnx_path` (fp32) converted to fp16/bf16 (`data`: the parity check's data) or
     calibrated to Q/DQ int8 on `data` with `int8_activations` ("int8" for TensorRT, "uint8" for ONNX
@@ -42,7 +43,9 @@ def convert_precision(
     elif precision == "int8":
         kwargs = {k: v for k, v in (("method", method), ("samples", samples)) if v is not None}
         options = CalibrationOptions(activation_type=int8_activations, gate=gate, **kwargs)
-        info = quantize_int8(onnx_path, output, data, options, failure_advice=BUILD_CALIBRATION_ADVICE)
+        info = quantize_int8(
+            onnx_path, output, data, options, progress=progress, failure_advice=BUILD_CALIBRATION_ADVICE
+        )
     else:
         raise DnxError(f"no conversion to {precision!r}")
     info = info.as_dict()

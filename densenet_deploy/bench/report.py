@@ -54,7 +54,7 @@ def format_table(result: dict) -> str:
     with_acc = any(r.get("accuracy") is not None for r in result["results"])
     head = (
         f"{'artifact':<28}{'backend / precision':<26}{'batch':>5}{'p50 ms':>10}{'p90 ms':>9}{'p99 ms':>9}"
-        f"{'iqr':>9}{'img/s':>9}{'rss MB':>8}"
+        f"{'iqr':>9}{'img/s':>9}{'load MB':>8}"
         + (f"{'acc':>7}" if with_acc else "")
         + f"  {'rel L2':>8}{'c.cos':>8}{'agree':>7}"
     )
@@ -81,7 +81,7 @@ def format_table(result: dict) -> str:
         if with_acc:
             acc = f"{r['accuracy'] * 100:>6.1f}%" if r.get("accuracy") is not None else f"{'':>7}"
         lines.append(
-            f"{name:<28}{r['label']:<26}{r['batch']:>5}{speed}{r['throughput']:>9.1f}{r['peak_rss_mb']:>8.0f}{acc}{par}"
+            f"{name:<28}{r['label']:<26}{r['batch']:>5}{speed}{r['throughput']:>9.1f}{r['load_rss_mb']:>8.0f}{acc}{par}"
         )
     for s in result.get("skipped", []):
         lines.append(f"skipped {s['artifact']} at batch {s['batch']}: {s['reason']}")
@@ -138,7 +138,7 @@ def _write_bench_report(result: dict, path) -> dict:
                 fixed(lat.get("iqr")),
                 fixed(r.get("pass_spread_pct"), 1),
                 fixed(r["throughput"], 1),
-                fixed(r["peak_rss_mb"], 0),
+                fixed(r["load_rss_mb"], 0),
                 *acc,
                 parity,
             ]
@@ -169,7 +169,7 @@ def _write_bench_report(result: dict, path) -> dict:
                 "IQR ms",
                 "pass spread %",
                 "img/s",
-                "peak RSS MB",
+                "load MB",
                 *(["accuracy %"] if with_acc else []),
                 "parity: rel L2 / centered cos / top-1 agree",
             ],
@@ -178,9 +178,9 @@ def _write_bench_report(result: dict, path) -> dict:
         "",
         timing_text(result, markdown=True) + " "
         "Pass spread = range of the per-pass medians relative to the overall median (machine drift). "
-        "Peak RSS is the bench process's resident memory while this artifact ran (every opened artifact "
-        "stays loaded, so it includes the others). Parity compares logits with the first artifact of the same "
-        "model on the same inputs"
+        "Load MB is what opening the artifact added to the bench process's resident memory (the first "
+        "artifact of a backend also pays for loading that runtime). Parity compares logits with the first "
+        "artifact of the same model on the same inputs"
         + (
             "; on random inputs top-1 agreement proves little, rel L2 and centered cosine do. "
             if _random_parity(settings)

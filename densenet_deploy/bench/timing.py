@@ -401,7 +401,6 @@ def _measure(
                 bar.update(1)
             times = {i: [] for i in active}
             pass_medians = {i: [] for i in active}
-            peak = {i: 0.0 for i in active}
             throughput = {i: [] for i in active}
             budgets = _split(iters, n_passes) if iters is not None else [seconds / n_passes] * n_passes
             for p, budget in enumerate(budgets):
@@ -422,7 +421,6 @@ def _measure(
                         )
                         times[i].extend(t)
                         pass_medians[i].append(float(np.median(t)) * 1e3)
-                    peak[i] = max(peak[i], rss_mb())
                     bar.update(1)
             for i in active:
                 ref = _reference(runners, active, i)
@@ -432,7 +430,7 @@ def _measure(
                     parity = {"note": "preprocessing differs from the reference's; not comparable"}
                 else:
                     parity = parity_summary(runners, outputs, i, ref, real_data=dataset is not None)
-                row = _row(runners[i], b, times[i], pass_medians[i], throughput[i], peak[i], load_rss[i], parity)
+                row = _row(runners[i], b, times[i], pass_medians[i], throughput[i], load_rss[i], parity)
                 row["accuracy"] = (
                     float((outputs[i].argmax(1) == labels).mean())
                     if labels is not None and len(labels) == len(outputs[i])
@@ -467,7 +465,7 @@ def _split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if k < total % parts else 0) for k in range(parts)]
 
 
-def _row(runner, b, times, pass_medians, throughput, peak, load_rss, parity) -> dict:
+def _row(runner, b, times, pass_medians, throughput, load_rss, parity) -> dict:
     row = {
         "artifact": runner.name,
         "backend": runner.backend,
@@ -495,7 +493,8 @@ def _row(runner, b, times, pass_medians, throughput, peak, load_rss, parity) -> 
             pass_p50_ms=pass_medians,
             pass_spread_pct=100.0 * (max(pass_medians) - min(pass_medians)) / stats["p50"],
         )
-    row["peak_rss_mb"] = round(peak, 1)
+    # What opening this artifact added to the process's resident memory: per artifact, unlike the process's
+    # total (every opened artifact stays loaded). The first artifact of a backend also pays for its runtime.
     row["load_rss_mb"] = round(load_rss, 1)
     row["parity"] = parity
     return row

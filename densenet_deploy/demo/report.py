@@ -93,8 +93,8 @@ def write_demo_report(result, workdir: str) -> dict:
         "",
         f"A {train.get('model', 'DenseNet-BC')} trained on scikit-learn's digits "
         f"({train.get('epochs')} epochs), exported to ONNX, converted to FP16, calibrated to INT8 "
-        "(entropy, training digits), deployed, then every artifact verified against the PyTorch model on "
-        f"the held-out digits and timed. {result.seconds:.0f} s in all.",
+        f"({result.settings['method']}, training digits), deployed, then every artifact verified against the "
+        f"PyTorch model on the held-out digits and timed. {result.seconds:.0f} s in all.",
         "",
         md_table(list(COLUMNS), rows(result)),
         "",

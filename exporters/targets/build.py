@@ -307,7 +307,9 @@ class BuildResult(CheckedResult):
         )
 
 
-def build_deployment(onnx_path: str, output: str, options: BuildOptions | None = None) -> BuildResult:
+def build_deployment(
+    onnx_path: str, output: str, options: BuildOptions | None = None, *, progress: bool = False
+) -> BuildResult:
     """Build a deployable artifact from an exported ONNX model.
 
     All checks that can fail (target, precision, output path, metadata, backend availability) run
@@ -400,6 +402,7 @@ def build_deployment(onnx_path: str, output: str, options: BuildOptions | None =
                     method=options.method,
                     int8_activations=target.int8_activations,
                     gate=options.gate,
+                    progress=progress,
                 )
             step = target.name
             options.precision = precision

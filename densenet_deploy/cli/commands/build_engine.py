@@ -12,6 +12,8 @@ from densenet_deploy.cli.options import (
     json_option,
     output_option,
     precision_options,
+    progress_enabled,
+    progress_option,
     samples_option,
 )
 from densenet_deploy.cli.output import emit, emit_on_failure
@@ -98,9 +100,22 @@ from densenet_deploy.exporters.targets.tensorrt import EngineOptions
     "[default: with int8, --data's val split; else seeded random inputs].",
 )
 @gate_options
+@progress_option
 @json_option
 def command(
-    onnx_path, output, target, precision, data, method, samples, threads, recipe, verify_data, as_json, **options
+    onnx_path,
+    output,
+    target,
+    precision,
+    data,
+    method,
+    samples,
+    threads,
+    recipe,
+    verify_data,
+    progress,
+    as_json,
+    **options,
 ):
     """Build a deployable artifact from IN.onnx (the output of `dnx export`).
 
@@ -130,5 +145,5 @@ def command(
         else {},
     )
     with emit_on_failure(as_json):  # without --json the error line says it all
-        result = build_deployment(onnx_path, output, build)
+        result = build_deployment(onnx_path, output, build, progress=progress_enabled(as_json, progress))
     emit(result.as_dict(), as_json, str(result))

@@ -2,7 +2,7 @@
 
 import click
 
-from densenet_deploy.cli.options import json_option, progress_enabled
+from densenet_deploy.cli.options import json_option, progress_enabled, progress_option
 from densenet_deploy.cli.output import emit
 from densenet_deploy.core.errors import VerificationFailed
 from densenet_deploy.demo.pipeline import (
@@ -58,15 +58,26 @@ from densenet_deploy.demo.pipeline import (
     help="Build TensorRT plans [default: when TensorRT and a CUDA GPU are usable].",
 )
 @click.option("--threads", type=click.IntRange(1), help="CPU threads for training, builds and runners.")
+@progress_option
 @json_option
 def command(
-    workdir, checkpoint, epochs, bench_seconds, calib_samples, verify_samples, openvino, tensorrt, threads, as_json
+    workdir,
+    checkpoint,
+    epochs,
+    bench_seconds,
+    calib_samples,
+    verify_samples,
+    openvino,
+    tensorrt,
+    threads,
+    progress,
+    as_json,
 ):
     """Run the whole pipeline on scikit-learn's digits and print one summary table.
 
     Trains a small DenseNet-BC (or takes --checkpoint), exports it to ONNX, makes FP16 and INT8
-    (entropy calibration) models, builds the ONNX Runtime deployment (and OpenVINO IRs / TensorRT
-    plans where usable), verifies every artifact against PyTorch on the held-out digits, benchmarks
+    (calibrated with `dnx calibrate`'s default method) models, builds the ONNX Runtime deployment (and
+    OpenVINO IRs / TensorRT plans where usable), verifies every artifact against PyTorch on the held-out digits, benchmarks
     them at batch 1 and 32, and writes report.md, results.json and demo.png into WORKDIR.
     Exit 1 when a check fails (after the table).
     """
@@ -80,7 +91,7 @@ def command(
         openvino=openvino,
         tensorrt=tensorrt,
         threads=threads,
-        progress=progress_enabled(as_json),
+        progress=progress_enabled(as_json, progress),
         notify=lambda line: click.echo(line, err=True),
     )
     emit(result.as_dict(), as_json, str(result))

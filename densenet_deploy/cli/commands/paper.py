@@ -2,7 +2,7 @@
 
 import click
 
-from densenet_deploy.cli.options import json_option, progress_enabled
+from densenet_deploy.cli.options import json_option, progress_enabled, progress_option
 from densenet_deploy.cli.output import emit
 from densenet_deploy.core.errors import DnxError
 from densenet_deploy.reports.paper import check_paper
@@ -31,9 +31,10 @@ from densenet_deploy.reports.paper import check_paper
     help="Measure latency (exports and runs every model: minutes) or only count params/MACs.",
 )
 @click.option("--report", type=click.Path(file_okay=False), help="Write report.md, results.json and plots here.")
+@progress_option
 @json_option
 @click.pass_context
-def command(ctx, backend, batch, iters, latency, report, as_json):
+def command(ctx, backend, batch, iters, latency, report, progress, as_json):
     """Check DenseNet's parameter-efficiency claims with measured params, MACs and latency.
 
     Models: DenseNet-121/169/201/264 and ResNet-50/101/152 (ImageNet), Table 2's CIFAR DenseNets and the
@@ -52,6 +53,11 @@ def command(ctx, backend, batch, iters, latency, report, as_json):
             )
 
     result = check_paper(
-        report=report, backend=backend, batch=batch, latency=latency, iters=iters, progress=progress_enabled(as_json)
+        report=report,
+        backend=backend,
+        batch=batch,
+        latency=latency,
+        iters=iters,
+        progress=progress_enabled(as_json, progress),
     )
     emit(result.as_dict(), as_json, str(result))
