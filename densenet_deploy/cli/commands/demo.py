@@ -77,8 +77,8 @@ def command(
 
     Trains a small DenseNet-BC (or takes --checkpoint), exports it to ONNX, makes FP16 and INT8
     (calibrated with `dnx calibrate`'s default method) models, builds the ONNX Runtime deployment (and
-    OpenVINO IRs / TensorRT plans where usable), verifies every artifact against PyTorch on the held-out digits, benchmarks
-    them at batch 1 and 32, and writes report.md, results.json and demo.png into WORKDIR.
+    OpenVINO IRs / TensorRT plans where usable), verifies every artifact against PyTorch on the held-out
+    digits, benchmarks them at batch 1 and 32, and writes report.md, results.json and demo.png into WORKDIR.
     Exit 1 when a check fails (after the table).
     """
     result = run_demo(
