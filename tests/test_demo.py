@@ -8,6 +8,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
+from densenet_deploy.calibration.quantize import DEFAULT_METHOD
 from densenet_deploy.cli.main import cli
 
 pytest.importorskip("sklearn", reason="scikit-learn (extra 'demo') provides the digits data")
@@ -54,7 +55,8 @@ def test_demo_runs_every_stage_and_writes_the_report(digits_checkpoint, tmp_path
     # The acceptance: INT8 within 1 point of fp32 on the held-out digits.
     assert abs(stages["int8"]["accuracy"] - stages["export"]["accuracy"]) <= 0.01
     assert stages["export"]["agreement"] == 1.0  # fp32 ONNX == PyTorch
-    assert read_onnx_meta(stages["int8"]["artifact"]).calibration["method"] == "entropy"
+    # The demo calibrates with the method `dnx calibrate` recommends by default: it shows what a user gets.
+    assert read_onnx_meta(stages["int8"]["artifact"]).calibration["method"] == DEFAULT_METHOD
     # TensorRT shows up as a row either way: built where usable, else skipped with the reason.
     assert "tensorrt" in stages
     if stages["tensorrt"]["status"] == "skipped":
@@ -73,7 +75,7 @@ def test_demo_runs_every_stage_and_writes_the_report(digits_checkpoint, tmp_path
     text = (workdir / "report.md").read_text()
     for name in expected:
         assert f"| {name} |" in text
-    assert "int8: entropy calibration" in r.stderr  # stage lines go to stderr, never into the JSON
+    assert f"int8: {DEFAULT_METHOD} calibration" in r.stderr  # stage lines go to stderr, never into the JSON
 
 
 @pytest.mark.slow

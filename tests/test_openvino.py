@@ -293,6 +293,20 @@ def test_cli_build_engine_openvino(tiny_onnx, tmp_path):
     assert doc["target"] == "openvino" and doc["precision"] == "bf16" and doc["output"] == str(out)
     assert doc["openvino"]["inference_precision"] == "bf16" and doc["openvino"]["parity"]["passed"]
     assert (tmp_path / "tiny.bf16.bin").is_file() and (tmp_path / "tiny.bf16.xml.json").is_file()
+    # Truthful labels: what OpenVINO executes on this CPU, as its own compiled model reports it (bf16 where
+    # the CPU has bf16, f32 where it has not), in the build's JSON, the sidecar and the runner's label.
+    import openvino as ov
+
+    from densenet_deploy.runners.openvino import OpenVinoRunner
+
+    compiled = ov.Core().compile_model(str(out), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+    executed = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    assert doc["openvino"]["executed_precision"] == executed
+    assert json.loads((tmp_path / "tiny.bf16.xml.json").read_text())["openvino"]["executed_precision"] == executed
+    with OpenVinoRunner(str(out)) as runner:
+        assert runner.executed_precision == executed and runner.describe()["executed_precision"] == executed
+    with OpenVinoRunner(tiny_onnx) as runner:  # an fp32 model asks for f32 and runs f32 everywhere
+        assert runner.executed_precision == "f32"
 
 
 # --- which data the pre-write check uses -----------------------------------------------------------

@@ -32,6 +32,8 @@ HINTS = ("latency", "throughput")
 # dnx precision names -> OpenVINO inference precision element types
 # "default" leaves the choice to OpenVINO (bf16 on AMX CPUs): how a plain OpenVINO user runs a model.
 INFERENCE_PRECISIONS = {"fp32": "f32", "f32": "f32", "bf16": "bf16", "fp16": "f16", "f16": "f16", "default": None}
+# ov.Type names of the inference precisions -> the short names INFERENCE_PRECISION_HINT takes.
+_OV_TYPE_NAMES = {"f32": "f32", "bf16": "bf16", "f16": "f16", "float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 _MAX_COMPILED = 4  # batch sizes kept compiled at once (each costs a compile, ~1 s for densenet121)
 
 
@@ -204,12 +206,23 @@ class OpenVinoRunner(Runner):
         self._requests.clear()
         self._compiled.clear()
 
+    @property
+    def executed_precision(self) -> str:
+        """The float precision OpenVINO actually runs (f32, bf16, f16), as the compiled model reports it: a bf16
+        request runs in f32 on a CPU without bf16 support, and the "default" request is whatever OpenVINO picks
+        here. Labels, sidecars and JSON say this, not what was asked for."""
+        compiled = next(iter(self._compiled.values()), None) or self.compiled(self.batch_range[0])
+        value = compiled.get_property("INFERENCE_PRECISION_HINT")
+        name = getattr(value, "get_type_name", lambda: str(value))()
+        return _OV_TYPE_NAMES.get(name, name)
+
     def describe(self) -> dict:
         ov = _openvino()
         info = super().describe()
         info.update(
             {
                 "inference_precision": self.inference_precision,
+                "executed_precision": self.executed_precision,
                 "hint": self.hint,
                 "threads": self.threads,
                 "openvino_version": ov.get_version().split("-")[0],
@@ -219,7 +232,7 @@ class OpenVinoRunner(Runner):
 
     @property
     def label(self) -> str:
-        extra = f"/{self.inference_precision or 'default'}" if self.precision == "int8" else ""
+        extra = f"/{self.executed_precision}" if self.precision == "int8" else ""
         return f"openvino-{self.device} {self.precision}{extra}"
 
 

@@ -29,6 +29,7 @@ class ParityResult(Result):
     accuracy: dict | None = None  # {"ref": .., "cand": ..} when labels are known
     data: str | None = None  # what the inputs were, when the caller says (e.g. "digits (val split)")
     gate: dict | None = None  # the gate it was judged by, when the caller records it
+    candidate: dict | None = None  # what ran the candidate, when the caller knows (e.g. OpenVINO's precision)
 
     def __bool__(self) -> bool:
         return self.passed

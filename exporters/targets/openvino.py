@@ -201,6 +201,9 @@ def build_openvino(
             seed=seed,
         )
         sidecar_doc["verification"] = parity.as_dict()
+        # What the build machine executed: a bf16 request runs f32 on a CPU without bf16 (the runner asks its
+        # own compiled model again wherever the IR is opened).
+        sidecar_doc["openvino"]["executed_precision"] = parity.candidate["executed_precision"]
         write_sidecar(tmp_xml, out_meta, **sidecar_doc)
         sidecar = _move_ir(tmp_xml, output_xml)
 
@@ -211,6 +214,7 @@ def build_openvino(
         round(time.perf_counter() - start, 2),
         details={
             "inference_precision": hint,
+            "executed_precision": parity.candidate["executed_precision"],
             "recipe": steps.get("recipe"),
             "calibration": steps.get("calibration"),
             "parity": parity.as_dict(),
@@ -341,11 +345,12 @@ def verify_ir(
         )
     with OnnxRuntimeRunner(reference_onnx, providers="cpu", threads=threads) as ort_runner:
         ref = run_batches(ort_runner, images, 32)  # pads to a fixed batch (an export with --batch N)
-    cand = run_in_child(xml_path, images, threads=threads)
+    cand, executed = run_in_child(xml_path, images, threads=threads)
     checked = (gate or GateOptions()).apply(gate_for(meta.precision))
     parity = compare_outputs(ref, cand, labels=labels, gate=checked, real_data=data != "random")
     parity.data = dataset.source + (" (val split)" if split == "val" else "")
     parity.gate = checked.as_dict()
+    parity.candidate = {"executed_precision": executed}
     if not parity:
         raise VerificationFailed(
             f"OpenVINO's {meta.precision} model disagrees with ONNX Runtime on {len(images)} held-out samples of "

@@ -34,8 +34,9 @@ def run_in_child(
     timeout: float = 900.0,
     threads: int | None = None,
     unchecked: bool = False,
-) -> np.ndarray:
-    """Logits of `artifact` on `inputs`, computed by OpenVinoRunner in a child process.
+) -> tuple[np.ndarray, str]:
+    """(logits of `artifact` on `inputs`, the float precision OpenVINO executed), computed by OpenVinoRunner in
+    a child process.
 
     Raises DnxError (one line) when the child crashes (signal), times out or reports an error.
     `unchecked` skips the runner's refusal of asymmetric Q/DQ ONNX (tests use it to provoke a real crash).
@@ -72,7 +73,8 @@ def run_in_child(
             reported = [ln[len("error: ") :] for ln in lines if ln.startswith("error: ")]
             reason = (reported or lines or [f"exit code {proc.returncode}"])[-1]
             raise DnxError(f"OpenVINO failed on {artifact} (in a child process): {reason}")
-        return np.load(dst)
+        with open(dst + ".precision") as fh:
+            return np.load(dst), fh.read().strip()
 
 
 def _main(argv: list[str]) -> int:
@@ -98,6 +100,8 @@ def _main(argv: list[str]) -> int:
         # batch (an export with --batch N) and drops the padding.
         run_batches(runner, inputs[:1], 1)
         np.save(args.outputs, run_batches(runner, inputs, CHUNK))
+        with open(args.outputs + ".precision", "w") as fh:
+            fh.write(runner.executed_precision)
         return 0
     except DnxError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
